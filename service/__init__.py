@@ -1,0 +1,1 @@
+"""The Sharing Broker: shares Inventory app data between two CouchDB databases."""

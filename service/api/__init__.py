@@ -1,0 +1,82 @@
+"""The HTTP layer: flask-smorest blueprints, problem responses and admin auth."""
+
+import logging
+from http import HTTPStatus
+
+from flask import Flask
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+from werkzeug.exceptions import HTTPException
+
+from service.api import auth, problems
+from service.api.databases.routes import blp as databases_blp
+from service.api.health.routes import blp as health_blp
+from service.api.shares.routes import blp as shares_blp
+from service.couch import CouchError, CouchUnavailable, PermissionDenied
+from service.sharing.errors import SharingError
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = "5"
+
+
+class BrokerApi(Api):
+    """An Api whose errors are `application/problem+json`, in responses and in the spec."""
+
+    ERROR_SCHEMA = problems.ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        messages = data.get("errors") or data.get("messages")
+        errors = problems.field_errors(messages) if messages else None
+        if errors:
+            errors = {k.removeprefix("json.").removeprefix("query."): v for k, v in errors.items()}
+        detail = data.get("message") or (problems.validation_detail(errors) if errors else None)
+        return problems.problem(
+            error.code, detail or error.description, errors, headers=data.get("headers")
+        )
+
+    def _register_responses(self):
+        for status in HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, problems.PROBLEM_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, problems.PROBLEM_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+def init_api(app: Flask) -> BrokerApi:
+    """Register the blueprints, admin auth and the error handlers on `app`."""
+    api = BrokerApi(app)
+    api.spec.components.security_scheme("adminToken", {"type": "http", "scheme": "bearer"})
+    for blueprint in (databases_blp, shares_blp):
+        blueprint.before_request(auth.require_admin_token)
+        api.register_blueprint(blueprint)
+    api.register_blueprint(health_blp)
+    app.register_error_handler(SharingError, _sharing_error)
+    app.register_error_handler(CouchUnavailable, _couch_unavailable)
+    app.register_error_handler(CouchError, _couch_error)
+    return api
+
+
+def _sharing_error(error: SharingError):
+    errors = {error.field: [error.detail]} if error.field else None
+    return problems.problem(error.status, error.detail, errors)
+
+
+def _couch_unavailable(error: CouchUnavailable):
+    log.warning("CouchDB unavailable during %s", error.operation)
+    return problems.problem(
+        503,
+        "CouchDB is unavailable; try again shortly",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _couch_error(error: CouchError):
+    log.warning("CouchDB refused %s: %s %s", error.operation, error.status, error.error)
+    if isinstance(error, PermissionDenied):
+        return problems.problem(502, "CouchDB refused the broker's service credentials")
+    return problems.problem(502, f"CouchDB refused the request: {error.status} {error.error}")

@@ -1,0 +1,58 @@
+"""Registering user databases by their Configuration UUID."""
+
+from dataclasses import asdict
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service.api.context import broker
+from service.api.databases.schemas import (
+    DatabasePageSchema,
+    DatabaseRegisterSchema,
+    DatabaseSchema,
+)
+from service.api.fields import PageQuerySchema, problems
+
+blp = Blueprint(
+    "databases",
+    __name__,
+    url_prefix="/v1/databases",
+    description="User databases, known by the Configuration UUID in their `0000-config`.",
+)
+
+
+@blp.route("")
+class Databases(MethodView):
+    @blp.arguments(PageQuerySchema, location="query")
+    @problems(blp, 422)
+    @blp.response(200, DatabasePageSchema)
+    def get(self, query):
+        """List registered databases"""
+        found, next_cursor = broker().store.list_databases(query.get("cursor"), query["limit"])
+        return {"items": [asdict(d) for d in found], "next_cursor": next_cursor}
+
+    @blp.arguments(DatabaseRegisterSchema)
+    @problems(blp, 400, 404, 409, 422, 502)
+    @blp.response(201, DatabaseSchema, description="Registered")
+    @blp.alt_response(200, schema=DatabaseSchema, description="Already registered, unchanged")
+    def post(self, body):
+        """Register a database by reading its 0000-config"""
+        database, created = broker().registry.register(body["database"])
+        location = url_for("databases.Database", config_uuid=database.config_uuid)
+        return asdict(database), 201 if created else 200, {"Location": location}
+
+
+@blp.route("/<config_uuid>")
+class Database(MethodView):
+    @problems(blp, 404)
+    @blp.response(200, DatabaseSchema)
+    def get(self, config_uuid):
+        """Read one registered database"""
+        return asdict(broker().registry.get(config_uuid))
+
+    @problems(blp, 404, 409)
+    @blp.response(204)
+    def delete(self, config_uuid):
+        """Forget a database; refused while it takes part in a live share"""
+        broker().registry.remove(config_uuid)

@@ -1,0 +1,30 @@
+"""Schemas of registered databases."""
+
+import marshmallow as ma
+from marshmallow import validate
+
+from service.api.fields import config_uuid, page_of, timestamp
+
+# CouchDB's rule for database names.
+DATABASE_NAME = validate.Regexp(
+    r"^[a-z][a-z0-9_$()+/-]*$",
+    error="Not a CouchDB database name: a lowercase letter, then a-z 0-9 _ $ ( ) + - /.",
+)
+
+
+class DatabaseRegisterSchema(ma.Schema):
+    database = ma.fields.String(
+        required=True,
+        validate=[validate.Length(max=238), DATABASE_NAME],
+        metadata={"example": "inventory-alice"},
+    )
+
+
+class DatabaseSchema(ma.Schema):
+    config_uuid = config_uuid()
+    database = ma.fields.String(metadata={"example": "inventory-alice"})
+    server = ma.fields.String(metadata={"example": "default"})
+    registered_at = timestamp()
+
+
+DatabasePageSchema = page_of(DatabaseSchema, "DatabasePage")

@@ -1,0 +1,108 @@
+"""Schemas of shares."""
+
+import marshmallow as ma
+from marshmallow import validate
+
+from service.api.fields import EXAMPLE_RECIPIENT, PageQuerySchema, config_uuid, page_of, timestamp
+from service.sharing.model import Access, Direction, Status
+
+COLLECTION_ID = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
+    error="Not a collection id: the id after `collection-`, letters, digits, - and _.",
+)
+ACCESS = validate.OneOf([str(a) for a in Access])
+
+
+def collections_field(**kwargs) -> ma.fields.List:
+    return ma.fields.List(
+        ma.fields.String(validate=COLLECTION_ID),
+        allow_none=True,
+        validate=validate.Length(min=1, max=500),
+        metadata={
+            "description": "Collection ids without the `collection-` prefix; null for all.",
+            "example": ["c0ll-uuid-1"],
+        },
+        **kwargs,
+    )
+
+
+class ShareCreateSchema(ma.Schema):
+    owner = config_uuid(required=True)
+    recipient = config_uuid(EXAMPLE_RECIPIENT, required=True)
+    access = ma.fields.String(required=True, validate=ACCESS, metadata={"example": "read"})
+    collections = collections_field(load_default=None)
+
+
+class SharePatchSchema(ma.Schema):
+    access = ma.fields.String(validate=ACCESS, metadata={"example": "read-write"})
+    collections = collections_field()
+
+    @ma.validates_schema
+    def _changes_something(self, data, **_kwargs):
+        if not data:
+            raise ma.ValidationError("Give access, collections or both.", "access")
+
+
+class ShareQuerySchema(PageQuerySchema):
+    database = config_uuid()
+    role = ma.fields.String(
+        load_default="any", validate=validate.OneOf(["owner", "recipient", "any"])
+    )
+    status = ma.fields.String(validate=validate.OneOf([str(s) for s in Status]))
+
+    @ma.validates_schema
+    def _role_needs_database(self, data, **_kwargs):
+        if data["role"] != "any" and "database" not in data:
+            raise ma.ValidationError("role needs a database to apply to.", "role")
+
+
+class RevokeQuerySchema(ma.Schema):
+    purge = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "Also purge the shared docs from the recipient's database."},
+    )
+
+
+class ReplicationStatusSchema(ma.Schema):
+    state = ma.fields.String(
+        metadata={"description": "From `_scheduler/docs`; `unknown` where the server has none."}
+    )
+    docs_written = ma.fields.Integer(allow_none=True)
+    doc_write_failures = ma.fields.Integer(allow_none=True)
+    error = ma.fields.String(allow_none=True)
+
+
+class ReplicationSchema(ma.Schema):
+    id = ma.fields.String(metadata={"description": "The `_replicator` doc id."})
+    direction = ma.fields.String(validate=validate.OneOf([str(d) for d in Direction]))
+    source_database = ma.fields.String(allow_none=True)
+    target_database = ma.fields.String(allow_none=True)
+    replication_status = ma.fields.Nested(ReplicationStatusSchema)
+
+
+class OperationSchema(ma.Schema):
+    name = ma.fields.String(metadata={"example": "revoke"})
+    done = ma.fields.List(
+        ma.fields.String(), metadata={"example": ["replication:owner-to-recipient"]}
+    )
+
+
+class ShareSchema(ma.Schema):
+    id = ma.fields.String()
+    owner = config_uuid()
+    recipient = config_uuid(EXAMPLE_RECIPIENT)
+    access = ma.fields.String(validate=ACCESS)
+    collections = ma.fields.List(ma.fields.String(), allow_none=True)
+    status = ma.fields.String(validate=validate.OneOf([str(s) for s in Status]))
+    created_at = timestamp()
+    updated_at = timestamp()
+    replications = ma.fields.List(ma.fields.Nested(ReplicationSchema))
+    db_sharing_doc_id = ma.fields.String(allow_none=True)
+    operation = ma.fields.Nested(
+        OperationSchema,
+        allow_none=True,
+        metadata={"description": "An operation that has not finished, and its steps done."},
+    )
+
+
+SharePageSchema = page_of(ShareSchema, "SharePage")

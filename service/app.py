@@ -1,0 +1,46 @@
+"""The application factory."""
+
+import logging
+
+from flask import Flask
+
+from service.api import init_api
+from service.config import Settings
+from service.couch import CouchError, CouchUnavailable
+from service.sharing.broker import Broker
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI app; settings default to the environment."""
+    settings = settings or Settings.from_env()
+    app = Flask("sharing_broker")
+    app.config.update(
+        BROKER_SETTINGS=settings,
+        API_TITLE="Sharing Broker",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "Shares collections of Inventory app data between two CouchDB"
+                " databases, without anyone handing out a password."
+            },
+            "security": [{"adminToken": []}],
+        },
+    )
+    app.extensions["sharing_broker"] = Broker.from_settings(settings)
+    init_api(app)
+    return app
+
+
+def ensure_state_db(app: Flask) -> None:
+    """Create the state database if CouchDB can be reached now; /readyz tries again."""
+    try:
+        app.extensions["sharing_broker"].store.ensure()
+    except (CouchError, CouchUnavailable) as exc:
+        log.warning("state database not checked at start-up (%s); /readyz retries", exc)

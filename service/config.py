@@ -1,0 +1,95 @@
+"""Settings read from the environment; each may also come from a file named by <NAME>_FILE."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_SERVER = "default"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid. The message names it and never holds its value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the broker needs to run. Secrets are left out of repr."""
+
+    couchdb_url: str
+    couchdb_user: str
+    couchdb_password: str = field(repr=False)
+    admin_tokens: tuple[str, ...] = field(repr=False)
+    replication_url: str = ""
+    state_db: str = "sharing_broker"
+    couch_connect_timeout: float = 3.05
+    couch_read_timeout: float = 10.0
+
+    @property
+    def couch_timeout(self) -> tuple[float, float]:
+        return (self.couch_connect_timeout, self.couch_read_timeout)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        """Read every BROKER_* setting, failing with one line that names what is wrong."""
+        couchdb_url = _url("BROKER_COUCHDB_URL", _required(env, "BROKER_COUCHDB_URL"))
+        replication_url = _optional(env, "BROKER_REPLICATION_URL") or couchdb_url
+        tokens = tuple(
+            t.strip() for t in _required(env, "BROKER_ADMIN_TOKENS").split(",") if t.strip()
+        )
+        if not tokens:
+            raise ConfigError("BROKER_ADMIN_TOKENS holds no token")
+        if any(len(t) < 16 for t in tokens):
+            raise ConfigError("BROKER_ADMIN_TOKENS: every token needs at least 16 characters")
+        return cls(
+            couchdb_url=couchdb_url,
+            couchdb_user=_required(env, "BROKER_COUCHDB_USER"),
+            couchdb_password=_required(env, "BROKER_COUCHDB_PASSWORD"),
+            admin_tokens=tokens,
+            replication_url=_url("BROKER_REPLICATION_URL", replication_url),
+            state_db=_optional(env, "BROKER_STATE_DB") or "sharing_broker",
+            couch_connect_timeout=_seconds(env, "BROKER_COUCHDB_CONNECT_TIMEOUT", 3.05),
+            couch_read_timeout=_seconds(env, "BROKER_COUCHDB_READ_TIMEOUT", 10.0),
+        )
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    direct, path = env.get(name), env.get(f"{name}_FILE")
+    if direct and path:
+        raise ConfigError(f"{name} and {name}_FILE are both set; set one")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE cannot be read: {exc.strerror}") from None
+    return direct or None
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = _optional(env, name)
+    if not value:
+        raise ConfigError(f"{name} is not set (set {name} or {name}_FILE)")
+    return value
+
+
+def _url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL")
+    if parts.username or parts.password:
+        raise ConfigError(f"{name} must not hold credentials; use BROKER_COUCHDB_USER/PASSWORD")
+    return value.rstrip("/")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return value

@@ -1,0 +1,79 @@
+"""CouchClient: JSON requests to one CouchDB server with service credentials."""
+
+from collections.abc import Iterable
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from service.couch.errors import CouchUnavailable, error_for
+
+IDEMPOTENT_RETRY = Retry(
+    total=2,
+    backoff_factor=0.2,
+    allowed_methods=frozenset({"GET", "HEAD"}),
+    status_forcelist=(502, 503, 504),
+    raise_on_status=False,
+)
+
+
+class CouchClient:
+    """Talks to one CouchDB server. Paths are given as segments and quoted here."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        timeout: tuple[float, float] = (3.05, 10.0),
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.auth = (username, password)
+        self._session.headers["Accept"] = "application/json"
+        adapter = HTTPAdapter(max_retries=IDEMPOTENT_RETRY, pool_maxsize=32)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def url(self, *segments: str) -> str:
+        """The URL of a path given as unquoted segments, without credentials."""
+        return "/".join([self.base_url, *(quote(s, safe="") for s in segments)])
+
+    def request(
+        self,
+        method: str,
+        segments: Iterable[str],
+        *,
+        params: dict | None = None,
+        json: object = None,
+    ) -> dict:
+        """Send one request; return the JSON body or raise a typed error."""
+        segments = tuple(segments)
+        operation = f"{method} /{'/'.join(segments)}"
+        try:
+            response = self._session.request(
+                method, self.url(*segments), params=params, json=json, timeout=self.timeout
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise CouchUnavailable(operation, type(exc).__name__) from None
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        if response.status_code >= 400:
+            raise error_for(response.status_code, body, operation)
+        return body
+
+    def get(self, *segments: str, params: dict | None = None) -> dict:
+        return self.request("GET", segments, params=params)
+
+    def put(self, *segments: str, json: object = None, params: dict | None = None) -> dict:
+        return self.request("PUT", segments, json=json, params=params)
+
+    def post(self, *segments: str, json: object, params: dict | None = None) -> dict:
+        return self.request("POST", segments, json=json, params=params)
+
+    def delete(self, *segments: str, params: dict | None = None) -> dict:
+        return self.request("DELETE", segments, params=params)

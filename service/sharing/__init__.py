@@ -1,0 +1,1 @@
+"""The sharing domain: selectors, replicator docs, the share lifecycle."""

@@ -1,0 +1,35 @@
+"""Wires the sharing domain to one CouchDB server from the settings."""
+
+from dataclasses import dataclass
+
+from service.config import Settings
+from service.couch import CouchClient
+from service.sharing.lifecycle import ShareService
+from service.sharing.registry import Registry
+from service.sharing.replicator import Endpoint
+from service.sharing.store import StateStore
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Everything a request handler needs, built once per process."""
+
+    couch: CouchClient
+    store: StateStore
+    registry: Registry
+    shares: ShareService
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Broker":
+        couch = CouchClient(
+            settings.couchdb_url,
+            settings.couchdb_user,
+            settings.couchdb_password,
+            timeout=settings.couch_timeout,
+        )
+        store = StateStore(couch, settings.state_db)
+        registry = Registry(couch, store)
+        endpoint = Endpoint(
+            settings.replication_url, settings.couchdb_user, settings.couchdb_password
+        )
+        return cls(couch, store, registry, ShareService(couch, store, registry, endpoint))

@@ -1,0 +1,36 @@
+"""Domain errors. The API layer turns each into a problem response."""
+
+
+class SharingError(Exception):
+    """Base of every domain error; `field` names the input at fault, if any."""
+
+    status = 400
+
+    def __init__(self, detail: str, field: str | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotFoundError(SharingError):
+    """A Configuration UUID, database or share that does not exist."""
+
+    status = 404
+
+
+class InvalidRequest(SharingError):
+    """Well-formed input that the domain refuses."""
+
+    status = 422
+
+
+class ConflictError(SharingError):
+    """The request clashes with the current state."""
+
+    status = 409
+
+
+class PreconditionFailed(SharingError):
+    """The caller's ETag no longer matches the record."""
+
+    status = 412

@@ -1,0 +1,152 @@
+"""Value types of the domain and their shape in the state database."""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Access(StrEnum):
+    READ = "read"
+    READ_WRITE = "read-write"
+
+
+class Direction(StrEnum):
+    OWNER_TO_RECIPIENT = "owner-to-recipient"
+    RECIPIENT_TO_OWNER = "recipient-to-owner"
+
+
+class Status(StrEnum):
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    REVOKING = "revoking"
+    REVOKED = "revoked"
+
+
+LIVE_STATUSES = (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING)
+
+
+def now_epoch_ms() -> int:
+    """The current time in epoch milliseconds, as the Inventory app stamps its docs."""
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Database:
+    """A registered user database, named by its Configuration UUID."""
+
+    config_uuid: str
+    database: str
+    server: str
+    registered_at: str
+
+    @staticmethod
+    def doc_id(config_uuid: str) -> str:
+        return f"database:{config_uuid}"
+
+    def to_doc(self) -> dict:
+        return {"_id": self.doc_id(self.config_uuid), "type": "database", **self.__dict__}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Database":
+        return cls(doc["config_uuid"], doc["database"], doc["server"], doc["registered_at"])
+
+
+@dataclass
+class Operation:
+    """An operation in flight: its name, what it aims at, and the steps done so far."""
+
+    name: str
+    access: Access | None
+    collections: list[str] | None
+    purge: bool = False
+    done: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "access": str(self.access) if self.access else None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Operation":
+        access = Access(data["access"]) if data.get("access") else None
+        return cls(**{**data, "access": access})
+
+
+@dataclass
+class Share:
+    """One share of an owner's collections with a recipient."""
+
+    id: str
+    owner: str
+    recipient: str
+    access: Access
+    collections: list[str] | None
+    status: Status
+    created_at: str
+    updated_at: str
+    operation: Operation | None = None
+    rev: str | None = None
+
+    @classmethod
+    def new(cls, owner: str, recipient: str, access: Access, collections: list[str] | None):
+        stamp = now_iso()
+        return cls(
+            str(uuid.uuid4()),
+            owner,
+            recipient,
+            access,
+            collections,
+            Status.PROVISIONING,
+            stamp,
+            stamp,
+        )
+
+    @staticmethod
+    def doc_id(share_id: str) -> str:
+        return f"share:{share_id}"
+
+    @property
+    def db_sharing_doc_id(self) -> str:
+        return f"db_sharing-{self.owner}--{self.recipient}"
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.rev}"'
+
+    def to_doc(self) -> dict:
+        doc = {
+            "_id": self.doc_id(self.id),
+            "type": "share",
+            "id": self.id,
+            "owner": self.owner,
+            "recipient": self.recipient,
+            "access": str(self.access),
+            "collections": self.collections,
+            "status": str(self.status),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "operation": self.operation.to_dict() if self.operation else None,
+        }
+        if self.rev:
+            doc["_rev"] = self.rev
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Share":
+        operation = doc.get("operation")
+        return cls(
+            id=doc["id"],
+            owner=doc["owner"],
+            recipient=doc["recipient"],
+            access=Access(doc["access"]),
+            collections=doc["collections"],
+            status=Status(doc["status"]),
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+            operation=Operation.from_dict(operation) if operation else None,
+            rev=doc.get("_rev"),
+        )

@@ -1,0 +1,62 @@
+"""Purging what a revoked share left in the recipient's database, and nothing else.
+
+A purge, unlike a delete, leaves no tombstone that could replicate back to the owner.
+Only the owner's docs are purged: collections and items whose `data.config_uuid` is the
+owner's, and the pictures of those items. The recipient's own docs stay, even inside a
+shared collection.
+"""
+
+from collections.abc import Iterator
+
+from service.couch import CouchClient, NotFound
+from service.sharing.mango import matches
+from service.sharing.scan import docs_with_prefix
+from service.sharing.selectors import SHARED_PREFIXES
+
+PURGE_BATCH = 100  # CouchDB's default purge limit per request
+
+
+def purge_doc(couch: CouchClient, db: str, doc_id: str) -> int:
+    """Purge every live revision of one doc; return how many docs were purged."""
+    try:
+        doc = couch.get(db, doc_id, params={"conflicts": "true"})
+    except NotFound:
+        return 0
+    return _purge(couch, db, [doc])
+
+
+def purge_shared_docs(couch: CouchClient, db: str, owner: str, selector: dict) -> int:
+    """Purge from `db` the owner's docs that `selector` carries; return how many."""
+    return _purge(couch, db, list(_owner_docs(couch, db, owner, selector)))
+
+
+def _owner_docs(couch: CouchClient, db: str, owner: str, selector: dict) -> Iterator[dict]:
+    item_ids: set[str] = set()
+
+    def shared(kind: str) -> Iterator[dict]:
+        return (
+            d for d in docs_with_prefix(couch, db, SHARED_PREFIXES[kind]) if matches(selector, d)
+        )
+
+    for kind in ("collection", "item"):
+        for doc in shared(kind):
+            if (doc.get("data") or {}).get("config_uuid") == owner:
+                if kind == "item":
+                    item_ids.add(doc["_id"].removeprefix(SHARED_PREFIXES["item"]))
+                yield doc
+    for doc in shared("item_image"):
+        if (doc.get("data") or {}).get("item_id") in item_ids:
+            yield doc
+    for doc in shared("image"):
+        linked = (doc.get("data") or {}).get("_item_ids") or []
+        if linked and set(linked) <= item_ids:
+            yield doc
+
+
+def _purge(couch: CouchClient, db: str, docs: list[dict]) -> int:
+    revs = {d["_id"]: [d["_rev"], *d.get("_conflicts", [])] for d in docs}
+    ids = list(revs)
+    for start in range(0, len(ids), PURGE_BATCH):
+        batch = {i: revs[i] for i in ids[start : start + PURGE_BATCH]}
+        couch.post(db, "_purge", json=batch)
+    return len(ids)

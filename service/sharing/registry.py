@@ -1,0 +1,72 @@
+"""Registering a user database under the Configuration UUID in its `0000-config`."""
+
+import uuid
+
+from service.config import DEFAULT_SERVER
+from service.couch import CouchClient, NotFound
+from service.sharing.errors import ConflictError, InvalidRequest, NotFoundError
+from service.sharing.model import Database, now_iso
+from service.sharing.store import StateStore
+
+CONFIG_DOC_ID = "0000-config"
+
+
+class Registry:
+    """Registers databases and resolves Configuration UUIDs to them."""
+
+    def __init__(self, couch: CouchClient, store: StateStore):
+        self.couch = couch
+        self.store = store
+
+    def register(self, database: str) -> tuple[Database, bool]:
+        """Register `database`; return it and whether it is new."""
+        config_uuid = self._read_config_uuid(database)
+        existing = self.store.get_database(config_uuid)
+        if existing is None:
+            wanted = Database(config_uuid, database, DEFAULT_SERVER, now_iso())
+            stored = self.store.add_database(wanted)
+            if stored == wanted:
+                return stored, True
+            existing = stored
+        if (existing.server, existing.database) != (DEFAULT_SERVER, database):
+            raise ConflictError(
+                f"Configuration UUID {config_uuid} is already registered to another database",
+                field="database",
+            )
+        return existing, False
+
+    def get(self, config_uuid: str, field: str | None = None) -> Database:
+        found = self.store.get_database(config_uuid)
+        if found is None:
+            raise NotFoundError(f"no database is registered as {config_uuid}", field=field)
+        return found
+
+    def remove(self, config_uuid: str) -> None:
+        """Forget a registration; refused while the database takes part in a live share."""
+        self.get(config_uuid)
+        if self.store.has_live_share(config_uuid):
+            raise ConflictError(f"{config_uuid} takes part in a live share; revoke it first")
+        self.store.remove_database(config_uuid)
+
+    def _read_config_uuid(self, database: str) -> str:
+        try:
+            self.couch.get(database)
+        except NotFound:
+            raise NotFoundError(f"database {database} does not exist", "database") from None
+        try:
+            config = self.couch.get(database, CONFIG_DOC_ID)
+        except NotFound:
+            raise InvalidRequest(f"{database} has no {CONFIG_DOC_ID} doc", "database") from None
+        value = config.get("uuid")
+        if not isinstance(value, str) or not _is_canonical_uuid(value):
+            raise InvalidRequest(
+                f"{CONFIG_DOC_ID} in {database} holds no valid Configuration UUID", "database"
+            )
+        return value
+
+
+def _is_canonical_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

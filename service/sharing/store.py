@@ -1,0 +1,161 @@
+"""The broker's state in CouchDB: database registrations, share records and pair claims.
+
+Any number of broker replicas share this state. Writes carry `_rev`, so a concurrent change
+shows up as a conflict instead of being overwritten.
+"""
+
+from contextlib import suppress
+
+from service.couch import CouchClient, DocumentConflict, NotFound
+from service.sharing.errors import ConflictError, NotFoundError, PreconditionFailed
+from service.sharing.model import LIVE_STATUSES, Database, Share
+
+MAX_PAGE = 200
+
+
+class StateStore:
+    """Reads and writes broker records in the state database."""
+
+    def __init__(self, couch: CouchClient, db: str):
+        self.couch = couch
+        self.db = db
+
+    def ensure(self) -> None:
+        """Create the state database if it does not exist yet."""
+        try:
+            self.couch.get(self.db)
+        except NotFound:
+            with suppress(DocumentConflict):  # another replica created it first
+                self.couch.put(self.db)
+
+    # Database registrations
+
+    def get_database(self, config_uuid: str) -> Database | None:
+        try:
+            return Database.from_doc(self.couch.get(self.db, Database.doc_id(config_uuid)))
+        except NotFound:
+            return None
+
+    def database_names(self, config_uuids: set[str]) -> dict[str, str]:
+        """Configuration UUID -> database name, in one request."""
+        keys = [Database.doc_id(u) for u in sorted(config_uuids)]
+        if not keys:
+            return {}
+        rows = self.couch.post(
+            self.db, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
+        )["rows"]
+        return {r["doc"]["config_uuid"]: r["doc"]["database"] for r in rows if r.get("doc")}
+
+    def add_database(self, database: Database) -> Database:
+        """Store a registration; if the UUID is taken, return the one stored."""
+        try:
+            self.couch.put(self.db, Database.doc_id(database.config_uuid), json=database.to_doc())
+            return database
+        except DocumentConflict:
+            return self.get_database(database.config_uuid) or self.add_database(database)
+
+    def remove_database(self, config_uuid: str) -> None:
+        doc_id = Database.doc_id(config_uuid)
+        try:
+            doc = self.couch.get(self.db, doc_id)
+            self.couch.delete(self.db, doc_id, params={"rev": doc["_rev"]})
+        except NotFound:
+            raise NotFoundError(f"no database is registered as {config_uuid}") from None
+
+    def list_databases(self, after: str | None, limit: int) -> tuple[list[Database], str | None]:
+        docs, next_cursor = self._page({"type": "database"}, "database:", after, limit)
+        return [Database.from_doc(d) for d in docs], next_cursor
+
+    # Share records
+
+    def get_share(self, share_id: str) -> Share:
+        try:
+            return Share.from_doc(self.couch.get(self.db, Share.doc_id(share_id)))
+        except NotFound:
+            raise NotFoundError(f"no share {share_id}") from None
+
+    def save_share(self, share: Share) -> Share:
+        """Write the record; a stale `_rev` raises PreconditionFailed."""
+        try:
+            body = self.couch.put(self.db, Share.doc_id(share.id), json=share.to_doc())
+        except DocumentConflict:
+            raise PreconditionFailed(f"share {share.id} was changed meanwhile") from None
+        share.rev = body["rev"]
+        return share
+
+    def delete_share(self, share: Share) -> None:
+        self.couch.delete(self.db, Share.doc_id(share.id), params={"rev": share.rev})
+
+    def list_shares(
+        self, selector: dict, after: str | None, limit: int
+    ) -> tuple[list[Share], str | None]:
+        docs, next_cursor = self._page({"type": "share", **selector}, "share:", after, limit)
+        return [Share.from_doc(d) for d in docs], next_cursor
+
+    def has_live_share(self, config_uuid: str) -> bool:
+        selector = {
+            "type": "share",
+            "status": {"$in": [str(s) for s in LIVE_STATUSES]},
+            "$or": [{"owner": config_uuid}, {"recipient": config_uuid}],
+        }
+        return bool(
+            self.couch.post(self.db, "_find", json={"selector": selector, "limit": 1})["docs"]
+        )
+
+    # Pair claims: at most one live share per owner -> recipient
+
+    def claim_pair(self, share: Share) -> None:
+        """Claim the owner -> recipient pair for `share`, or raise ConflictError."""
+        doc_id = _pair_id(share.owner, share.recipient)
+        doc = {"_id": doc_id, "type": "pair", "share_id": share.id}
+        try:
+            self.couch.put(self.db, doc_id, json=doc)
+            return
+        except DocumentConflict:
+            current = self.couch.get(self.db, doc_id)
+        if self._is_live(current["share_id"]):
+            raise ConflictError(
+                f"share {current['share_id']} already links this owner to this recipient;"
+                " change it with PATCH",
+                field="recipient",
+            )
+        try:  # the claim is stale: its share is gone or revoked
+            self.couch.put(self.db, doc_id, json={**doc, "_rev": current["_rev"]})
+        except DocumentConflict:
+            raise ConflictError("another request claimed this pair", field="recipient") from None
+
+    def release_pair(self, share: Share) -> None:
+        """Drop the pair claim if `share` still holds it."""
+        doc_id = _pair_id(share.owner, share.recipient)
+        try:
+            current = self.couch.get(self.db, doc_id)
+            if current["share_id"] == share.id:
+                self.couch.delete(self.db, doc_id, params={"rev": current["_rev"]})
+        except (NotFound, DocumentConflict):
+            pass  # already released, or claimed by a newer share
+
+    def _is_live(self, share_id: str) -> bool:
+        try:
+            return self.get_share(share_id).status in LIVE_STATUSES
+        except NotFoundError:
+            return False
+
+    def _page(
+        self, selector: dict, prefix: str, after: str | None, limit: int
+    ) -> tuple[list[dict], str | None]:
+        """One page of records in `_id` order, and the cursor of the next page."""
+        start = prefix + after if after else prefix
+        query = {
+            "selector": {**selector, "_id": {"$gt": start, "$lt": prefix + "\ufff0"}},
+            "sort": [{"_id": "asc"}],
+            "limit": limit + 1,
+        }
+        docs = self.couch.post(self.db, "_find", json=query)["docs"]
+        if len(docs) <= limit:
+            return docs, None
+        docs = docs[:limit]
+        return docs, docs[-1]["_id"].removeprefix(prefix)
+
+
+def _pair_id(owner: str, recipient: str) -> str:
+    return f"pair:{owner}--{recipient}"

@@ -1,0 +1,53 @@
+"""What a share looks like to callers: its replications and their live status."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+
+from service.sharing.model import Access, Direction, Share, Status
+from service.sharing.replicator import ReplicationStatus, replicator_doc_id
+
+
+def describe(
+    share: Share,
+    database_names: Mapping[str, str],
+    status_of: Callable[[str], ReplicationStatus] | None = None,
+) -> dict:
+    """The share as the API returns it; `status_of` adds each replication's live status."""
+    two_way = share.access is Access.READ_WRITE
+    view = {
+        "id": share.id,
+        "owner": share.owner,
+        "recipient": share.recipient,
+        "access": str(share.access),
+        "collections": share.collections,
+        "status": str(share.status),
+        "created_at": share.created_at,
+        "updated_at": share.updated_at,
+        "db_sharing_doc_id": share.db_sharing_doc_id if two_way else None,
+        "operation": _operation(share),
+        "replications": [],
+    }
+    if share.status is Status.REVOKED:
+        return view
+    ends = {
+        Direction.OWNER_TO_RECIPIENT: (share.owner, share.recipient),
+        Direction.RECIPIENT_TO_OWNER: (share.recipient, share.owner),
+    }
+    for direction in list(Direction)[: 2 if two_way else 1]:
+        source, target = ends[direction]
+        replication = {
+            "id": replicator_doc_id(share.id, direction),
+            "direction": str(direction),
+            "source_database": database_names.get(source),
+            "target_database": database_names.get(target),
+        }
+        if status_of is not None:
+            replication["replication_status"] = asdict(status_of(replication["id"]))
+        view["replications"].append(replication)
+    return view
+
+
+def _operation(share: Share) -> dict | None:
+    if share.operation is None:
+        return None
+    return {"name": share.operation.name, "done": list(share.operation.done)}

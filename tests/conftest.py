@@ -1,0 +1,79 @@
+"""Fixtures: one pouchdb-server per test session, fresh databases and a broker app per test."""
+
+import secrets
+import uuid
+
+import pytest
+import responses
+
+from service.app import create_app
+from service.config import Settings
+from tests.pouchdb.demo import ALICE, BOB, alice_docs, bob_docs
+from tests.pouchdb.server import PouchServer
+
+ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="session")
+def couch():
+    server = PouchServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def names():
+    """Unique database names for this test, so tests never see each other's data."""
+    suffix = uuid.uuid4().hex[:8]
+    return {"alice": f"inventory-alice-{suffix}", "bob": f"inventory-bob-{suffix}"}
+
+
+@pytest.fixture
+def dbs(couch, names):
+    """Alice's and Bob's databases, loaded from the reference fixture."""
+    couch.create_db(names["alice"], alice_docs())
+    couch.create_db(names["bob"], bob_docs())
+    return names
+
+
+@pytest.fixture
+def settings(couch):
+    return Settings(
+        couchdb_url=couch.url,
+        couchdb_user=couch.admin[0],
+        couchdb_password=couch.admin[1],
+        admin_tokens=(ADMIN_TOKEN,),
+        replication_url="http://couchdb.internal:5984",
+        state_db=f"broker_state_{uuid.uuid4().hex[:8]}",
+    )
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"
+    return test_client
+
+
+@pytest.fixture
+def registered(client, dbs):
+    """Alice and Bob registered with the broker: their Configuration UUIDs."""
+    for name in (dbs["alice"], dbs["bob"]):
+        assert client.post("/v1/databases", json={"database": name}).status_code == 201
+    return {"alice": ALICE, "bob": BOB}
+
+
+@pytest.fixture
+def couch3(couch):
+    """The real server, plus CouchDB-3-only endpoints (`_scheduler`, `_purge`) mocked.
+
+    Everything else passes through to pouchdb-server over HTTP.
+    """
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(couch.url)
+        yield mock
