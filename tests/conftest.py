@@ -6,8 +6,9 @@ import uuid
 import pytest
 import responses
 
-from service.app import create_app
+from service.app import create_app, ensure_state_db
 from service.config import Settings
+from tests.helpers import CallLog
 from tests.pouchdb.demo import ALICE, BOB, alice_docs, bob_docs
 from tests.pouchdb.server import PouchServer
 
@@ -50,7 +51,9 @@ def settings(couch):
 
 @pytest.fixture
 def app(settings):
-    return create_app(settings)
+    app = create_app(settings)
+    ensure_state_db(app)
+    return app
 
 
 @pytest.fixture
@@ -77,3 +80,9 @@ def couch3(couch):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(couch.url)
         yield mock
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """The requests the broker sends to CouchDB, in order."""
+    return CallLog(monkeypatch)

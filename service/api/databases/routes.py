@@ -6,6 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from service.api.auth import require_admin_token
 from service.api.context import broker
 from service.api.databases.schemas import (
     DatabasePageSchema,
@@ -20,6 +21,7 @@ blp = Blueprint(
     url_prefix="/v1/databases",
     description="User databases, known by the Configuration UUID in their `0000-config`.",
 )
+blp.before_request(require_admin_token)
 
 
 @blp.route("")

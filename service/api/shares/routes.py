@@ -4,6 +4,7 @@ from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from service.api.auth import require_admin_token
 from service.api.context import broker
 from service.api.fields import problems
 from service.api.shares.schemas import (
@@ -25,6 +26,7 @@ blp = Blueprint(
     url_prefix="/v1/shares",
     description="Shares of an owner's collections with a recipient, read-only or read-write.",
 )
+blp.before_request(require_admin_token)
 
 IF_MATCH = {
     "in": "header",

@@ -1,0 +1,168 @@
+"""Failures of CouchDB: 503 quickly, and nothing half-made in anyone's database."""
+
+import re
+
+import pytest
+import requests
+
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers import create_share
+from tests.pouchdb.demo import ALICE, BOB
+from tests.pouchdb.server import free_port
+
+DB_SHARING = f"db_sharing-{ALICE}--{BOB}"
+RW = {"owner": ALICE, "recipient": BOB, "access": "read-write", "collections": ["c0ll-uuid-1"]}
+
+
+def fail(couch3, couch, method: str, path_pattern: str, body=None):
+    """Make one kind of request to the real server fail."""
+    url = re.compile(re.escape(couch.url) + "/" + path_pattern)
+    if body is None:
+        body = {"error": "internal_server_error", "reason": "injected"}
+        return couch3.add(method, url, status=500, json=body)
+    return couch3.add(method, url, body=body)
+
+
+def broker_docs(couch, dbs) -> dict[str, list[str]]:
+    """What the broker may have left: replicator docs touching these dbs, db_sharing docs."""
+    replicator = [
+        doc_id
+        for doc_id, doc in couch.all_docs("_replicator").items()
+        if dbs["alice"] in doc["source"]["url"] or dbs["alice"] in doc["target"]["url"]
+    ]
+    return {
+        "replicator": replicator,
+        "db_sharing": [i for i in couch.all_docs(dbs["alice"]) if i.startswith("db_sharing")],
+    }
+
+
+def test_unreachable_couchdb_gives_503_with_retry_after():
+    port = free_port()  # nothing listens there
+    settings = Settings(
+        couchdb_url=f"http://127.0.0.1:{port}",
+        couchdb_user="admin",
+        couchdb_password="canary-password-0001",
+        admin_tokens=(ADMIN_TOKEN,),
+    )
+    client = create_app(settings).test_client()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = client.post("/v1/databases", json={"database": "inventory-x"}, headers=headers)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.mimetype == "application/problem+json"
+    assert "canary-password-0001" not in response.get_data(as_text=True)
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "fault"),
+    [
+        ("PUT", r"inventory-alice-\w+/db_sharing-.*", None),
+        ("PUT", r"_replicator/sharing-broker-.*-owner-to-recipient", None),
+        ("PUT", r"_replicator/sharing-broker-.*-recipient-to-owner", None),
+        ("PUT", r"_replicator/sharing-broker-.*-recipient-to-owner", requests.ReadTimeout()),
+        ("PUT", r"_replicator/sharing-broker-.*-recipient-to-owner", requests.ConnectionError()),
+    ],
+    ids=["db_sharing 500", "o2r 500", "r2o 500", "r2o timeout", "r2o dropped"],
+)
+def test_a_failed_create_is_rolled_back(
+    client, couch3, couch, registered, dbs, method, path, fault
+):
+    injected = fail(couch3, couch, method, path, fault)
+    response = client.post("/v1/shares", json=RW)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert broker_docs(couch, dbs) == {"replicator": [], "db_sharing": []}
+    assert client.get("/v1/shares").get_json()["items"] == []
+    couch3.remove(injected)
+    create_share(client, **RW)  # the pair was released
+
+
+def test_a_create_that_cannot_be_rolled_back_stays_visible(client, couch3, couch, registered, dbs):
+    faults = [
+        fail(couch3, couch, "PUT", r"_replicator/sharing-broker-.*-recipient-to-owner"),
+        fail(couch3, couch, "DELETE", r"_replicator/.*"),
+    ]
+    assert client.post("/v1/shares", json=RW).status_code == 503
+    (share,) = client.get("/v1/shares").get_json()["items"]
+    assert share["status"] == "provisioning"
+    assert share["operation"]["name"] == "roll back"
+    for fault in faults:
+        couch3.remove(fault)
+    assert client.delete(f"/v1/shares/{share['id']}").get_json()["status"] == "revoked"
+    assert broker_docs(couch, dbs) == {"replicator": [], "db_sharing": []}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        r"_replicator/sharing-broker-.*-recipient-to-owner",
+        r"inventory-alice-\w+/db_sharing-.*",
+        r"_replicator/sharing-broker-.*-owner-to-recipient",
+    ],
+    ids=["stop r2o", "remove db_sharing", "stop o2r"],
+)
+def test_a_revoke_that_stops_half_way_is_finished_by_revoking_again(
+    client, couch3, couch, registered, dbs, path
+):
+    share = create_share(client, **RW)
+    injected = fail(couch3, couch, "DELETE", path)
+    response = client.delete(f"/v1/shares/{share['id']}")
+    assert response.status_code == 503
+    stuck = client.get(f"/v1/shares/{share['id']}").get_json()
+    assert stuck["status"] == "revoking"
+    assert stuck["operation"]["name"] == "revoke"
+    couch3.remove(injected)
+    assert client.delete(f"/v1/shares/{share['id']}").get_json()["status"] == "revoked"
+    assert broker_docs(couch, dbs) == {"replicator": [], "db_sharing": []}
+
+
+def test_a_failed_purge_is_finished_by_revoking_again(client, couch3, couch, registered, dbs):
+    share = create_share(client, **RW)
+    couch.put(f"{dbs['bob']}/{DB_SHARING}", {"type": "db_sharing", "data": {}})
+    injected = fail(couch3, couch, "POST", r"inventory-bob-\w+/_purge")
+    assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 503
+    stuck = client.get(f"/v1/shares/{share['id']}").get_json()
+    assert stuck["operation"]["done"] == [
+        "replication:recipient-to-owner",
+        "db_sharing",
+        "replication:owner-to-recipient",
+    ]
+    couch3.remove(injected)
+    couch3.post(re.compile(re.escape(couch.url) + r"/inventory-bob-\w+/_purge"), status=201,
+                json={"purge_seq": None, "purged": {}})  # fmt: skip
+    assert client.delete(f"/v1/shares/{share['id']}").get_json()["status"] == "revoked"
+
+
+def test_a_failed_patch_is_undone(client, couch3, couch, registered, dbs):
+    share = create_share(client)
+    etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
+    injected = fail(couch3, couch, "PUT", r"_replicator/sharing-broker-.*-recipient-to-owner")
+    response = client.patch(
+        f"/v1/shares/{share['id']}", json={"access": "read-write"}, headers={"If-Match": etag}
+    )
+    assert response.status_code == 503
+    couch3.remove(injected)
+    after = client.get(f"/v1/shares/{share['id']}").get_json()
+    assert (after["status"], after["access"], after["operation"]) == ("active", "read", None)
+    assert broker_docs(couch, dbs)["db_sharing"] == []
+    assert len(broker_docs(couch, dbs)["replicator"]) == 1
+
+
+def test_couchdb_refusing_the_service_credentials_is_502(couch, dbs):
+    settings = Settings(
+        couchdb_url=couch.url,
+        couchdb_user="admin",
+        couchdb_password="wrong-canary-password",
+        admin_tokens=(ADMIN_TOKEN,),
+    )
+    client = create_app(settings).test_client()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = client.post("/v1/databases", json={"database": dbs["alice"]}, headers=headers)
+    assert response.status_code == 502
+    assert "wrong-canary-password" not in response.get_data(as_text=True)
+    assert client.get("/readyz").status_code == 503
+

@@ -1,0 +1,232 @@
+"""Creating, reading and listing shares, against pouchdb-server over HTTP."""
+
+import pytest
+
+from service.sharing.model import Access, Direction
+from service.sharing.selectors import share_selector
+from tests.helpers import create_share, find_ids, replicator_docs, revisions
+from tests.pouchdb.demo import ALICE, BOB
+from tests.test_selectors import COLLECTION_1, COLLECTION_2
+
+O2R, R2O = Direction.OWNER_TO_RECIPIENT, Direction.RECIPIENT_TO_OWNER
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+
+
+def endpoint(db: str, settings) -> dict:
+    auth = {"basic": {"username": settings.couchdb_user, "password": settings.couchdb_password}}
+    return {"url": f"http://couchdb.internal:5984/{db}", "auth": auth}
+
+
+def test_read_share_writes_one_replicator_doc_and_nothing_else(
+    client, couch, registered, dbs, settings
+):
+    before = {db: revisions(couch, db) for db in dbs.values()}
+    share = create_share(client)
+    assert share["status"] == "active"
+    assert share["access"] == "read" and share["collections"] == ["c0ll-uuid-1"]
+    assert share["db_sharing_doc_id"] is None
+    doc_id = f"sharing-broker-{share['id']}-owner-to-recipient"
+    assert share["replications"] == [
+        {
+            "id": doc_id,
+            "direction": "owner-to-recipient",
+            "source_database": dbs["alice"],
+            "target_database": dbs["bob"],
+        }
+    ]
+    assert replicator_docs(couch, share["id"]) == {
+        doc_id: {
+            "_id": doc_id,
+            "source": endpoint(dbs["alice"], settings),
+            "target": endpoint(dbs["bob"], settings),
+            "continuous": True,
+            "create_target": False,
+            "selector": share_selector(ALICE, BOB, Access.READ, ["c0ll-uuid-1"], O2R),
+            "sharing_broker": {"share_id": share["id"], "direction": "owner-to-recipient"},
+        }
+    }
+    assert {db: revisions(couch, db) for db in dbs.values()} == before
+
+
+def test_the_stored_selector_selects_exactly_the_shared_docs(client, couch, registered, dbs):
+    share = create_share(client)
+    (doc,) = replicator_docs(couch, share["id"]).values()
+    assert find_ids(couch, dbs["alice"], doc["selector"]) == COLLECTION_1
+
+
+def test_read_write_share_writes_db_sharing_and_both_directions(
+    client, couch, registered, dbs, settings
+):
+    bob_before = revisions(couch, dbs["bob"])
+    share = create_share(client, access="read-write")
+    db_sharing_id = f"db_sharing-{ALICE}--{BOB}"
+    assert share["db_sharing_doc_id"] == db_sharing_id
+    db_sharing = couch.all_docs(dbs["alice"])[db_sharing_id]
+    assert db_sharing["type"] == "db_sharing"
+    assert db_sharing["data"] == {"permissions": ["read", "write"]}
+    assert isinstance(db_sharing["created_at"], int)
+    docs = replicator_docs(couch, share["id"])
+    o2r = docs[f"sharing-broker-{share['id']}-owner-to-recipient"]
+    r2o = docs[f"sharing-broker-{share['id']}-recipient-to-owner"]
+    assert len(docs) == 2
+    assert (r2o["source"], r2o["target"]) == (
+        endpoint(dbs["bob"], settings),
+        endpoint(dbs["alice"], settings),
+    )
+    assert find_ids(couch, dbs["alice"], o2r["selector"]) == COLLECTION_1 | {db_sharing_id}
+    assert find_ids(couch, dbs["bob"], r2o["selector"]) == set()  # Bob's own data stays his
+    assert [r["direction"] for r in share["replications"]] == [str(O2R), str(R2O)]
+    assert revisions(couch, dbs["bob"]) == bob_before
+
+
+def test_read_write_on_all_collections_sends_back_only_the_owners_collections(
+    client, couch, registered, dbs
+):
+    share = create_share(client, access="read-write", collections=None)
+    assert share["collections"] is None
+    docs = replicator_docs(couch, share["id"])
+    o2r = docs[f"sharing-broker-{share['id']}-owner-to-recipient"]
+    r2o = docs[f"sharing-broker-{share['id']}-recipient-to-owner"]
+    shared = COLLECTION_1 | COLLECTION_2 | {f"db_sharing-{ALICE}--{BOB}"}
+    assert find_ids(couch, dbs["alice"], o2r["selector"]) == shared
+    # Bob's edits of Alice's collections come back; Bob's own collection never leaves.
+    assert find_ids(couch, dbs["alice"], r2o["selector"]) == COLLECTION_1 | COLLECTION_2
+    assert find_ids(couch, dbs["bob"], r2o["selector"]) == set()
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "field"),
+    [
+        ({"owner": UNKNOWN}, 404, "owner"),
+        ({"recipient": UNKNOWN}, 404, "recipient"),
+        ({"recipient": ALICE}, 422, "recipient"),
+        ({"collections": ["no-such-collection"]}, 422, "collections"),
+        ({"collections": ["it3m-uuid-1"]}, 422, "collections"),
+        ({"collections": []}, 422, "collections"),
+        ({"collections": ["bad id!"]}, 422, "collections.0"),
+        ({"access": "write"}, 422, "access"),
+        ({"owner": "not-a-uuid"}, 422, "owner"),
+        ({"owner": None}, 422, "owner"),
+        ({"extra": 1}, 422, "extra"),
+    ],
+)
+def test_create_refuses_bad_input_naming_the_field(client, registered, fields, status, field):
+    body = {"owner": ALICE, "recipient": BOB, "access": "read", **fields}
+    response = client.post("/v1/shares", json=body)
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["status"] == status and problem["detail"]
+    assert field in problem["errors"]
+
+
+def test_create_refused_leaves_nothing_behind(client, couch, registered, dbs):
+    client.post("/v1/shares", json={"owner": ALICE, "recipient": BOB, "access": "read",
+                                    "collections": ["nope"]})  # fmt: skip
+    assert client.get("/v1/shares").get_json()["items"] == []
+
+
+def test_a_second_live_share_for_the_pair_is_409(client, registered):
+    create_share(client)
+    response = client.post("/v1/shares", json={"owner": ALICE, "recipient": BOB, "access": "read"})
+    assert response.status_code == 409
+    assert "PATCH" in response.get_json()["detail"]
+    # The other direction is another pair.
+    create_share(client, owner=BOB, recipient=ALICE, collections=["b0b-coll-1"])
+
+
+def test_get_reports_live_status_from_the_scheduler(client, couch3, couch, registered):
+    share = create_share(client)
+    doc_id = share["replications"][0]["id"]
+    couch3.get(
+        f"{couch.url}/_scheduler/docs/_replicator/{doc_id}",
+        json={
+            "database": "_replicator",
+            "doc_id": doc_id,
+            "id": "c0c0a+continuous",
+            "state": "running",
+            "info": {"docs_written": 4, "doc_write_failures": 0, "changes_pending": 0},
+            "source": "http://couchdb.internal:5984/inventory-alice/",
+            "target": "http://couchdb.internal:5984/inventory-bob/",
+            "error_count": 0,
+            "start_time": "2026-11-26T12:00:00Z",
+            "last_updated": "2026-11-26T12:00:05Z",
+        },
+    )
+    response = client.get(f"/v1/shares/{share['id']}")
+    assert response.status_code == 200
+    assert response.get_json()["replications"][0]["replication_status"] == {
+        "state": "running",
+        "docs_written": 4,
+        "doc_write_failures": 0,
+        "error": None,
+    }
+
+
+def test_get_reports_a_failed_replication_without_credentials(client, couch3, couch, registered):
+    share = create_share(client)
+    doc_id = share["replications"][0]["id"]
+    couch3.get(
+        f"{couch.url}/_scheduler/docs/_replicator/{doc_id}",
+        json={
+            "database": "_replicator",
+            "doc_id": doc_id,
+            "state": "failed",
+            "info": {"error": "unauthorized: http://admin:hunter2@couchdb.internal:5984/x"},
+            "error_count": 1,
+        },
+    )
+    status = client.get(f"/v1/shares/{share['id']}").get_json()["replications"][0]
+    assert status["replication_status"]["state"] == "failed"
+    assert "hunter2" not in status["replication_status"]["error"]
+    assert "unauthorized" in status["replication_status"]["error"]
+
+
+def test_get_says_unknown_where_the_server_has_no_scheduler(client, registered):
+    share = create_share(client, access="read-write")
+    response = client.get(f"/v1/shares/{share['id']}")
+    assert response.headers["ETag"].startswith('"')
+    states = [r["replication_status"]["state"] for r in response.get_json()["replications"]]
+    assert states == ["unknown", "unknown"]
+
+
+def test_get_unknown_share_is_404(client, registered):
+    response = client.get(f"/v1/shares/{UNKNOWN}")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+def test_list_filters_by_database_role_and_status(client, registered):
+    ab = create_share(client)
+    ba = create_share(client, owner=BOB, recipient=ALICE, collections=["b0b-coll-1"])
+    client.delete(f"/v1/shares/{ba['id']}")
+
+    def ids(query: str) -> set[str]:
+        response = client.get(f"/v1/shares?{query}")
+        assert response.status_code == 200, response.get_json()
+        return {s["id"] for s in response.get_json()["items"]}
+
+    assert ids("") == {ab["id"], ba["id"]}
+    assert ids(f"database={ALICE}&role=owner") == {ab["id"]}
+    assert ids(f"database={ALICE}&role=recipient") == {ba["id"]}
+    assert ids(f"database={BOB}") == {ab["id"], ba["id"]}
+    assert ids("status=active") == {ab["id"]}
+    assert ids("status=revoked") == {ba["id"]}
+    assert ids(f"database={UNKNOWN}") == set()
+
+
+def test_list_pages_with_a_cursor(client, registered):
+    created = {
+        create_share(client)["id"],
+        create_share(client, owner=BOB, recipient=ALICE, collections=["b0b-coll-1"])["id"],
+    }
+    first = client.get("/v1/shares?limit=1").get_json()
+    second = client.get(f"/v1/shares?limit=1&cursor={first['next_cursor']}").get_json()
+    assert second["next_cursor"] is None
+    assert {s["id"] for s in first["items"] + second["items"]} == created
+
+
+def test_list_refuses_a_role_without_a_database(client):
+    response = client.get("/v1/shares?role=owner")
+    assert response.status_code == 422
+    assert "role" in response.get_json()["errors"]
