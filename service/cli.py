@@ -12,7 +12,7 @@ from service.config import ConfigError, Settings
 SPEC_SETTINGS = Settings(
     couchdb_url="http://couchdb.invalid:5984",
     couchdb_user="spec",
-    couchdb_password="spec",  # noqa: S106 - a placeholder, never used to connect
+    couchdb_password="placeholder-for-the-spec",  # noqa: S106 - never used to connect
     admin_tokens=(),
 )
 

@@ -165,4 +165,3 @@ def test_couchdb_refusing_the_service_credentials_is_502(couch, dbs):
     assert response.status_code == 502
     assert "wrong-canary-password" not in response.get_data(as_text=True)
     assert client.get("/readyz").status_code == 503
-

@@ -1,0 +1,74 @@
+"""Settings from the environment, with <NAME>_FILE for mounted secrets."""
+
+import pytest
+
+from service.cli import main
+from service.config import ConfigError, Settings
+
+BASE = {
+    "BROKER_COUCHDB_URL": "http://couchdb:5984/",
+    "BROKER_COUCHDB_USER": "broker",
+    "BROKER_COUCHDB_PASSWORD": "s3cret-canary",
+    "BROKER_ADMIN_TOKENS": "token-aaaaaaaaaaaaaaaa, token-bbbbbbbbbbbbbbbb",
+}
+
+
+def test_defaults():
+    settings = Settings.from_env(BASE)
+    assert settings.couchdb_url == "http://couchdb:5984"
+    assert settings.replication_url == "http://couchdb:5984"
+    assert settings.state_db == "sharing_broker"
+    assert settings.admin_tokens == ("token-aaaaaaaaaaaaaaaa", "token-bbbbbbbbbbbbbbbb")
+    assert settings.couch_timeout == (3.05, 10.0)
+
+
+def test_secrets_from_files(tmp_path):
+    (tmp_path / "pw").write_text("from-file\n")
+    (tmp_path / "tokens").write_text("token-cccccccccccccccc\n")
+    env = {
+        k: v for k, v in BASE.items() if k not in ("BROKER_COUCHDB_PASSWORD", "BROKER_ADMIN_TOKENS")
+    }
+    env["BROKER_COUCHDB_PASSWORD_FILE"] = str(tmp_path / "pw")
+    env["BROKER_ADMIN_TOKENS_FILE"] = str(tmp_path / "tokens")
+    env["BROKER_REPLICATION_URL"] = "http://couchdb.internal:5984"
+    settings = Settings.from_env(env)
+    assert settings.couchdb_password == "from-file"
+    assert settings.admin_tokens == ("token-cccccccccccccccc",)
+    assert settings.replication_url == "http://couchdb.internal:5984"
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"BROKER_COUCHDB_URL": None}, "BROKER_COUCHDB_URL"),
+        ({"BROKER_COUCHDB_USER": None}, "BROKER_COUCHDB_USER"),
+        ({"BROKER_COUCHDB_PASSWORD": None}, "BROKER_COUCHDB_PASSWORD"),
+        ({"BROKER_ADMIN_TOKENS": None}, "BROKER_ADMIN_TOKENS"),
+        ({"BROKER_ADMIN_TOKENS": " , "}, "BROKER_ADMIN_TOKENS"),
+        ({"BROKER_ADMIN_TOKENS": "short"}, "BROKER_ADMIN_TOKENS"),
+        ({"BROKER_COUCHDB_URL": "couchdb:5984"}, "BROKER_COUCHDB_URL"),
+        ({"BROKER_COUCHDB_URL": "http://admin:pw@couchdb:5984"}, "BROKER_COUCHDB_URL"),
+        ({"BROKER_REPLICATION_URL": "ftp://x"}, "BROKER_REPLICATION_URL"),
+        ({"BROKER_COUCHDB_PASSWORD_FILE": "/nonexistent"}, "BROKER_COUCHDB_PASSWORD"),
+        ({"BROKER_COUCHDB_READ_TIMEOUT": "soon"}, "BROKER_COUCHDB_READ_TIMEOUT"),
+        ({"BROKER_COUCHDB_CONNECT_TIMEOUT": "0"}, "BROKER_COUCHDB_CONNECT_TIMEOUT"),
+    ],
+)
+def test_a_bad_setting_is_named_without_its_value(change, named):
+    env = {k: v for k, v in {**BASE, **change}.items() if v is not None}
+    with pytest.raises(ConfigError, match=named) as raised:
+        Settings.from_env(env)
+    assert "s3cret-canary" not in str(raised.value)
+    assert "token-aaaa" not in str(raised.value)
+
+
+def test_serve_stops_with_one_line_naming_the_missing_setting(monkeypatch, capsys):
+    for name in BASE:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("service.cli._serve", lambda args: Settings.from_env() and 0)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "sharing-broker: BROKER_COUCHDB_URL is not set"
+        " (set BROKER_COUCHDB_URL or BROKER_COUCHDB_URL_FILE)"
+    )

@@ -1,0 +1,33 @@
+"""The committed spec is the one the code generates, and it documents problem responses."""
+
+from pathlib import Path
+
+import yaml
+
+from service.cli import main, openapi_yaml
+
+COMMITTED = Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml"
+
+
+def test_committed_spec_matches_the_code():
+    assert COMMITTED.read_text(encoding="utf-8") == openapi_yaml(), (
+        "openapi/openapi.yaml is stale: run `sharing-broker openapi`"
+    )
+
+
+def test_check_command_fails_on_drift(tmp_path):
+    stale = tmp_path / "openapi.yaml"
+    stale.write_text("openapi: 3.1.0\n")
+    assert main(["openapi", "--check", "--output", str(stale)]) == 1
+    assert main(["openapi", "--output", str(stale)]) == 0
+    assert main(["openapi", "--check", "--output", str(stale)]) == 0
+
+
+def test_spec_is_openapi_3_1_with_summaries_and_problem_errors():
+    spec = yaml.safe_load(openapi_yaml())
+    assert spec["openapi"] == "3.1.0"
+    for path, operations in spec["paths"].items():
+        for method in set(operations) & {"get", "post", "patch", "delete"}:
+            assert operations[method].get("summary"), (method, path)
+    problem = spec["components"]["responses"]["UNPROCESSABLE_ENTITY"]["content"]
+    assert list(problem) == ["application/problem+json"]
