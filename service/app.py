@@ -5,6 +5,7 @@ import logging
 from flask import Flask
 
 from service.api import init_api
+from service.api.auth import FailedLogins
 from service.config import Settings
 from service.couch import CouchError, CouchUnavailable
 from service.sharing.broker import Broker
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         },
     )
     app.extensions["sharing_broker"] = Broker.from_settings(settings)
+    app.extensions["sharing_broker_failed_logins"] = FailedLogins()
     init_api(app)
     return app
 

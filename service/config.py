@@ -24,6 +24,15 @@ class Settings:
     state_db: str = "sharing_broker"
     couch_connect_timeout: float = 3.05
     couch_read_timeout: float = 10.0
+    invitation_ttl_seconds: int = 7 * 24 * 3600
+
+    def labelled_admin_tokens(self) -> list[tuple[str, str]]:
+        """(label, token) per admin token; `label:token` entries name themselves."""
+        pairs = []
+        for index, entry in enumerate(self.admin_tokens, start=1):
+            label, _, token = entry.rpartition(":")
+            pairs.append((label or f"admin-{index}", token))
+        return pairs
 
     @property
     def couch_timeout(self) -> tuple[float, float]:
@@ -39,7 +48,7 @@ class Settings:
         )
         if not tokens:
             raise ConfigError("BROKER_ADMIN_TOKENS holds no token")
-        if any(len(t) < 16 for t in tokens):
+        if any(len(t.rpartition(":")[2]) < 16 for t in tokens):
             raise ConfigError("BROKER_ADMIN_TOKENS: every token needs at least 16 characters")
         return cls(
             couchdb_url=couchdb_url,
@@ -50,6 +59,7 @@ class Settings:
             state_db=_optional(env, "BROKER_STATE_DB") or "sharing_broker",
             couch_connect_timeout=_seconds(env, "BROKER_COUCHDB_CONNECT_TIMEOUT", 3.05),
             couch_read_timeout=_seconds(env, "BROKER_COUCHDB_READ_TIMEOUT", 10.0),
+            invitation_ttl_seconds=int(_seconds(env, "BROKER_INVITATION_TTL_SECONDS", 604800)),
         )
 
 

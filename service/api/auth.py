@@ -1,30 +1,97 @@
-"""Bearer-token authentication for admin automation."""
+"""Authentication: an admin bearer token, or a CouchDB user's own credentials.
+
+A user sends the credentials their app uses on CouchDB (HTTP Basic, or the `AuthSession`
+cookie); CouchDB checks them. Too many failed logins from one client get 429.
+"""
 
 import hmac
+import threading
+import time
+from collections import deque
 
-from flask import current_app, request
+from flask import current_app, g, request
 
+from service.api.context import broker
 from service.api.problems import problem
+from service.sharing.identity import Caller
+
+CHALLENGE = 'Bearer realm="sharing-broker", Basic realm="sharing-broker"'
 
 
-def require_admin_token():
-    """`before_request` hook: answer 401 unless the bearer token is an admin token."""
+class FailedLogins:
+    """Counts failed logins per client in a sliding window."""
+
+    def __init__(self, limit: int = 5, window_seconds: float = 60.0, clock=time.monotonic):
+        self.limit = limit
+        self.window = window_seconds
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int:
+        """Seconds the client must wait before trying again; 0 if it may try now."""
+        with self._lock:
+            recent = self._recent(client)
+            if len(recent) < self.limit:
+                return 0
+            return max(1, int(recent[0] + self.window - self.clock()) + 1)
+
+    def record(self, client: str) -> None:
+        with self._lock:
+            self._recent(client).append(self.clock())
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.setdefault(client, deque())
+        while failures and failures[0] <= self.clock() - self.window:
+            failures.popleft()
+        return failures
+
+
+def caller() -> Caller:
+    """The authenticated caller of this request."""
+    return g.caller
+
+
+def authenticate():
+    """`before_request` hook: identify the caller, or answer 401 or 429."""
     if request.method == "OPTIONS":
         return None
+    client = request.remote_addr or "unknown"
+    failures: FailedLogins = current_app.extensions["sharing_broker_failed_logins"]
+    wait = failures.retry_after(client)
+    if wait:
+        return problem(
+            429, "too many failed logins; try again later", headers={"Retry-After": str(wait)}
+        )
+    found = _admin() or _user()
+    if found is None:
+        failures.record(client)
+        return problem(
+            401,
+            "send an admin bearer token, or your CouchDB credentials",
+            headers={"WWW-Authenticate": CHALLENGE},
+        )
+    g.caller = found
+    return None
+
+
+def _admin() -> Caller | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and _is_admin_token(token.strip()):
+    if scheme.lower() != "bearer" or not token.strip():
         return None
-    return problem(
-        401,
-        "a valid admin bearer token is required",
-        headers={"WWW-Authenticate": 'Bearer realm="sharing-broker"'},
-    )
+    presented = token.strip().encode()
+    found = None
+    for label, admin_token in current_app.config["BROKER_SETTINGS"].labelled_admin_tokens():
+        if hmac.compare_digest(presented, admin_token.encode()):
+            found = Caller(name=label, is_admin=True)
+    return found
 
 
-def _is_admin_token(token: str) -> bool:
-    """Compare against every configured token in constant time."""
-    presented = token.encode()
-    matched = False
-    for admin_token in current_app.config["BROKER_SETTINGS"].admin_tokens:
-        matched |= hmac.compare_digest(presented, admin_token.encode())
-    return matched and bool(token)
+def _user() -> Caller | None:
+    authorization = request.headers.get("Authorization", "")
+    if authorization.lower().startswith("basic "):
+        return broker().identity.user({"Authorization": authorization})
+    session = request.cookies.get("AuthSession")
+    if session and not authorization:
+        return broker().identity.user({"Cookie": f"AuthSession={session}"})
+    return None

@@ -41,10 +41,10 @@ def page_of(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
 
 
 def problems(blp, *codes: int):
-    """Document the problem responses a view may give, besides 401 and 503 for all."""
+    """Document the problem responses a view may give, besides 401, 429 and 503 for all."""
 
     def decorate(view):
-        for code in sorted({401, 503, *codes}):
+        for code in sorted({401, 429, 503, *codes}):
             view = blp.alt_response(code, response=HTTPStatus(code).name)(view)
         return view
 

@@ -66,6 +66,23 @@ class CouchClient:
             raise error_for(response.status_code, body, operation)
         return body
 
+    def session_as(self, credentials: dict[str, str]) -> dict:
+        """`GET /_session` as a user, sending only their Authorization or Cookie header.
+
+        Their credentials go to this server and nowhere else, and are not kept. A refusal
+        gives an empty dict.
+        """
+        headers = {"Accept": "application/json", **credentials}
+        try:
+            response = requests.get(self.url("_session"), headers=headers, timeout=self.timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise CouchUnavailable("GET /_session", type(exc).__name__) from None
+        if response.status_code in (401, 403):
+            return {}
+        if response.status_code >= 400:
+            raise error_for(response.status_code, {}, "GET /_session")
+        return response.json()
+
     def get(self, *segments: str, params: dict | None = None) -> dict:
         return self.request("GET", segments, params=params)
 

@@ -4,7 +4,9 @@ from dataclasses import dataclass
 
 from service.config import Settings
 from service.couch import CouchClient
+from service.sharing.identity import Identity
 from service.sharing.lifecycle import ShareService
+from service.sharing.policy import Policy
 from service.sharing.registry import Registry
 from service.sharing.replicator import Endpoint
 from service.sharing.store import StateStore
@@ -18,6 +20,8 @@ class Broker:
     store: StateStore
     registry: Registry
     shares: ShareService
+    identity: Identity
+    policy: Policy
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":
@@ -32,4 +36,6 @@ class Broker:
         endpoint = Endpoint(
             settings.replication_url, settings.couchdb_user, settings.couchdb_password
         )
-        return cls(couch, store, registry, ShareService(couch, store, registry, endpoint))
+        shares = ShareService(couch, store, registry, endpoint, settings.invitation_ttl_seconds)
+        identity = Identity(couch)
+        return cls(couch, store, registry, shares, identity, Policy(identity, registry))

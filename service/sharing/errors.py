@@ -18,6 +18,12 @@ class NotFoundError(SharingError):
     status = 404
 
 
+class ForbiddenError(SharingError):
+    """The caller may not act for this database or do this to this share."""
+
+    status = 403
+
+
 class InvalidRequest(SharingError):
     """Well-formed input that the domain refuses."""
 

@@ -1,4 +1,6 @@
-"""The share lifecycle: create, change and revoke, each recorded so a crash can be finished.
+"""The share lifecycle: invite, accept or decline, change and revoke.
+
+Each operation is recorded so a crash can be finished, and audited.
 
 Before acting, an operation is written into the share record with its target; every part
 written or removed is added to its `done` list. A failed create is rolled back; a failed
@@ -7,10 +9,26 @@ Whatever cannot be undone stays visible in the record's `operation`.
 """
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from service.couch import CouchClient, CouchError, CouchUnavailable
-from service.sharing.errors import ConflictError, InvalidRequest, PreconditionFailed
-from service.sharing.model import Access, Database, Direction, Operation, Share, Status, now_iso
+from service.sharing.errors import (
+    ConflictError,
+    InvalidRequest,
+    PreconditionFailed,
+    SharingError,
+)
+from service.sharing.model import (
+    Access,
+    Database,
+    Direction,
+    Event,
+    Operation,
+    Share,
+    Status,
+    now_iso,
+)
 from service.sharing.parts import Target, converge, wanted_parts
 from service.sharing.purge import purge_doc, purge_shared_docs
 from service.sharing.registry import Registry
@@ -28,84 +46,186 @@ class ShareService:
     """Creates, changes and revokes shares."""
 
     def __init__(
-        self, couch: CouchClient, store: StateStore, registry: Registry, endpoint: Endpoint
+        self,
+        couch: CouchClient,
+        store: StateStore,
+        registry: Registry,
+        endpoint: Endpoint,
+        invitation_ttl_seconds: int,
     ):
         self.couch = couch
         self.store = store
         self.registry = registry
         self.endpoint = endpoint
+        self.invitation_ttl_seconds = invitation_ttl_seconds
 
     def create(
-        self, owner: str, recipient: str, access: Access, collections: list[str] | None
+        self,
+        owner: str,
+        recipient: str,
+        access: Access,
+        collections: list[str] | None,
+        actor: str,
+        accepted: bool,
     ) -> Share:
-        """Create a share and provision it at once: it ends `active`."""
+        """Invite the recipient (`pending`), or provision at once when `accepted`."""
         owner_db = self.registry.get(owner, "owner")
         recipient_db = self.registry.get(recipient, "recipient")
         if owner == recipient or owner_db.database == recipient_db.database:
             raise InvalidRequest("owner and recipient must be different databases", "recipient")
         collections = self._checked_collections(owner_db, collections)
         share = Share.new(owner, recipient, access, collections)
-        share.operation = Operation("provision", access, collections)
+        if accepted:
+            share.status = Status.PROVISIONING
+            share.operation = Operation("provision", access, collections)
+        else:
+            share.expires_at = now_iso(self.invitation_ttl_seconds)
         self.store.claim_pair(share)
         try:
             self.store.save_share(share)
         except Exception:
             self.store.release_pair(share)
             raise
+        with self._audit(share, "create", actor):
+            if accepted:
+                self._provision(share, roll_back_to=None)
+        return share
+
+    def accept(self, share_id: str, actor: str) -> Share:
+        """The recipient agrees: write the parts and start replicating."""
+        share = self._current(share_id, actor)
+        with self._audit(share, "accept", actor):
+            self._require(share, Status.PENDING, "accepted")
+            share.status = Status.PROVISIONING
+            share.operation = Operation("provision", share.access, share.collections)
+            self._save_transition(share)
+            self._provision(share, roll_back_to=Status.PENDING)
+        return share
+
+    def decline(self, share_id: str, actor: str) -> Share:
+        """The recipient refuses the invitation; nothing was written, nothing is."""
+        share = self._current(share_id, actor)
+        with self._audit(share, "decline", actor):
+            self._require(share, Status.PENDING, "declined")
+            self._end(share, Status.DECLINED)
+        return share
+
+    def patch(
+        self,
+        share_id: str,
+        etag: str,
+        access: Access | None,
+        collections: object,
+        actor: str,
+    ) -> Share:
+        """Change access or collections; the replicator docs and `db_sharing` follow."""
+        share = self._current(share_id, actor)
+        if etag != share.etag:
+            raise PreconditionFailed("the share changed since it was read; read it again")
+        with self._audit(share, "patch", actor):
+            if share.status not in (Status.PENDING, Status.ACTIVE):
+                raise ConflictError(f"a share that is {share.status} cannot change")
+            new_access = access or share.access
+            new_collections = share.collections
+            if collections is not UNCHANGED:
+                owner_db = self.registry.get(share.owner, "owner")
+                new_collections = self._checked_collections(owner_db, collections)
+            if share.status is Status.ACTIVE:
+                self._change_parts(share, new_access, new_collections)
+            share.access, share.collections = new_access, new_collections
+            self._finish(share, share.status)
+        return share
+
+    def revoke(self, share_id: str, purge: bool, actor: str) -> Share:
+        """Stop replication, remove `db_sharing`, and purge the recipient's copies if asked.
+
+        The owner revokes, the recipient leaves; an invitation is withdrawn. Revoking again
+        finishes a revoke that stopped half-way.
+        """
+        share = self._current(share_id, actor)
+        if share.status is Status.REVOKED:
+            return share
+        with self._audit(share, "revoke", actor):
+            if share.status is Status.PENDING:
+                self._end(share, Status.REVOKED)
+                return share
+            if share.status not in (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING):
+                raise ConflictError(f"a share that is {share.status} cannot be revoked")
+            if not (share.operation and share.operation.name == "revoke"):
+                share.status = Status.REVOKING
+                share.operation = Operation("revoke", None, None, purge=purge)
+                self._save_transition(share)
+            elif purge and not share.operation.purge:
+                share.operation.purge = True
+                self.store.save_share(share)
+            self._converge(share, None, None)
+            self._purge_recipient(share)
+            self._end(share, Status.REVOKED)
+        return share
+
+    def events(self, share_id: str) -> list[Event]:
+        return self.store.events(share_id)
+
+    def _current(self, share_id: str, actor: str) -> Share:
+        """The share, with an invitation past its time recorded as expired."""
+        share = self.store.get_share(share_id)
+        if share.status is Status.PENDING and share.current_status is Status.EXPIRED:
+            with self._audit(share, "expire", actor):
+                self._end(share, Status.EXPIRED)
+        return share
+
+    def _require(self, share: Share, status: Status, verb: str) -> None:
+        if share.status is not status:
+            raise ConflictError(f"a share that is {share.status} cannot be {verb}")
+
+    def _save_transition(self, share: Share) -> None:
+        """Save a change of status; losing a race to another request is a conflict."""
+        try:
+            self.store.save_share(share)
+        except PreconditionFailed:
+            raise ConflictError("another request changed this share at the same time") from None
+
+    def _provision(self, share: Share, roll_back_to: Status | None) -> None:
+        try:
+            self._converge(share, share.access, share.collections)
+        except COUCH_FAILURES:
+            self._roll_back_provision(share, roll_back_to)
+            raise
+        self._finish(share, Status.ACTIVE)
+
+    def _change_parts(self, share: Share, access: Access, collections: list[str] | None):
+        old = (share.access, share.collections)
+        share.operation = Operation("patch", access, collections)
+        self.store.save_share(share)
         try:
             self._converge(share, access, collections)
         except COUCH_FAILURES:
-            self._roll_back_create(share)
-            raise
-        return self._finish(share, Status.ACTIVE)
-
-    def patch(
-        self, share_id: str, etag: str, access: Access | None, collections: object = UNCHANGED
-    ) -> Share:
-        """Change access or collections; the replicator docs and `db_sharing` follow."""
-        share = self.store.get_share(share_id)
-        if etag != share.etag:
-            raise PreconditionFailed("the share changed since it was read; read it again")
-        if share.status is not Status.ACTIVE:
-            raise ConflictError(f"a share that is {share.status} cannot change")
-        new_access = access or share.access
-        if collections is UNCHANGED:
-            new_collections = share.collections
-        else:
-            owner_db = self.registry.get(share.owner, "owner")
-            new_collections = self._checked_collections(owner_db, collections)
-        old = (share.access, share.collections)
-        share.operation = Operation("patch", new_access, new_collections)
-        self.store.save_share(share)
-        try:
-            self._converge(share, new_access, new_collections)
-        except COUCH_FAILURES:
             self._roll_back_patch(share, *old)
             raise
-        share.access, share.collections = new_access, new_collections
-        return self._finish(share, Status.ACTIVE)
 
-    def revoke(self, share_id: str, purge: bool) -> Share:
-        """Stop replication, remove `db_sharing`, and purge the recipient's copies if asked.
-
-        Revoking again finishes a revoke that stopped half-way.
-        """
-        share = self.store.get_share(share_id)
-        if share.status is Status.REVOKED:
-            return share
-        resuming = share.operation is not None and share.operation.name == "revoke"
-        if not resuming:
-            share.status = Status.REVOKING
-            share.operation = Operation("revoke", None, None, purge=purge)
-            self.store.save_share(share)
-        elif purge and not share.operation.purge:
-            share.operation.purge = True
-            self.store.save_share(share)
-        self._converge(share, None, None)
-        self._purge_recipient(share)
-        share = self._finish(share, Status.REVOKED)
+    def _end(self, share: Share, status: Status) -> None:
+        """A final status: the pair is free for a new share."""
+        self._finish(share, status)
         self.store.release_pair(share)
-        return share
+
+    @contextmanager
+    def _audit(self, share: Share, action: str, actor: str) -> Iterator[None]:
+        """Record the action's outcome in the audit trail, whatever it is."""
+        try:
+            yield
+        except SharingError as exc:
+            self._log_event(Event(share.id, action, actor, f"refused: {exc.detail}"))
+            raise
+        except COUCH_FAILURES:
+            self._log_event(Event(share.id, action, actor, "failed: CouchDB error"))
+            raise
+        self._log_event(Event(share.id, action, actor, "ok"))
+
+    def _log_event(self, event: Event) -> None:
+        try:
+            self.store.add_event(event)
+        except COUCH_FAILURES:
+            log.warning("share %s: event %s not recorded", event.share_id, event.action)
 
     def _converge(self, share: Share, access: Access | None, collections: list[str] | None):
         owner_db = self.registry.get(share.owner, "owner")
@@ -145,15 +265,19 @@ class ShareService:
         share.updated_at = now_iso()
         return self.store.save_share(share)
 
-    def _roll_back_create(self, share: Share) -> None:
+    def _roll_back_provision(self, share: Share, back_to: Status | None) -> None:
+        """Remove what was written; then forget the share, or return it to `back_to`."""
         try:
             share.operation = Operation("roll back", None, None)
             self._converge(share, None, None)
-            self.store.delete_share(share)
-            self.store.release_pair(share)
+            if back_to is None:
+                self.store.delete_share(share)
+                self.store.release_pair(share)
+            else:
+                self._finish(share, back_to)
         except (*COUCH_FAILURES, PreconditionFailed):
             log.warning(
-                "share %s: create failed and could not be rolled back; DELETE it to finish",
+                "share %s: provisioning failed and could not be rolled back; DELETE it to finish",
                 share.id,
             )
 

@@ -1,8 +1,9 @@
 """Value types of the domain and their shape in the state database."""
 
+import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 
@@ -17,13 +18,17 @@ class Direction(StrEnum):
 
 
 class Status(StrEnum):
+    PENDING = "pending"
+    DECLINED = "declined"
+    EXPIRED = "expired"
     PROVISIONING = "provisioning"
     ACTIVE = "active"
     REVOKING = "revoking"
     REVOKED = "revoked"
 
 
-LIVE_STATUSES = (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING)
+# Statuses that hold the owner -> recipient pair: at most one share per pair is in one.
+LIVE_STATUSES = (Status.PENDING, Status.PROVISIONING, Status.ACTIVE, Status.REVOKING)
 
 
 def now_epoch_ms() -> int:
@@ -31,9 +36,10 @@ def now_epoch_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
-def now_iso() -> str:
-    """The current UTC time, ISO 8601 with seconds."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def now_iso(later_seconds: int = 0) -> str:
+    """The current UTC time (plus `later_seconds`), ISO 8601 with seconds."""
+    moment = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=later_seconds)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -89,21 +95,24 @@ class Share:
     created_at: str
     updated_at: str
     operation: Operation | None = None
+    expires_at: str | None = None
     rev: str | None = None
 
     @classmethod
-    def new(cls, owner: str, recipient: str, access: Access, collections: list[str] | None):
+    def new(
+        cls, owner: str, recipient: str, access: Access, collections: list[str] | None
+    ) -> "Share":
+        """A new invitation, `pending`."""
         stamp = now_iso()
-        return cls(
-            str(uuid.uuid4()),
-            owner,
-            recipient,
-            access,
-            collections,
-            Status.PROVISIONING,
-            stamp,
-            stamp,
-        )
+        share_id = str(uuid.uuid4())
+        return cls(share_id, owner, recipient, access, collections, Status.PENDING, stamp, stamp)
+
+    @property
+    def current_status(self) -> Status:
+        """The status, with a pending invitation past `expires_at` read as expired."""
+        if self.status is Status.PENDING and self.expires_at and self.expires_at <= now_iso():
+            return Status.EXPIRED
+        return self.status
 
     @staticmethod
     def doc_id(share_id: str) -> str:
@@ -130,6 +139,7 @@ class Share:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "operation": self.operation.to_dict() if self.operation else None,
+            "expires_at": self.expires_at,
         }
         if self.rev:
             doc["_rev"] = self.rev
@@ -148,5 +158,25 @@ class Share:
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
             operation=Operation.from_dict(operation) if operation else None,
+            expires_at=doc.get("expires_at"),
             rev=doc.get("_rev"),
         )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change of a share's state, for the audit trail."""
+
+    share_id: str
+    action: str
+    actor: str
+    outcome: str
+    at: str = field(default_factory=now_iso)
+
+    def to_doc(self) -> dict:
+        doc_id = f"event:{self.share_id}:{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+        return {"_id": doc_id, "type": "event", **self.__dict__}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Event":
+        return cls(doc["share_id"], doc["action"], doc["actor"], doc["outcome"], doc["at"])

@@ -4,11 +4,12 @@ Any number of broker replicas share this state. Writes carry `_rev`, so a concur
 shows up as a conflict instead of being overwritten.
 """
 
+import json
 from contextlib import suppress
 
 from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.errors import ConflictError, NotFoundError, PreconditionFailed
-from service.sharing.model import LIVE_STATUSES, Database, Share
+from service.sharing.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
 
 MAX_PAGE = 200
 
@@ -94,9 +95,11 @@ class StateStore:
 
     def has_live_share(self, config_uuid: str) -> bool:
         selector = {
-            "type": "share",
-            "status": {"$in": [str(s) for s in LIVE_STATUSES]},
-            "$or": [{"owner": config_uuid}, {"recipient": config_uuid}],
+            "$and": [
+                {"type": "share"},
+                {"$or": [{"owner": config_uuid}, {"recipient": config_uuid}]},
+                live_selector(),
+            ]
         }
         return bool(
             self.couch.post(self.db, "_find", json={"selector": selector, "limit": 1})["docs"]
@@ -136,9 +139,26 @@ class StateStore:
 
     def _is_live(self, share_id: str) -> bool:
         try:
-            return self.get_share(share_id).status in LIVE_STATUSES
+            return self.get_share(share_id).current_status in LIVE_STATUSES
         except NotFoundError:
             return False
+
+    # The audit trail
+
+    def add_event(self, event: Event) -> None:
+        doc = event.to_doc()
+        self.couch.put(self.db, doc["_id"], json=doc)
+
+    def events(self, share_id: str) -> list[Event]:
+        """The share's events, oldest first."""
+        prefix = f"event:{share_id}:"
+        params = {
+            "include_docs": "true",
+            "startkey": json.dumps(prefix),
+            "endkey": json.dumps(prefix + "\ufff0"),
+        }
+        rows = self.couch.get(self.db, "_all_docs", params=params)["rows"]
+        return [Event.from_doc(row["doc"]) for row in rows]
 
     def _page(
         self, selector: dict, prefix: str, after: str | None, limit: int
@@ -159,3 +179,25 @@ class StateStore:
 
 def _pair_id(owner: str, recipient: str) -> str:
     return f"pair:{owner}--{recipient}"
+
+
+def live_selector() -> dict:
+    """Shares that hold their pair: live statuses, minus invitations past their time."""
+    held = [str(s) for s in LIVE_STATUSES if s is not Status.PENDING]
+    return {
+        "$or": [
+            {"status": {"$in": held}},
+            {"$and": [{"status": "pending"}, {"expires_at": {"$gt": now_iso()}}]},
+        ]
+    }
+
+
+def status_selector(status: Status) -> dict:
+    """Shares whose current status is `status`, counting expired invitations right."""
+    now = now_iso()
+    if status is Status.PENDING:
+        return {"$and": [{"status": "pending"}, {"expires_at": {"$gt": now}}]}
+    if status is Status.EXPIRED:
+        expired = {"$and": [{"status": "pending"}, {"expires_at": {"$lte": now}}]}
+        return {"$or": [{"status": "expired"}, expired]}
+    return {"status": str(status)}

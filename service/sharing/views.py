@@ -20,14 +20,15 @@ def describe(
         "recipient": share.recipient,
         "access": str(share.access),
         "collections": share.collections,
-        "status": str(share.status),
+        "status": str(share.current_status),
         "created_at": share.created_at,
         "updated_at": share.updated_at,
+        "expires_at": share.expires_at,
         "db_sharing_doc_id": share.db_sharing_doc_id if two_way else None,
         "operation": _operation(share),
         "replications": [],
     }
-    if share.status is Status.REVOKED:
+    if share.current_status not in (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING):
         return view
     ends = {
         Direction.OWNER_TO_RECIPIENT: (share.owner, share.recipient),

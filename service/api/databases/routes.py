@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service.api.auth import require_admin_token
+from service.api.auth import authenticate, caller
 from service.api.context import broker
 from service.api.databases.schemas import (
     DatabasePageSchema,
@@ -14,6 +14,7 @@ from service.api.databases.schemas import (
     DatabaseSchema,
 )
 from service.api.fields import PageQuerySchema, problems
+from service.sharing.errors import ForbiddenError
 
 blp = Blueprint(
     "databases",
@@ -21,25 +22,28 @@ blp = Blueprint(
     url_prefix="/v1/databases",
     description="User databases, known by the Configuration UUID in their `0000-config`.",
 )
-blp.before_request(require_admin_token)
+blp.before_request(authenticate)
 
 
 @blp.route("")
 class Databases(MethodView):
     @blp.arguments(PageQuerySchema, location="query")
-    @problems(blp, 422)
+    @problems(blp, 403, 422)
     @blp.response(200, DatabasePageSchema)
     def get(self, query):
-        """List registered databases"""
+        """List registered databases (admins only)"""
+        if not caller().is_admin:
+            raise ForbiddenError("only admins may list every database")
         found, next_cursor = broker().store.list_databases(query.get("cursor"), query["limit"])
         return {"items": [asdict(d) for d in found], "next_cursor": next_cursor}
 
     @blp.arguments(DatabaseRegisterSchema)
-    @problems(blp, 400, 404, 409, 422, 502)
+    @problems(blp, 400, 403, 404, 409, 422, 502)
     @blp.response(201, DatabaseSchema, description="Registered")
     @blp.alt_response(200, schema=DatabaseSchema, description="Already registered, unchanged")
     def post(self, body):
         """Register a database by reading its 0000-config"""
+        broker().policy.require_database(caller(), body["database"], "database")
         database, created = broker().registry.register(body["database"])
         location = url_for("databases.Database", config_uuid=database.config_uuid)
         return asdict(database), 201 if created else 200, {"Location": location}
@@ -47,14 +51,15 @@ class Databases(MethodView):
 
 @blp.route("/<config_uuid>")
 class Database(MethodView):
-    @problems(blp, 404)
+    @problems(blp, 403, 404)
     @blp.response(200, DatabaseSchema)
     def get(self, config_uuid):
         """Read one registered database"""
-        return asdict(broker().registry.get(config_uuid))
+        return asdict(broker().policy.require_registered(caller(), config_uuid, "config_uuid"))
 
-    @problems(blp, 404, 409)
+    @problems(blp, 403, 404, 409)
     @blp.response(204)
     def delete(self, config_uuid):
         """Forget a database; refused while it takes part in a live share"""
+        broker().policy.require_registered(caller(), config_uuid, "config_uuid")
         broker().registry.remove(config_uuid)

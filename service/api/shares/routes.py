@@ -1,13 +1,16 @@
-"""Shares: create, read, change and revoke."""
+"""Shares: invite, accept or decline, read, change and revoke."""
+
+from dataclasses import asdict
 
 from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from service.api.auth import require_admin_token
+from service.api.auth import authenticate, caller
 from service.api.context import broker
 from service.api.fields import problems
 from service.api.shares.schemas import (
+    EventListSchema,
     RevokeQuerySchema,
     ShareCreateSchema,
     SharePageSchema,
@@ -15,9 +18,11 @@ from service.api.shares.schemas import (
     ShareQuerySchema,
     ShareSchema,
 )
+from service.sharing.errors import ForbiddenError, InvalidRequest
 from service.sharing.lifecycle import UNCHANGED
-from service.sharing.model import Access, Share
+from service.sharing.model import Access, Share, Status
 from service.sharing.replicator import replication_status
+from service.sharing.store import status_selector
 from service.sharing.views import describe
 
 blp = Blueprint(
@@ -26,7 +31,7 @@ blp = Blueprint(
     url_prefix="/v1/shares",
     description="Shares of an owner's collections with a recipient, read-only or read-write.",
 )
-blp.before_request(require_admin_token)
+blp.before_request(authenticate)
 
 IF_MATCH = {
     "in": "header",
@@ -38,41 +43,71 @@ IF_MATCH = {
 ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "The share's version."}}
 
 
-def _view(share: Share, with_status: bool = False) -> dict:
-    names = broker().store.database_names({share.owner, share.recipient})
+def _view(share: Share, visible: set[str], with_status: bool = False) -> dict:
+    """The share as `visible` may see it: database names only of their own databases."""
+    names = broker().store.database_names({share.owner, share.recipient} & visible)
     couch = broker().couch
     status_of = (lambda doc_id: replication_status(couch, doc_id)) if with_status else None
     return describe(share, names, status_of)
 
 
+def _visible(share: Share, roles: set[str]) -> set[str]:
+    """The Configuration UUIDs whose database names the caller may see."""
+    ends = (("owner", share.owner), ("recipient", share.recipient))
+    return {config_uuid for role, config_uuid in ends if role in roles}
+
+
+def _share_for(share_id: str, *allowed_roles: str) -> tuple[Share, set[str]]:
+    """The share and the caller's roles in it; strangers get 404."""
+    share = broker().store.get_share(share_id)
+    return share, broker().policy.require_party(caller(), share, *allowed_roles)
+
+
 @blp.route("")
 class Shares(MethodView):
     @blp.arguments(ShareQuerySchema, location="query")
-    @problems(blp, 422)
+    @problems(blp, 403, 404, 422)
     @blp.response(200, SharePageSchema)
     def get(self, query):
         """List shares, filtered by database, role and status"""
-        selector = {}
-        if "status" in query:
-            selector["status"] = query["status"]
-        if "database" in query:
+        database = query.get("database")
+        if database is None and not caller().is_admin:
+            raise InvalidRequest("name the database you act for", "database")
+        conditions = []
+        if database is not None:
+            broker().policy.require_registered(caller(), database, "database")
             roles = ["owner", "recipient"] if query["role"] == "any" else [query["role"]]
-            selector["$or"] = [{role: query["database"]} for role in roles]
+            conditions.append({"$or": [{role: database} for role in roles]})
+        if "status" in query:
+            conditions.append(status_selector(Status(query["status"])))
         store = broker().store
+        selector = {"$and": conditions} if conditions else {}
         shares, next_cursor = store.list_shares(selector, query.get("cursor"), query["limit"])
-        names = store.database_names({u for s in shares for u in (s.owner, s.recipient)})
+        everyone = {u for s in shares for u in (s.owner, s.recipient)}
+        names = store.database_names(everyone if caller().is_admin else {database})
         return {"items": [describe(s, names) for s in shares], "next_cursor": next_cursor}
 
     @blp.arguments(ShareCreateSchema)
-    @problems(blp, 400, 404, 409, 422, 502)
+    @problems(blp, 400, 403, 404, 409, 422, 502)
     @blp.response(201, ShareSchema, headers=ETAG_HEADER)
     def post(self, body):
-        """Create a share and start replicating at once"""
+        """Invite a recipient to a share, or with auto_accept (admins) share at once"""
+        who = caller()
+        if not who.is_admin:
+            if body["auto_accept"]:
+                raise ForbiddenError("only admins may skip the recipient's consent", "auto_accept")
+            broker().policy.require_registered(who, body["owner"], "owner")
         share = broker().shares.create(
-            body["owner"], body["recipient"], Access(body["access"]), body["collections"]
+            body["owner"],
+            body["recipient"],
+            Access(body["access"]),
+            body["collections"],
+            actor=who.actor,
+            accepted=who.is_admin and body["auto_accept"] is not False,
         )
         location = url_for("shares.ShareById", share_id=share.id)
-        return _view(share), 201, {"Location": location, "ETag": share.etag}
+        visible = {share.owner, share.recipient} if who.is_admin else {share.owner}
+        return _view(share, visible), 201, {"Location": location, "ETag": share.etag}
 
 
 @blp.route("/<share_id>")
@@ -81,29 +116,65 @@ class ShareById(MethodView):
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
     def get(self, share_id):
         """Read a share with the live status of its replications"""
-        share = broker().store.get_share(share_id)
-        return _view(share, with_status=True), {"ETag": share.etag}
+        share, roles = _share_for(share_id)
+        return _view(share, _visible(share, roles), with_status=True), {"ETag": share.etag}
 
     @blp.arguments(SharePatchSchema)
     @blp.doc(parameters=[IF_MATCH])
-    @problems(blp, 400, 404, 409, 412, 422, 428, 502)
+    @problems(blp, 400, 403, 404, 409, 412, 422, 428, 502)
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
     def patch(self, body, share_id):
-        """Change a share's access or collections"""
+        """Change a share's access or collections (the owner)"""
         etag = request.headers.get("If-Match")
         if not etag:
             abort(428, message="If-Match is required: send the ETag of the share as last read")
+        share, roles = _share_for(share_id, "owner")
         share = broker().shares.patch(
-            share_id,
+            share.id,
             etag,
             Access(body["access"]) if "access" in body else None,
             body.get("collections", UNCHANGED),
+            actor=caller().actor,
         )
-        return _view(share), {"ETag": share.etag}
+        return _view(share, _visible(share, roles)), {"ETag": share.etag}
 
     @blp.arguments(RevokeQuerySchema, location="query")
-    @problems(blp, 404, 422, 502)
+    @problems(blp, 404, 409, 422, 502)
     @blp.response(200, ShareSchema)
     def delete(self, query, share_id):
-        """Revoke a share; call again to finish a revoke that stopped half-way"""
-        return _view(broker().shares.revoke(share_id, purge=query["purge"]))
+        """Revoke a share (the owner) or leave it (the recipient)"""
+        share, roles = _share_for(share_id)
+        share = broker().shares.revoke(share.id, purge=query["purge"], actor=caller().actor)
+        return _view(share, _visible(share, roles))
+
+
+@blp.route("/<share_id>/accept")
+class AcceptShare(MethodView):
+    @problems(blp, 403, 404, 409, 502)
+    @blp.response(200, ShareSchema, headers=ETAG_HEADER)
+    def post(self, share_id):
+        """Accept an invitation and start replicating (the recipient)"""
+        share, roles = _share_for(share_id, "recipient")
+        share = broker().shares.accept(share.id, actor=caller().actor)
+        return _view(share, _visible(share, roles)), {"ETag": share.etag}
+
+
+@blp.route("/<share_id>/decline")
+class DeclineShare(MethodView):
+    @problems(blp, 403, 404, 409, 502)
+    @blp.response(200, ShareSchema, headers=ETAG_HEADER)
+    def post(self, share_id):
+        """Decline an invitation (the recipient)"""
+        share, roles = _share_for(share_id, "recipient")
+        share = broker().shares.decline(share.id, actor=caller().actor)
+        return _view(share, _visible(share, roles)), {"ETag": share.etag}
+
+
+@blp.route("/<share_id>/events")
+class ShareEvents(MethodView):
+    @problems(blp, 404)
+    @blp.response(200, EventListSchema)
+    def get(self, share_id):
+        """Read a share's audit trail"""
+        share, _roles = _share_for(share_id)
+        return {"items": [asdict(e) for e in broker().shares.events(share.id)]}

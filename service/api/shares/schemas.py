@@ -31,6 +31,13 @@ class ShareCreateSchema(ma.Schema):
     recipient = config_uuid(EXAMPLE_RECIPIENT, required=True)
     access = ma.fields.String(required=True, validate=ACCESS, metadata={"example": "read"})
     collections = collections_field(load_default=None)
+    auto_accept = ma.fields.Boolean(
+        load_default=None,
+        metadata={
+            "description": "Admins only: provision at once, without the recipient's consent."
+            " Admin shares default to true; users' shares always start pending."
+        },
+    )
 
 
 class SharePatchSchema(ma.Schema):
@@ -97,6 +104,10 @@ class ShareSchema(ma.Schema):
     created_at = timestamp()
     updated_at = timestamp()
     replications = ma.fields.List(ma.fields.Nested(ReplicationSchema))
+    expires_at = ma.fields.String(
+        allow_none=True,
+        metadata={"format": "date-time", "description": "When a pending invitation expires."},
+    )
     db_sharing_doc_id = ma.fields.String(allow_none=True)
     operation = ma.fields.Nested(
         OperationSchema,
@@ -106,3 +117,15 @@ class ShareSchema(ma.Schema):
 
 
 SharePageSchema = page_of(ShareSchema, "SharePage")
+
+
+class EventSchema(ma.Schema):
+    at = timestamp()
+    actor = ma.fields.String(metadata={"example": "user:alice"})
+    action = ma.fields.String(metadata={"example": "accept"})
+    outcome = ma.fields.String(metadata={"example": "ok"})
+    share_id = ma.fields.String()
+
+
+class EventListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(EventSchema), required=True)

@@ -1,0 +1,99 @@
+"""Who is calling: admin automation, or a CouchDB user checked by CouchDB itself.
+
+A user's credentials are passed to `GET /_session` on the server that holds their database
+and are never stored: only a hash of them keys a short cache of positive answers. A refusal
+is never cached, so a revoked password or a removed member stops working at once.
+"""
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service.couch import CouchClient, NotFound
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An admin token's holder, or a CouchDB user with their roles."""
+
+    name: str
+    is_admin: bool = False
+    roles: tuple[str, ...] = ()
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names the caller; never a secret."""
+        return f"admin:{self.name}" if self.is_admin else f"user:{self.name}"
+
+
+class PositiveCache:
+    """Remembers `True`-like answers for `ttl` seconds, at most `size` of them."""
+
+    def __init__(self, ttl: float, size: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[float, object]] = OrderedDict()
+
+    def get(self, key: str) -> object | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < self.clock():
+            self._entries.pop(key, None)
+            return None
+        return entry[1]
+
+    def put(self, key: str, value: object) -> None:
+        self._entries[key] = (self.clock() + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+class Identity:
+    """Checks users against CouchDB: their session, and their access to a database."""
+
+    def __init__(self, couch: CouchClient, cache_seconds: float = 30.0):
+        self.couch = couch
+        self._sessions = PositiveCache(cache_seconds)
+        self._access = PositiveCache(cache_seconds)
+
+    def user(self, credentials: dict[str, str]) -> Caller | None:
+        """The user these credentials log in as, or None."""
+        key = hashlib.sha256(repr(sorted(credentials.items())).encode()).hexdigest()
+        cached = self._sessions.get(key)
+        if cached is not None:
+            return cached
+        context = self.couch.session_as(credentials).get("userCtx") or {}
+        if not context.get("name"):
+            return None
+        caller = Caller(name=context["name"], roles=tuple(context.get("roles") or ()))
+        self._sessions.put(key, caller)
+        return caller
+
+    def can_read(self, caller: Caller, database: str) -> bool:
+        """A member or admin in the database's `_security`, or a server admin."""
+        if caller.is_admin or "_admin" in caller.roles:
+            return True
+        key = f"{caller.name}\x00{database}"
+        if self._access.get(key):
+            return True
+        try:
+            security = self.couch.get(database, "_security")
+        except NotFound:
+            return False
+        allowed = _listed(security.get("members"), caller) or _listed(
+            security.get("admins"), caller
+        )
+        if allowed:
+            self._access.put(key, True)
+        return allowed
+
+
+def _listed(section: object, caller: Caller) -> bool:
+    if not isinstance(section, dict):
+        return False
+    names = section.get("names") or []
+    roles = section.get("roles") or []
+    return caller.name in names or any(role in roles for role in caller.roles)
