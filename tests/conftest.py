@@ -86,3 +86,34 @@ def couch3(couch):
 def calls(monkeypatch):
     """The requests the broker sends to CouchDB, in order."""
     return CallLog(monkeypatch)
+
+
+CAROL = "c4a01000-3333-4c4c-8d8d-444455556666"
+
+
+@pytest.fixture
+def people(couch, dbs, registered, names):
+    """Alice owns her database, Bob his, Carol hers; Dave can read none of them.
+
+    Each has a CouchDB user with a fresh canary password, and is the only member listed
+    in their database's `_security`.
+    """
+    suffix = names["alice"].rsplit("-", 1)[1]
+    carol_db = f"inventory-carol-{suffix}"
+    couch.create_db(carol_db, [{"_id": "0000-config", "uuid": CAROL}])
+    users = {}
+    for person, db in [
+        ("alice", dbs["alice"]),
+        ("bob", dbs["bob"]),
+        ("carol", carol_db),
+        ("dave", None),
+    ]:
+        name, password = f"{person}-{suffix}", f"canary-{person}-{secrets.token_hex(8)}"
+        if db:
+            couch.add_member(db, name, password)
+        else:
+            user = {"name": name, "password": password, "roles": [], "type": "user"}
+            couch.put(f"_users/org.couchdb.user:{name}", user)
+        users[person] = (name, password)
+    users["carol_db"] = carol_db
+    return users

@@ -260,8 +260,11 @@ class ShareService:
             self._record(share, "purge:shared-docs")
 
     def _finish(self, share: Share, status: Status) -> Share:
+        """Settle on `status`; only an invitation keeps its expiry."""
         share.status = status
         share.operation = None
+        if status not in (Status.PENDING, Status.EXPIRED):
+            share.expires_at = None
         share.updated_at = now_iso()
         return self.store.save_share(share)
 

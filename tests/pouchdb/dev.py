@@ -21,8 +21,9 @@ def main() -> int:
     broker_port = int(os.environ.get("BROKER_PORT", "8000"))
     couch = PouchServer(port=couch_port, password=DEV_PASSWORD).start()
     try:
-        couch.create_db("inventory-alice", alice_docs())
-        couch.create_db("inventory-bob", bob_docs())
+        for person, docs in (("alice", alice_docs()), ("bob", bob_docs())):
+            couch.create_db(f"inventory-{person}", docs)
+            couch.add_member(f"inventory-{person}", person, f"{person}-password")
         env = {
             **os.environ,
             "BROKER_COUCHDB_URL": couch.url,
@@ -33,6 +34,7 @@ def main() -> int:
         print(
             f"pouchdb-server: {couch.url} (user {couch.admin[0]}, password {DEV_PASSWORD})\n"
             f"demo databases: inventory-alice ({ALICE}), inventory-bob ({BOB})\n"
+            "their users: alice (password alice-password), bob (password bob-password)\n"
             f"broker: http://127.0.0.1:{broker_port}  docs: http://127.0.0.1:{broker_port}/docs\n"
             f"admin token: {DEV_TOKEN}\n",
             flush=True,

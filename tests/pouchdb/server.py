@@ -103,6 +103,13 @@ class PouchServer:
             if failed:
                 raise RuntimeError(f"loading {name} failed: {failed}")
 
+    def add_member(self, db: str, name: str, password: str) -> None:
+        """Create a CouchDB user and make them the one member of `db`."""
+        user = {"name": name, "password": password, "roles": [], "type": "user"}
+        self.put(f"_users/org.couchdb.user:{name}", user)
+        members = {"names": [name], "roles": []}
+        self.put(f"{db}/_security", {"admins": {"names": [], "roles": []}, "members": members})
+
     def all_docs(self, db: str) -> dict[str, dict]:
         rows = self.get(f"{db}/_all_docs", include_docs="true")["rows"]
         return {row["id"]: row["doc"] for row in rows}

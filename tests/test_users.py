@@ -1,0 +1,314 @@
+"""Users act for the databases they can read; a share waits for the recipient's consent."""
+
+import base64
+import logging
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+
+from service.app import create_app
+from tests.conftest import ADMIN_TOKEN, CAROL
+from tests.helpers import replicator_docs, revisions
+from tests.pouchdb.demo import ALICE, BOB
+
+INVITE = {"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["c0ll-uuid-1"]}
+
+
+def basic(name: str, password: str) -> dict:
+    token = base64.b64encode(f"{name}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def headers_for(people, who: str) -> dict:
+    if who == "admin":
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    if who == "anonymous":
+        return {}
+    if who == "wrong password":
+        return basic(people["alice"][0], "not-the-password")
+    return basic(*people[who])
+
+
+@pytest.fixture
+def invitation(app, people):
+    """A pending share from Alice to Bob, created by Alice herself."""
+    response = app.test_client().post(
+        "/v1/shares", json=INVITE, headers=headers_for(people, "alice")
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+CALLERS = ["admin", "alice", "bob", "carol", "anonymous", "wrong password", "dave"]
+# Endpoint -> expected status for admin, owner (Alice), recipient (Bob), a third user
+# (Carol), anonymous, a wrong password, and a user who can read none of the databases (Dave).
+MATRIX = {
+    ("POST", "/v1/databases", "alice-db"): [200, 200, 403, 403, 401, 401, 403],
+    ("GET", "/v1/databases", None): [200, 403, 403, 403, 401, 401, 403],
+    ("GET", f"/v1/databases/{ALICE}", None): [200, 200, 403, 403, 401, 401, 403],
+    ("DELETE", f"/v1/databases/{ALICE}", None): [409, 409, 403, 403, 401, 401, 403],
+    ("GET", f"/v1/shares?database={ALICE}", None): [200, 200, 403, 403, 401, 401, 403],
+    ("GET", f"/v1/shares?database={BOB}", None): [200, 403, 200, 403, 401, 401, 403],
+    ("GET", "/v1/shares", None): [200, 422, 422, 422, 401, 401, 422],
+    ("POST", "/v1/shares", "alice-to-carol"): [201, 201, 403, 403, 401, 401, 403],
+    ("POST", "/v1/shares", "again"): [409, 409, 403, 403, 401, 401, 403],
+    ("GET", "/v1/shares/{id}", None): [200, 200, 200, 404, 401, 401, 404],
+    ("PATCH", "/v1/shares/{id}", "patch"): [200, 200, 403, 404, 401, 401, 404],
+    ("POST", "/v1/shares/{id}/accept", None): [200, 403, 200, 404, 401, 401, 404],
+    ("POST", "/v1/shares/{id}/decline", None): [200, 403, 200, 404, 401, 401, 404],
+    ("DELETE", "/v1/shares/{id}", None): [200, 200, 200, 404, 401, 401, 404],
+    ("GET", "/v1/shares/{id}/events", None): [200, 200, 200, 404, 401, 401, 404],
+}
+CASES = [
+    pytest.param(method, path, body, who, expected[i], id=f"{method} {path} {body or ''} as {who}")
+    for (method, path, body), expected in MATRIX.items()
+    for i, who in enumerate(CALLERS)
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "who", "expected"), CASES)
+def test_authorization_matrix(app, dbs, people, invitation, method, path, body, who, expected):
+    client = app.test_client()
+    headers = headers_for(people, who)
+    share_path = path.replace("{id}", invitation["id"])
+    if body == "patch":
+        etag = client.get(share_path, headers=headers_for(people, "admin")).headers["ETag"]
+        headers = {**headers, "If-Match": etag}
+    payload = {
+        "alice-db": {"database": dbs["alice"]},
+        "alice-to-carol": {**INVITE, "recipient": CAROL},
+        "again": INVITE,
+        "patch": {"collections": ["c0ll-uuid-2"]},
+    }.get(body)
+    if body == "alice-to-carol":
+        client.post("/v1/databases", json={"database": people["carol_db"]},
+                    headers=headers_for(people, "admin"))  # fmt: skip
+    response = client.open(share_path, method=method, json=payload, headers=headers)
+    assert response.status_code == expected, response.get_json()
+    if expected >= 400:
+        assert response.mimetype == "application/problem+json"
+
+
+def test_nothing_is_written_before_acceptance_and_everything_after(app, couch, dbs, people):
+    client = app.test_client()
+    before = {db: revisions(couch, db) for db in dbs.values()}
+    invite = client.post("/v1/shares", json={**INVITE, "access": "read-write"},
+                         headers=headers_for(people, "alice")).get_json()  # fmt: skip
+    assert invite["status"] == "pending"
+    assert invite["expires_at"] > invite["created_at"]
+    assert invite["replications"] == []
+    assert replicator_docs(couch, invite["id"]) == {}
+    assert {db: revisions(couch, db) for db in dbs.values()} == before
+
+    accepted = client.post(f"/v1/shares/{invite['id']}/accept", headers=headers_for(people, "bob"))
+    assert accepted.status_code == 200
+    assert accepted.get_json()["status"] == "active"
+    assert accepted.get_json()["expires_at"] is None
+    assert len(replicator_docs(couch, invite["id"])) == 2
+    assert f"db_sharing-{ALICE}--{BOB}" in couch.all_docs(dbs["alice"])
+
+
+def test_decline_writes_nothing_and_frees_the_pair(app, couch, dbs, people, invitation):
+    client = app.test_client()
+    before = {db: revisions(couch, db) for db in dbs.values()}
+    response = client.post(f"/v1/shares/{invitation['id']}/decline",
+                           headers=headers_for(people, "bob"))  # fmt: skip
+    assert response.get_json()["status"] == "declined"
+    assert {db: revisions(couch, db) for db in dbs.values()} == before
+    again = client.post("/v1/shares", json=INVITE, headers=headers_for(people, "alice"))
+    assert again.status_code == 201
+
+
+def expire(couch, settings, share_id: str) -> None:
+    """Move an invitation's expiry into the past, as time would."""
+    doc = couch.get(f"{settings.state_db}/share:{share_id}")
+    couch.put(
+        f"{settings.state_db}/share:{share_id}", {**doc, "expires_at": "2000-01-01T00:00:00Z"}
+    )
+
+
+def test_an_expired_invitation_cannot_be_accepted(app, couch, settings, people, invitation):
+    client = app.test_client()
+    expire(couch, settings, invitation["id"])
+    bob = headers_for(people, "bob")
+    shown = client.get(f"/v1/shares/{invitation['id']}", headers=bob).get_json()
+    assert shown["status"] == "expired"
+    listed = client.get(f"/v1/shares?database={BOB}&status=expired", headers=bob).get_json()
+    assert [s["id"] for s in listed["items"]] == [invitation["id"]]
+    pending = client.get(f"/v1/shares?database={BOB}&status=pending", headers=bob).get_json()
+    assert pending["items"] == []
+    response = client.post(f"/v1/shares/{invitation['id']}/accept", headers=bob)
+    assert response.status_code == 409
+    assert replicator_docs(couch, invitation["id"]) == {}
+    actions = [e["action"] for e in client.get(f"/v1/shares/{invitation['id']}/events",
+                                                headers=bob).get_json()["items"]]  # fmt: skip
+    assert actions == ["create", "expire", "accept"]
+    assert (
+        client.post("/v1/shares", json=INVITE, headers=headers_for(people, "alice")).status_code
+        == 201
+    )
+
+
+def test_the_invitation_lifetime_is_configurable(couch, settings, people, dbs):
+    app = create_app(replace(settings, invitation_ttl_seconds=60))
+    share = app.test_client().post("/v1/shares", json=INVITE,
+                                   headers=headers_for(people, "alice")).get_json()  # fmt: skip
+    created, expires = (datetime.fromisoformat(share[k]) for k in ("created_at", "expires_at"))
+    assert (expires - created).total_seconds() == 60
+
+
+@pytest.mark.parametrize(
+    ("steps", "then", "who"),
+    [
+        (["accept"], "accept", "bob"),
+        (["accept"], "decline", "bob"),
+        (["decline"], "accept", "bob"),
+        (["decline"], "decline", "bob"),
+        (["decline"], "revoke", "alice"),
+        (["decline"], "patch", "alice"),
+        (["revoke"], "accept", "bob"),
+        (["revoke"], "patch", "alice"),
+    ],
+)
+def test_transitions_outside_the_machine_are_409(app, people, invitation, steps, then, who):
+    client = app.test_client()
+    share_path = f"/v1/shares/{invitation['id']}"
+
+    def do(action: str, actor: str):
+        headers = headers_for(people, actor)
+        if action == "revoke":
+            return client.delete(share_path, headers=headers)
+        if action == "patch":
+            etag = client.get(share_path, headers=headers).headers["ETag"]
+            return client.patch(share_path, json={"access": "read-write"},
+                                headers={**headers, "If-Match": etag})  # fmt: skip
+        return client.post(f"{share_path}/{action}", headers=headers)
+
+    for step in steps:
+        assert do(step, "bob" if step != "revoke" else "alice").status_code == 200
+    assert do(then, who).status_code == 409
+
+
+def test_auto_accept_is_for_admins_only(app, people):
+    client = app.test_client()
+    body = {**INVITE, "auto_accept": True}
+    response = client.post("/v1/shares", json=body, headers=headers_for(people, "alice"))
+    assert response.status_code == 403
+    assert "auto_accept" in response.get_json()["errors"]
+    admin = headers_for(people, "admin")
+    pending = client.post("/v1/shares", json={**INVITE, "auto_accept": False}, headers=admin)
+    assert pending.get_json()["status"] == "pending"
+
+
+def test_the_recipient_never_sees_the_owners_database(app, dbs, people, invitation):
+    client = app.test_client()
+    bob = headers_for(people, "bob")
+    client.post(f"/v1/shares/{invitation['id']}/accept", headers=bob)
+    seen = client.get(f"/v1/shares/{invitation['id']}", headers=bob).get_json()
+    assert seen["owner"] == ALICE and seen["collections"] == ["c0ll-uuid-1"]
+    (replication,) = seen["replications"]
+    assert replication["source_database"] is None
+    assert replication["target_database"] == dbs["bob"]
+    listed = client.get(f"/v1/shares?database={BOB}", headers=bob).get_data(as_text=True)
+    assert dbs["alice"] not in listed
+    assert dbs["alice"] not in client.get(f"/v1/shares/{invitation['id']}", headers=bob).get_data(
+        as_text=True
+    )
+
+
+def test_the_audit_trail_names_who_did_what(app, people, invitation):
+    client = app.test_client()
+    bob = headers_for(people, "bob")
+    client.post(f"/v1/shares/{invitation['id']}/decline", headers=headers_for(people, "alice"))
+    client.post(f"/v1/shares/{invitation['id']}/accept", headers=bob)
+    client.delete(f"/v1/shares/{invitation['id']}", headers=bob)
+    events = client.get(f"/v1/shares/{invitation['id']}/events", headers=bob).get_json()["items"]
+    alice, bob_name = people["alice"][0], people["bob"][0]
+    assert [(e["action"], e["actor"], e["outcome"]) for e in events] == [
+        ("create", f"user:{alice}", "ok"),
+        ("accept", f"user:{bob_name}", "ok"),
+        ("revoke", f"user:{bob_name}", "ok"),
+    ]
+    assert all(e["at"].endswith("Z") for e in events)
+
+
+def test_a_refused_transition_is_audited(app, people, invitation):
+    client = app.test_client()
+    bob = headers_for(people, "bob")
+    client.post(f"/v1/shares/{invitation['id']}/decline", headers=bob)
+    client.post(f"/v1/shares/{invitation['id']}/accept", headers=bob)
+    events = client.get(f"/v1/shares/{invitation['id']}/events", headers=bob).get_json()["items"]
+    assert events[-1]["action"] == "accept"
+    assert events[-1]["outcome"].startswith("refused: ")
+
+
+def test_admin_actions_are_audited_with_the_token_label(couch, settings, people):
+    app = create_app(replace(settings, admin_tokens=(f"ops-robot:{ADMIN_TOKEN}",)))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    share = client.post("/v1/shares", json=INVITE, headers=headers).get_json()
+    events = client.get(f"/v1/shares/{share['id']}/events", headers=headers).get_json()["items"]
+    assert [(e["action"], e["actor"]) for e in events] == [("create", "admin:ops-robot")]
+    assert ADMIN_TOKEN not in str(events)
+
+
+def test_the_authsession_cookie_works_like_basic(app, couch, people):
+    name, password = people["alice"]
+    login = couch.request("POST", "_session", json={"name": name, "password": password})
+    cookie = login.cookies["AuthSession"]
+    client = app.test_client()
+    client.set_cookie("AuthSession", cookie)
+    response = client.get(f"/v1/shares?database={ALICE}")
+    assert response.status_code == 200
+    client.set_cookie("AuthSession", "forged-cookie")
+    assert client.get(f"/v1/shares?database={ALICE}").status_code == 401
+
+
+def test_a_failed_login_is_never_cached(app, couch, people):
+    client = app.test_client()
+    headers = basic("erin", "first-password-x")
+    assert client.get("/v1/shares?database=" + ALICE, headers=headers).status_code == 401
+    user = {"name": "erin", "password": "first-password-x", "roles": [], "type": "user"}
+    couch.put("_users/org.couchdb.user:erin", user)
+    assert client.get("/v1/shares?database=" + ALICE, headers=headers).status_code == 403
+
+
+def test_repeated_failed_logins_get_429(app, people):
+    client = app.test_client()
+    wrong = headers_for(people, "wrong password")
+    statuses = [client.get("/v1/shares", headers=wrong).status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    blocked = client.get(f"/v1/shares?database={ALICE}", headers=headers_for(people, "alice"))
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) > 0
+
+
+def test_no_response_or_log_line_holds_a_password_or_cookie(app, couch, people, caplog):
+    caplog.set_level(logging.DEBUG)
+    name, password = people["alice"]
+    cookie = couch.request("POST", "_session", json={"name": name, "password": password}).cookies[
+        "AuthSession"
+    ]
+    client = app.test_client()
+    texts = []
+    alice = headers_for(people, "alice")
+    invite = client.post("/v1/shares", json=INVITE, headers=alice)
+    texts.append(invite)
+    share_path = f"/v1/shares/{invite.get_json()['id']}"
+    for person in ("alice", "bob", "carol", "dave", "wrong password"):
+        headers = headers_for(people, person)
+        texts += [
+            client.get(share_path, headers=headers),
+            client.post(f"{share_path}/accept", headers=headers),
+            client.get(f"{share_path}/events", headers=headers),
+            client.post("/v1/shares", json={"owner": "bad"}, headers=headers),
+        ]
+    cookie_client = app.test_client()
+    cookie_client.set_cookie("AuthSession", cookie)
+    texts.append(cookie_client.get(share_path))
+    secrets = [people[p][1] for p in ("alice", "bob", "carol", "dave")] + [cookie]
+    for response in texts:
+        body = response.get_data(as_text=True) + str(dict(response.headers))
+        assert not any(secret in body for secret in secrets)
+    assert not any(secret in caplog.text for secret in secrets)
