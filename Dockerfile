@@ -16,4 +16,4 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["sharing-broker", "serve", "--bind", "0.0.0.0:8000"]
+CMD ["sharing-broker", "serve"]

@@ -65,7 +65,7 @@ def test_a_bad_setting_is_named_without_its_value(change, named):
 def test_serve_stops_with_one_line_naming_the_missing_setting(monkeypatch, capsys):
     for name in BASE:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("service.cli._serve", lambda args: Settings.from_env() and 0)
+    monkeypatch.setattr("gunicorn.app.wsgiapp.run", lambda: 0)
     assert main(["serve"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (

@@ -4,23 +4,24 @@ from pathlib import Path
 
 import yaml
 
-from service.cli import main, openapi_yaml
+from service.cli import main
+from service.cli.server import openapi_yaml
 
 COMMITTED = Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml"
 
 
 def test_committed_spec_matches_the_code():
     assert COMMITTED.read_text(encoding="utf-8") == openapi_yaml(), (
-        "openapi/openapi.yaml is stale: run `sharing-broker openapi`"
+        "openapi/openapi.yaml is stale: run `sharing-broker openapi write`"
     )
 
 
 def test_check_command_fails_on_drift(tmp_path):
     stale = tmp_path / "openapi.yaml"
     stale.write_text("openapi: 3.1.0\n")
-    assert main(["openapi", "--check", "--output", str(stale)]) == 1
-    assert main(["openapi", "--output", str(stale)]) == 0
-    assert main(["openapi", "--check", "--output", str(stale)]) == 0
+    assert main(["openapi", "write", "--check", "--output", str(stale)]) == 1
+    assert main(["openapi", "write", "--output", str(stale)]) == 0
+    assert main(["openapi", "write", "--check", "--output", str(stale)]) == 0
 
 
 def test_spec_is_openapi_3_1_with_summaries_and_problem_errors():

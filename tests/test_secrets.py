@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from service.app import create_app
-from service.cli import SPEC_SETTINGS, openapi_yaml
+from service.cli.server import SPEC_SETTINGS, openapi_yaml
 from service.config import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import create_share

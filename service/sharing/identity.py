@@ -6,6 +6,7 @@ is never cached, so a revoked password or a removed member stops working at once
 """
 
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,19 +37,22 @@ class PositiveCache:
         self.size = size
         self.clock = clock
         self._entries: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> object | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < self.clock():
-            self._entries.pop(key, None)
-            return None
-        return entry[1]
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] < self.clock():
+                self._entries.pop(key, None)
+                return None
+            return entry[1]
 
     def put(self, key: str, value: object) -> None:
-        self._entries[key] = (self.clock() + self.ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[key] = (self.clock() + self.ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 class Identity:

@@ -39,9 +39,9 @@ def main() -> int:
             f"admin token: {DEV_TOKEN}\n",
             flush=True,
         )
-        bind = f"127.0.0.1:{broker_port}"
-        command = [sys.executable, "-m", "service.cli", "serve", "--bind", bind, "--workers", "1"]
-        return subprocess.call(command, env=env)
+        env["BROKER_BIND"] = f"127.0.0.1:{broker_port}"
+        env["BROKER_WORKERS"] = "1"
+        return subprocess.call([sys.executable, "-m", "service.cli", "serve"], env=env)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -1,0 +1,112 @@
+"""Admin commands over the HTTP API: `databases ...` and `shares ...`."""
+
+import argparse
+import json
+import sys
+
+from service.cli.client import BrokerClient
+
+
+def _print(args: argparse.Namespace, data: object, line) -> None:
+    """JSON with --json, else one line per item."""
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    for item in data if isinstance(data, list) else [data]:
+        print(line(item))
+
+
+def _database_line(d: dict) -> str:
+    return f"{d['config_uuid']}  {d['database']}  {d['server']}  {d['registered_at']}"
+
+
+def _share_line(s: dict) -> str:
+    collections = ",".join(s["collections"]) if s["collections"] is not None else "all"
+    return (
+        f"{s['id']}  {s['status']}  {s['owner']} -> {s['recipient']}  {s['access']}  {collections}"
+    )
+
+
+def databases(args: argparse.Namespace, api: BrokerClient) -> int:
+    if args.action == "register":
+        data = api.json("POST", "/v1/databases", json={"database": args.database})
+    elif args.action == "list":
+        data = api.all_pages("/v1/databases", {})
+    elif args.action == "show":
+        data = api.json("GET", f"/v1/databases/{args.config_uuid}")
+    else:
+        api.call("DELETE", f"/v1/databases/{args.config_uuid}")
+        print(f"removed {args.config_uuid}", file=sys.stderr)
+        return 0
+    _print(args, data, _database_line)
+    return 0
+
+
+def shares(args: argparse.Namespace, api: BrokerClient) -> int:
+    if args.action == "create":
+        body = {
+            "owner": args.owner,
+            "recipient": args.recipient,
+            "access": args.access,
+            "collections": args.collection or None,
+            "auto_accept": not args.invite,
+        }
+        data = api.json("POST", "/v1/shares", json=body)
+    elif args.action == "list":
+        filters = {"database": args.database, "role": args.role, "status": args.status}
+        data = api.all_pages("/v1/shares", {k: v for k, v in filters.items() if v})
+    elif args.action == "show":
+        data = api.json("GET", f"/v1/shares/{args.share_id}")
+    elif args.action == "patch":
+        data = _patch(args, api)
+    else:
+        params = {"purge": "true" if args.purge else "false"}
+        data = api.json("DELETE", f"/v1/shares/{args.share_id}", params=params)
+    _print(args, data, _share_line)
+    return 0
+
+
+def _patch(args: argparse.Namespace, api: BrokerClient) -> dict:
+    body = {}
+    if args.access:
+        body["access"] = args.access
+    if args.all_collections:
+        body["collections"] = None
+    elif args.collection:
+        body["collections"] = args.collection
+    etag = api.call("GET", f"/v1/shares/{args.share_id}").headers["ETag"]
+    return api.json("PATCH", f"/v1/shares/{args.share_id}", json=body, headers={"If-Match": etag})
+
+
+def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    db = commands.add_parser("databases", help="register, list, show or remove databases")
+    db_actions = db.add_subparsers(dest="action", required=True)
+    db_actions.add_parser("register", parents=[common]).add_argument("database")
+    db_actions.add_parser("list", parents=[common])
+    for action in ("show", "remove"):
+        db_actions.add_parser(action, parents=[common]).add_argument("config_uuid")
+    db.set_defaults(run_api=databases)
+
+    sh = commands.add_parser("shares", help="create, list, show, patch or revoke shares")
+    sh_actions = sh.add_subparsers(dest="action", required=True)
+    create = sh_actions.add_parser("create", parents=[common])
+    create.add_argument("--owner", required=True)
+    create.add_argument("--recipient", required=True)
+    create.add_argument("--access", choices=["read", "read-write"], required=True)
+    create.add_argument("--collection", action="append", help="repeat; none means all")
+    create.add_argument("--invite", action="store_true", help="wait for the recipient's consent")
+    listing = sh_actions.add_parser("list", parents=[common])
+    listing.add_argument("--database")
+    listing.add_argument("--role", choices=["owner", "recipient", "any"])
+    listing.add_argument("--status")
+    sh_actions.add_parser("show", parents=[common]).add_argument("share_id")
+    patch = sh_actions.add_parser("patch", parents=[common])
+    patch.add_argument("share_id")
+    patch.add_argument("--access", choices=["read", "read-write"])
+    scope = patch.add_mutually_exclusive_group()
+    scope.add_argument("--collection", action="append")
+    scope.add_argument("--all-collections", action="store_true")
+    revoke = sh_actions.add_parser("revoke", parents=[common])
+    revoke.add_argument("share_id")
+    revoke.add_argument("--purge", action="store_true")
+    sh.set_defaults(run_api=shares)

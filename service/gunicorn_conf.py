@@ -1,0 +1,38 @@
+"""Gunicorn settings for `sharing-broker serve`, read from the environment.
+
+BROKER_BIND (0.0.0.0:8000), BROKER_WORKERS (2), BROKER_THREADS (4), BROKER_TIMEOUT (30),
+BROKER_GRACEFUL_TIMEOUT (30) and BROKER_FORWARDED_ALLOW_IPS (127.0.0.1): the addresses of
+the proxies trusted to set X-Forwarded-For / -Proto. Set it to your ingress's addresses, or
+"*" only where nothing but the ingress can reach the broker.
+"""
+
+import json
+import os
+
+bind = os.environ.get("BROKER_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("BROKER_WORKERS", "2"))
+threads = int(os.environ.get("BROKER_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("BROKER_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("BROKER_GRACEFUL_TIMEOUT", "30"))
+forwarded_allow_ips = os.environ.get("BROKER_FORWARDED_ALLOW_IPS", "127.0.0.1")
+wsgi_app = "service.wsgi:app"
+# A read-only root filesystem: heartbeat files in memory, no control socket to write.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+control_socket_disable = True
+accesslog = "-"
+errorlog = "-"
+# One JSON object per request; no header that could carry a credential is logged.
+access_log_format = json.dumps(
+    {
+        "time": "%(t)s",
+        "remote": "%(h)s",
+        "method": "%(m)s",
+        "path": "%(U)s",
+        "status": "%(s)s",
+        "bytes": "%(B)s",
+        "duration_us": "%(D)s",
+        "request_id": "%({x-request-id}i)s",
+        "user_agent": "%(a)s",
+    }
+)

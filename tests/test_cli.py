@@ -1,0 +1,120 @@
+"""The admin CLI, end to end: gunicorn serving the broker, pouchdb-server behind it."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from service.cli import main
+from tests.conftest import ADMIN_TOKEN
+from tests.pouchdb.demo import ALICE, BOB
+from tests.pouchdb.server import free_port
+
+
+@pytest.fixture
+def live_broker(couch, settings, dbs, monkeypatch):
+    """`sharing-broker serve` on a free port; the CLI pointed at it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BROKER_COUCHDB_URL": couch.url,
+        "BROKER_COUCHDB_USER": couch.admin[0],
+        "BROKER_COUCHDB_PASSWORD": couch.admin[1],
+        "BROKER_ADMIN_TOKENS": f"cli:{ADMIN_TOKEN}",
+        "BROKER_STATE_DB": settings.state_db,
+        "BROKER_BIND": f"127.0.0.1:{port}",
+        "BROKER_WORKERS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    monkeypatch.setenv("BROKER_URL", url)
+    monkeypatch.setenv("BROKER_TOKEN", ADMIN_TOKEN)
+    yield process
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_register_share_patch_and_revoke(live_broker, dbs, capsys):
+    for name in (dbs["alice"], dbs["bob"]):
+        code, out, _ = run(capsys, "databases", "register", name, "--json")
+        assert code == 0 and json.loads(out)["database"] == name
+    code, out, _ = run(capsys, "databases", "list")
+    assert code == 0 and ALICE in out and BOB in out
+
+    code, out, _ = run(capsys, "shares", "create", "--owner", ALICE, "--recipient", BOB,
+                       "--access", "read", "--collection", "c0ll-uuid-1", "--json")  # fmt: skip
+    share = json.loads(out)
+    assert code == 0 and share["status"] == "active"
+
+    code, out, _ = run(capsys, "shares", "patch", share["id"], "--access", "read-write", "--json")
+    assert code == 0 and json.loads(out)["access"] == "read-write"
+    code, out, _ = run(capsys, "shares", "list", "--database", ALICE)
+    assert code == 0 and share["id"] in out and "read-write" in out
+    code, out, _ = run(capsys, "shares", "show", share["id"], "--json")
+    assert json.loads(out)["replications"][0]["replication_status"]["state"] == "unknown"
+    code, out, _ = run(capsys, "shares", "revoke", share["id"])
+    assert code == 0 and "revoked" in out
+    code, _, err = run(capsys, "databases", "remove", BOB)
+    assert code == 0 and "removed" in err
+
+
+def test_refusals_exit_1_with_the_problem_on_stderr(live_broker, capsys):
+    code, out, err = run(capsys, "databases", "register", "no-such-db")
+    assert (code, out) == (1, "")
+    assert err.startswith("sharing-broker: 404 ") and "no-such-db" in err
+    code, _, err = run(capsys, "shares", "show", "00000000-0000-4000-8000-000000000000")
+    assert code == 1 and "404" in err
+
+
+def test_a_wrong_token_exits_1(live_broker, capsys, monkeypatch):
+    monkeypatch.setenv("BROKER_TOKEN", "not-the-admin-token")
+    code, _, err = run(capsys, "databases", "list")
+    assert code == 1 and "401" in err
+
+
+def test_an_unreachable_broker_exits_3(capsys, monkeypatch):
+    monkeypatch.setenv("BROKER_TOKEN", ADMIN_TOKEN)
+    code, _, err = run(capsys, "databases", "list", "--url", f"http://127.0.0.1:{free_port()}")
+    assert code == 3 and "cannot reach" in err
+
+
+def test_no_token_exits_2(capsys, monkeypatch):
+    monkeypatch.delenv("BROKER_TOKEN", raising=False)
+    code, _, err = run(capsys, "databases", "list")
+    assert code == 2 and "BROKER_TOKEN" in err
+
+
+def test_serve_writes_json_access_logs_without_credentials(live_broker, couch):
+    url = os.environ["BROKER_URL"]
+    requests.get(f"{url}/healthz", headers={"X-Request-ID": "req-42"}, timeout=5)
+    requests.get(f"{url}/v1/databases", auth=("someone", "canary-pass-77"), timeout=5)
+    live_broker.terminate()
+    out, err = live_broker.communicate(timeout=30)
+    logs = out.decode() + err.decode()
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    health = next(line for line in lines if line["path"] == "/healthz")
+    assert health["status"] == "200" and health["request_id"] == "req-42"
+    assert "canary-pass-77" not in logs
+    assert ADMIN_TOKEN not in logs
