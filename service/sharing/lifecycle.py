@@ -69,8 +69,7 @@ class ShareService:
         accepted: bool,
     ) -> Share:
         """Invite the recipient (`pending`), or provision at once when `accepted`."""
-        owner_db = self.registry.get(owner, "owner")
-        recipient_db = self.registry.get(recipient, "recipient")
+        owner_db, recipient_db = self.registry.parties(owner, recipient)
         if owner == recipient or owner_db.database == recipient_db.database:
             raise InvalidRequest("owner and recipient must be different databases", "recipient")
         collections = self._checked_collections(owner_db, collections)
@@ -88,12 +87,12 @@ class ShareService:
             raise
         with self._audit(share, "create", actor):
             if accepted:
-                self._provision(share, roll_back_to=None)
+                self._provision(share, roll_back_to=None, dbs=(owner_db, recipient_db))
         return share
 
-    def accept(self, share_id: str, actor: str) -> Share:
+    def accept(self, share: Share, actor: str) -> Share:
         """The recipient agrees: write the parts and start replicating."""
-        share = self._current(share_id, actor)
+        self._expire_if_due(share, actor)
         with self._audit(share, "accept", actor):
             self._require(share, Status.PENDING, "accepted")
             share.status = Status.PROVISIONING
@@ -102,9 +101,9 @@ class ShareService:
             self._provision(share, roll_back_to=Status.PENDING)
         return share
 
-    def decline(self, share_id: str, actor: str) -> Share:
+    def decline(self, share: Share, actor: str) -> Share:
         """The recipient refuses the invitation; nothing was written, nothing is."""
-        share = self._current(share_id, actor)
+        self._expire_if_due(share, actor)
         with self._audit(share, "decline", actor):
             self._require(share, Status.PENDING, "declined")
             self._end(share, Status.DECLINED)
@@ -112,14 +111,14 @@ class ShareService:
 
     def patch(
         self,
-        share_id: str,
+        share: Share,
         etag: str,
         access: Access | None,
         collections: object,
         actor: str,
     ) -> Share:
         """Change access or collections; the replicator docs and `db_sharing` follow."""
-        share = self._current(share_id, actor)
+        self._expire_if_due(share, actor)
         if etag != share.etag:
             raise PreconditionFailed("the share changed since it was read; read it again")
         with self._audit(share, "patch", actor):
@@ -136,13 +135,13 @@ class ShareService:
             self._finish(share, share.status)
         return share
 
-    def revoke(self, share_id: str, purge: bool, actor: str) -> Share:
+    def revoke(self, share: Share, purge: bool, actor: str) -> Share:
         """Stop replication, remove `db_sharing`, and purge the recipient's copies if asked.
 
         The owner revokes, the recipient leaves; an invitation is withdrawn. Revoking again
         finishes a revoke that stopped half-way.
         """
-        share = self._current(share_id, actor)
+        self._expire_if_due(share, actor)
         if share.status is Status.REVOKED:
             return share
         with self._audit(share, "revoke", actor):
@@ -158,21 +157,20 @@ class ShareService:
             elif purge and not share.operation.purge:
                 share.operation.purge = True
                 self.store.save_share(share)
-            self._converge(share, None, None)
-            self._purge_recipient(share)
+            dbs = self.registry.parties(share.owner, share.recipient)
+            self._converge(share, None, None, dbs)
+            self._purge_recipient(share, dbs[1].database)
             self._end(share, Status.REVOKED)
         return share
 
     def events(self, share_id: str) -> list[Event]:
         return self.store.events(share_id)
 
-    def _current(self, share_id: str, actor: str) -> Share:
-        """The share, with an invitation past its time recorded as expired."""
-        share = self.store.get_share(share_id)
+    def _expire_if_due(self, share: Share, actor: str) -> None:
+        """Record an invitation past its time as expired."""
         if share.status is Status.PENDING and share.current_status is Status.EXPIRED:
             with self._audit(share, "expire", actor):
                 self._end(share, Status.EXPIRED)
-        return share
 
     def _require(self, share: Share, status: Status, verb: str) -> None:
         if share.status is not status:
@@ -185,9 +183,14 @@ class ShareService:
         except PreconditionFailed:
             raise ConflictError("another request changed this share at the same time") from None
 
-    def _provision(self, share: Share, roll_back_to: Status | None) -> None:
+    def _provision(
+        self,
+        share: Share,
+        roll_back_to: Status | None,
+        dbs: tuple[Database, Database] | None = None,
+    ) -> None:
         try:
-            self._converge(share, share.access, share.collections)
+            self._converge(share, share.access, share.collections, dbs)
         except COUCH_FAILURES:
             self._roll_back_provision(share, roll_back_to)
             raise
@@ -227,9 +230,15 @@ class ShareService:
         except COUCH_FAILURES:
             log.warning("share %s: event %s not recorded", event.share_id, event.action)
 
-    def _converge(self, share: Share, access: Access | None, collections: list[str] | None):
-        owner_db = self.registry.get(share.owner, "owner")
-        recipient_db = self.registry.get(share.recipient, "recipient")
+    def _converge(
+        self,
+        share: Share,
+        access: Access | None,
+        collections: list[str] | None,
+        dbs: tuple[Database, Database] | None = None,
+    ):
+        """Bring the share's parts in line with (access, collections); `None` removes them."""
+        owner_db, recipient_db = dbs or self.registry.parties(share.owner, share.recipient)
         reverse = collections
         if access is Access.READ_WRITE and collections is None:
             reverse = self._own_collection_ids(owner_db)
@@ -241,9 +250,8 @@ class ShareService:
         share.operation.done.append(step)
         self.store.save_share(share)
 
-    def _purge_recipient(self, share: Share) -> None:
+    def _purge_recipient(self, share: Share, recipient_db: str) -> None:
         """Always withdraw the recipient's `db_sharing` copy; purge shared docs if asked."""
-        recipient_db = self.registry.get(share.recipient, "recipient").database
         done = share.operation.done
         if "purge:db_sharing" not in done:
             purge_doc(self.couch, recipient_db, share.db_sharing_doc_id)

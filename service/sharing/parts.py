@@ -111,10 +111,19 @@ def converge(
 
 
 def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
-    """Write `body` unless a doc with the same content is there already."""
+    """Write `body` unless a doc with the same content is there already.
+
+    A new doc is written at once; only a conflict costs a read.
+    """
+    doc_id = body["_id"]
+    try:
+        couch.put(db, doc_id, json=body)
+        return
+    except DocumentConflict:
+        pass
     for _ in range(3):
         try:
-            current = couch.get(db, body["_id"])
+            current = couch.get(db, doc_id)
         except NotFound:
             current = None
         if current is not None and not _differs(current, body):
@@ -123,11 +132,11 @@ def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
         if current is not None and "created_at" in current:
             doc["created_at"] = current["created_at"]
         try:
-            couch.put(db, body["_id"], json=doc)
+            couch.put(db, doc_id, json=doc)
             return
         except DocumentConflict:
             continue  # changed meanwhile: read again
-    raise DocumentConflict(409, "conflict", "kept changing", f"PUT /{db}/{body['_id']}")
+    raise DocumentConflict(409, "conflict", "kept changing", f"PUT /{db}/{doc_id}")
 
 
 def ensure_absent(couch: CouchClient, db: str, doc_id: str) -> None:

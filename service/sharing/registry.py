@@ -41,6 +41,14 @@ class Registry:
             raise NotFoundError(f"no database is registered as {config_uuid}", field=field)
         return found
 
+    def parties(self, owner: str, recipient: str) -> tuple[Database, Database]:
+        """Both databases of a share, in one request."""
+        found = self.store.get_databases({owner, recipient})
+        for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
+            if config_uuid not in found:
+                raise NotFoundError(f"no database is registered as {config_uuid}", field=field)
+        return found[owner], found[recipient]
+
     def remove(self, config_uuid: str) -> None:
         """Forget a registration; refused while the database takes part in a live share."""
         self.get(config_uuid)

@@ -75,6 +75,30 @@ def replication_status(couch: CouchClient, doc_id: str) -> ReplicationStatus:
     )
 
 
+def recorded_states(couch: CouchClient, doc_ids: list[str]) -> dict[str, ReplicationStatus]:
+    """Many replications' states in one request, from their `_replicator` docs.
+
+    CouchDB writes only the final states (`failed`, `completed`) into a replicator doc; a
+    doc that is gone reads `missing`, any other `unknown` (GET one share for its live state).
+    `_scheduler/docs` has no documented way to ask for a list of doc ids.
+    """
+    if not doc_ids:
+        return {}
+    rows = couch.post(
+        REPLICATOR_DB, "_all_docs", json={"keys": doc_ids}, params={"include_docs": "true"}
+    )["rows"]
+    states = {}
+    for row in rows:
+        doc = row.get("doc")
+        if doc is None:
+            states[row["key"]] = ReplicationStatus(state="missing")
+        else:
+            reason = doc.get("_replication_state_reason")
+            state = doc.get("_replication_state") or "unknown"
+            states[row["key"]] = ReplicationStatus(state=state, error=_redacted(reason))
+    return states
+
+
 def _redacted(error: object) -> str | None:
     """An error text with any `user:password@` in URLs taken out."""
     return re.sub(r"//[^/\s@]*@", "//", error) if isinstance(error, str) else None

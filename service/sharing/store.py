@@ -37,15 +37,20 @@ class StateStore:
         except NotFound:
             return None
 
-    def database_names(self, config_uuids: set[str]) -> dict[str, str]:
-        """Configuration UUID -> database name, in one request."""
+    def get_databases(self, config_uuids: set[str]) -> dict[str, Database]:
+        """The registrations of these Configuration UUIDs that exist, in one request."""
         keys = [Database.doc_id(u) for u in sorted(config_uuids)]
         if not keys:
             return {}
         rows = self.couch.post(
             self.db, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
         )["rows"]
-        return {r["doc"]["config_uuid"]: r["doc"]["database"] for r in rows if r.get("doc")}
+        found = [Database.from_doc(r["doc"]) for r in rows if r.get("doc")]
+        return {d.config_uuid: d for d in found}
+
+    def database_names(self, config_uuids: set[str]) -> dict[str, str]:
+        """Configuration UUID -> database name, in one request."""
+        return {u: d.database for u, d in self.get_databases(config_uuids).items()}
 
     def add_database(self, database: Database) -> Database:
         """Store a registration; if the UUID is taken, return the one stored."""

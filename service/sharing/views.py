@@ -7,6 +7,14 @@ from service.sharing.model import Access, Direction, Share, Status
 from service.sharing.replicator import ReplicationStatus, replicator_doc_id
 
 
+def replication_ids(share: Share) -> list[str]:
+    """The ids of the replicator docs a share has while it is live."""
+    if share.current_status not in (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING):
+        return []
+    directions = list(Direction)[: 2 if share.access is Access.READ_WRITE else 1]
+    return [replicator_doc_id(share.id, d) for d in directions]
+
+
 def describe(
     share: Share,
     database_names: Mapping[str, str],
@@ -28,16 +36,14 @@ def describe(
         "operation": _operation(share),
         "replications": [],
     }
-    if share.current_status not in (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING):
-        return view
     ends = {
         Direction.OWNER_TO_RECIPIENT: (share.owner, share.recipient),
         Direction.RECIPIENT_TO_OWNER: (share.recipient, share.owner),
     }
-    for direction in list(Direction)[: 2 if two_way else 1]:
+    for doc_id, direction in zip(replication_ids(share), Direction, strict=False):
         source, target = ends[direction]
         replication = {
-            "id": replicator_doc_id(share.id, direction),
+            "id": doc_id,
             "direction": str(direction),
             "source_database": database_names.get(source),
             "target_database": database_names.get(target),

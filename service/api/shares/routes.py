@@ -21,9 +21,9 @@ from service.api.shares.schemas import (
 from service.sharing.errors import ForbiddenError, InvalidRequest
 from service.sharing.lifecycle import UNCHANGED
 from service.sharing.model import Access, Share, Status
-from service.sharing.replicator import replication_status
+from service.sharing.replicator import recorded_states, replication_status
 from service.sharing.store import status_selector
-from service.sharing.views import describe
+from service.sharing.views import describe, replication_ids
 
 blp = Blueprint(
     "shares",
@@ -85,7 +85,12 @@ class Shares(MethodView):
         shares, next_cursor = store.list_shares(selector, query.get("cursor"), query["limit"])
         everyone = {u for s in shares for u in (s.owner, s.recipient)}
         names = store.database_names(everyone if caller().is_admin else {database})
-        return {"items": [describe(s, names) for s in shares], "next_cursor": next_cursor}
+        status_of = None
+        if query["with_status"]:
+            ids = [doc_id for share in shares for doc_id in replication_ids(share)]
+            status_of = recorded_states(broker().couch, ids).__getitem__
+        items = [describe(s, names, status_of) for s in shares]
+        return {"items": items, "next_cursor": next_cursor}
 
     @blp.arguments(ShareCreateSchema)
     @problems(blp, 400, 403, 404, 409, 422, 502)
@@ -130,7 +135,7 @@ class ShareById(MethodView):
             abort(428, message="If-Match is required: send the ETag of the share as last read")
         share, roles = _share_for(share_id, "owner")
         share = broker().shares.patch(
-            share.id,
+            share,
             etag,
             Access(body["access"]) if "access" in body else None,
             body.get("collections", UNCHANGED),
@@ -144,7 +149,7 @@ class ShareById(MethodView):
     def delete(self, query, share_id):
         """Revoke a share (the owner) or leave it (the recipient)"""
         share, roles = _share_for(share_id)
-        share = broker().shares.revoke(share.id, purge=query["purge"], actor=caller().actor)
+        share = broker().shares.revoke(share, purge=query["purge"], actor=caller().actor)
         return _view(share, _visible(share, roles))
 
 
@@ -155,7 +160,7 @@ class AcceptShare(MethodView):
     def post(self, share_id):
         """Accept an invitation and start replicating (the recipient)"""
         share, roles = _share_for(share_id, "recipient")
-        share = broker().shares.accept(share.id, actor=caller().actor)
+        share = broker().shares.accept(share, actor=caller().actor)
         return _view(share, _visible(share, roles)), {"ETag": share.etag}
 
 
@@ -166,7 +171,7 @@ class DeclineShare(MethodView):
     def post(self, share_id):
         """Decline an invitation (the recipient)"""
         share, roles = _share_for(share_id, "recipient")
-        share = broker().shares.decline(share.id, actor=caller().actor)
+        share = broker().shares.decline(share, actor=caller().actor)
         return _view(share, _visible(share, roles)), {"ETag": share.etag}
 
 

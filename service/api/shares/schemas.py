@@ -52,6 +52,14 @@ class SharePatchSchema(ma.Schema):
 
 class ShareQuerySchema(PageQuerySchema):
     database = config_uuid()
+    with_status = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Add each replication's recorded state, read for the whole page"
+            " at once from the `_replicator` docs: `failed`, `completed`, `missing` or"
+            " `unknown`. GET one share for its live state from `_scheduler/docs`."
+        },
+    )
     role = ma.fields.String(
         load_default="any", validate=validate.OneOf(["owner", "recipient", "any"])
     )

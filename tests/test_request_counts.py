@@ -1,0 +1,60 @@
+"""CouchDB round trips per operation: counted, not timed, so a regression fails CI.
+
+bench/ reports the same counts beside its timings; update both when an operation's design
+changes.
+"""
+
+import pytest
+
+from tests.helpers import create_share
+from tests.pouchdb.demo import ALICE, BOB
+
+RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
+
+
+def counted(calls, action) -> int:
+    calls.calls.clear()
+    response = action()
+    assert response.status_code < 300, response.get_json()
+    return len(calls.calls)
+
+
+def test_create_read_write(client, registered, calls):
+    body = {"owner": ALICE, "recipient": BOB, **RW}
+    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 13
+
+
+def test_invite_then_accept(client, registered, calls):
+    body = {"owner": ALICE, "recipient": BOB, "auto_accept": False, **RW}
+    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 6
+    share_id = client.get("/v1/shares").get_json()["items"][0]["id"]
+    assert counted(calls, lambda: client.post(f"/v1/shares/{share_id}/accept")) == 12
+
+
+def test_revoke_read_write(client, registered, calls):
+    share = create_share(client, **RW)
+    assert counted(calls, lambda: client.delete(f"/v1/shares/{share['id']}")) == 19
+
+
+def test_get_with_status(client, registered, calls):
+    share = create_share(client, **RW)
+    assert counted(calls, lambda: client.get(f"/v1/shares/{share['id']}")) == 4
+
+
+@pytest.mark.parametrize("extra_shares", [0, 3])
+def test_list_with_status_is_three_requests_whatever_the_size(
+    client, registered, calls, extra_shares, couch, names
+):
+    create_share(client, **RW)
+    for n in range(extra_shares):
+        db = f"{names['alice']}-extra-{n}"
+        couch.create_db(
+            db, [{"_id": "0000-config", "uuid": f"00000000-0000-4000-8000-00000000000{n}"}]
+        )
+        client.post("/v1/databases", json={"database": db})
+        create_share(client, owner=f"00000000-0000-4000-8000-00000000000{n}", collections=None)
+    page = lambda: client.get("/v1/shares?with_status=true&limit=50")  # noqa: E731
+    assert counted(calls, page) == 3
+    states = [r["replication_status"]["state"] for s in page().get_json()["items"]
+              for r in s["replications"]]  # fmt: skip
+    assert states and set(states) == {"unknown"}
