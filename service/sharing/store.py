@@ -11,7 +11,13 @@ from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.errors import ConflictError, NotFoundError, PreconditionFailed
 from service.sharing.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
 
-MAX_PAGE = 200
+# Pages of records of one type in `_id` order: constant work per page at any size.
+PAGE_INDEX = {
+    "index": {"fields": ["type", "_id"]},
+    "ddoc": "sharing-broker-pages",
+    "name": "type-id",
+    "type": "json",
+}
 
 
 class StateStore:
@@ -20,14 +26,18 @@ class StateStore:
     def __init__(self, couch: CouchClient, db: str):
         self.couch = couch
         self.db = db
+        self._indexed = False
 
     def ensure(self) -> None:
-        """Create the state database if it does not exist yet."""
+        """Create the state database and its index if they do not exist yet."""
         try:
             self.couch.get(self.db)
         except NotFound:
             with suppress(DocumentConflict):  # another replica created it first
                 self.couch.put(self.db)
+        if not self._indexed:
+            self.couch.post(self.db, "_index", json=PAGE_INDEX)  # idempotent
+            self._indexed = True
 
     # Database registrations
 
@@ -69,7 +79,7 @@ class StateStore:
             raise NotFoundError(f"no database is registered as {config_uuid}") from None
 
     def list_databases(self, after: str | None, limit: int) -> tuple[list[Database], str | None]:
-        docs, next_cursor = self._page({"type": "database"}, "database:", after, limit)
+        docs, next_cursor = self._page("database", [], after, limit)
         return [Database.from_doc(d) for d in docs], next_cursor
 
     # Share records
@@ -93,9 +103,10 @@ class StateStore:
         self.couch.delete(self.db, Share.doc_id(share.id), params={"rev": share.rev})
 
     def list_shares(
-        self, selector: dict, after: str | None, limit: int
+        self, conditions: list[dict], after: str | None, limit: int
     ) -> tuple[list[Share], str | None]:
-        docs, next_cursor = self._page({"type": "share", **selector}, "share:", after, limit)
+        """A page of shares matching every Mango condition given."""
+        docs, next_cursor = self._page("share", conditions, after, limit)
         return [Share.from_doc(d) for d in docs], next_cursor
 
     def has_live_share(self, config_uuid: str) -> bool:
@@ -166,13 +177,16 @@ class StateStore:
         return [Event.from_doc(row["doc"]) for row in rows]
 
     def _page(
-        self, selector: dict, prefix: str, after: str | None, limit: int
+        self, doc_type: str, conditions: list[dict], after: str | None, limit: int
     ) -> tuple[list[dict], str | None]:
-        """One page of records in `_id` order, and the cursor of the next page."""
+        """One page of records of a type in `_id` order, and the cursor of the next page."""
+        prefix = f"{doc_type}:"
         start = prefix + after if after else prefix
+        in_range = {"_id": {"$gt": start, "$lt": prefix + "\ufff0"}}
         query = {
-            "selector": {**selector, "_id": {"$gt": start, "$lt": prefix + "\ufff0"}},
-            "sort": [{"_id": "asc"}],
+            "selector": {"$and": [{"type": doc_type}, in_range, *conditions]},
+            "sort": [{"type": "asc"}, {"_id": "asc"}],
+            "use_index": [PAGE_INDEX["ddoc"], PAGE_INDEX["name"]],
             "limit": limit + 1,
         }
         docs = self.couch.post(self.db, "_find", json=query)["docs"]

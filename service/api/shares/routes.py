@@ -81,8 +81,7 @@ class Shares(MethodView):
         if "status" in query:
             conditions.append(status_selector(Status(query["status"])))
         store = broker().store
-        selector = {"$and": conditions} if conditions else {}
-        shares, next_cursor = store.list_shares(selector, query.get("cursor"), query["limit"])
+        shares, next_cursor = store.list_shares(conditions, query.get("cursor"), query["limit"])
         everyone = {u for s in shares for u in (s.owner, s.recipient)}
         names = store.database_names(everyone if caller().is_admin else {database})
         status_of = None

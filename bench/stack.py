@@ -1,0 +1,90 @@
+"""The benchmark's own stack: pouchdb-server, the broker under gunicorn, and user databases."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from tests.pouchdb.server import PouchServer, free_port
+
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+
+
+def config_uuid(n: int) -> str:
+    return str(uuid.UUID(int=n + 1, version=4))
+
+
+def make_databases(couch: PouchServer, count: int) -> list[tuple[str, str]]:
+    """`count` Inventory databases, each with its config and one collection of its own."""
+    made = []
+    for n in range(count):
+        name, uid = f"bench-user-{n:03d}", config_uuid(n)
+        collection = {
+            "_id": "collection-c0ll-1",
+            "type": "collection",
+            "data": {"name": "Kitchen", "config_uuid": uid},
+        }
+        couch.create_db(name, [{"_id": "0000-config", "uuid": uid}, collection])
+        made.append((name, uid))
+    return made
+
+
+class Broker:
+    """`sharing-broker serve` in a subprocess: the real serving path."""
+
+    def __init__(self, couch: PouchServer, state_db: str, workers: int = 2, threads: int = 4):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "BROKER_COUCHDB_URL": couch.url,
+            "BROKER_COUCHDB_USER": couch.admin[0],
+            "BROKER_COUCHDB_PASSWORD": couch.admin[1],
+            "BROKER_ADMIN_TOKENS": ADMIN_TOKEN,
+            "BROKER_STATE_DB": state_db,
+            "BROKER_BIND": f"127.0.0.1:{self.port}",
+            "BROKER_WORKERS": str(workers),
+            "BROKER_THREADS": str(threads),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if self.session.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError("the broker did not become ready")
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        response = self.session.request(method, self.url + path, timeout=60, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response
+
+    def worker_peak_rss_mib(self) -> float:
+        """The largest peak RSS (VmHWM) among the gunicorn workers."""
+        peaks = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            except OSError:
+                continue  # the process ended meanwhile
+            if fields.get("PPid", "").strip() == str(self.process.pid):
+                peaks.append(int(fields["VmHWM"].split()[0]) / 1024)
+        return max(peaks)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
