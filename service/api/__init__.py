@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from service.api import problems
 from service.api.databases.routes import blp as databases_blp
 from service.api.health.routes import blp as health_blp
+from service.api.reconcile.routes import blp as reconcile_blp
 from service.api.shares.routes import blp as shares_blp
 from service.couch import CouchError, CouchUnavailable, PermissionDenied
 from service.sharing.errors import SharingError
@@ -51,7 +52,7 @@ def init_api(app: Flask) -> BrokerApi:
     """Register the blueprints, admin auth and the error handlers on `app`."""
     api = BrokerApi(app)
     api.spec.components.security_scheme("adminToken", {"type": "http", "scheme": "bearer"})
-    for blueprint in (databases_blp, shares_blp, health_blp):
+    for blueprint in (databases_blp, shares_blp, reconcile_blp, health_blp):
         api.register_blueprint(blueprint)
     app.register_error_handler(SharingError, _sharing_error)
     app.register_error_handler(CouchUnavailable, _couch_unavailable)

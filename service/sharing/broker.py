@@ -7,6 +7,7 @@ from service.couch import CouchClient
 from service.sharing.identity import Identity
 from service.sharing.lifecycle import ShareService
 from service.sharing.policy import Policy
+from service.sharing.reconcile import Reconciler
 from service.sharing.registry import Registry
 from service.sharing.replicator import Endpoint
 from service.sharing.store import StateStore
@@ -22,6 +23,9 @@ class Broker:
     shares: ShareService
     identity: Identity
     policy: Policy
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.couch, self.store, self.shares)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":

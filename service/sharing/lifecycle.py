@@ -29,7 +29,7 @@ from service.sharing.model import (
     Status,
     now_iso,
 )
-from service.sharing.parts import Target, converge, wanted_parts
+from service.sharing.parts import Part, Target, converge, ensure_current, wanted_parts
 from service.sharing.purge import purge_doc, purge_shared_docs
 from service.sharing.registry import Registry
 from service.sharing.replicator import Endpoint
@@ -163,6 +163,39 @@ class ShareService:
             self._end(share, Status.REVOKED)
         return share
 
+    def resume(self, share: Share, actor: str) -> str:
+        """Finish or roll back an operation a crash left in the record; say which."""
+        operation = share.operation
+        with self._audit(share, "resume", actor):
+            if share.status is Status.REVOKING:
+                self.revoke(share, purge=bool(operation and operation.purge), actor=actor)
+                return "finished the revoke"
+            if operation is None:
+                return "nothing to do"
+            if share.status is Status.PROVISIONING and operation.name == "roll back":
+                share.status = Status.REVOKING
+                self.revoke(share, purge=False, actor=actor)
+                return "rolled back the provisioning"
+            if share.status is Status.PROVISIONING:
+                self._converge(share, share.access, share.collections)
+                self._finish(share, Status.ACTIVE)
+                return "finished the provisioning"
+            # An active share in the middle of a change, or of undoing one.
+            self._converge(share, operation.access, operation.collections)
+            share.access, share.collections = operation.access, operation.collections
+            self._finish(share, Status.ACTIVE)
+            return f"finished the {operation.name}"
+
+    def repair(self, share: Share) -> list[str]:
+        """Rewrite the parts of an active share that are missing, changed or failed."""
+        owner_db, recipient_db = self.registry.parties(share.owner, share.recipient)
+        parts = self._parts(share, share.access, share.collections, (owner_db, recipient_db))
+        repaired = []
+        for name, part in parts.items():
+            if part.body is not None and ensure_current(self.couch, part.db, part.body):
+                repaired.append(name)
+        return repaired
+
     def events(self, share_id: str) -> list[Event]:
         return self.store.events(share_id)
 
@@ -238,13 +271,22 @@ class ShareService:
         dbs: tuple[Database, Database] | None = None,
     ):
         """Bring the share's parts in line with (access, collections); `None` removes them."""
+        parts = self._parts(share, access, collections, dbs)
+        converge(self.couch, parts, share.operation.done, lambda name: self._record(share, name))
+
+    def _parts(
+        self,
+        share: Share,
+        access: Access | None,
+        collections: list[str] | None,
+        dbs: tuple[Database, Database] | None = None,
+    ) -> dict[str, Part]:
         owner_db, recipient_db = dbs or self.registry.parties(share.owner, share.recipient)
         reverse = collections
         if access is Access.READ_WRITE and collections is None:
             reverse = self._own_collection_ids(owner_db)
         target = Target(access, collections, owner_db.database, recipient_db.database, reverse)
-        parts = wanted_parts(share, target, self.endpoint)
-        converge(self.couch, parts, share.operation.done, lambda name: self._record(share, name))
+        return wanted_parts(share, target, self.endpoint)
 
     def _record(self, share: Share, step: str) -> None:
         share.operation.done.append(step)

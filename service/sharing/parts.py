@@ -83,6 +83,8 @@ def wanted_parts(share: Share, target: Target, endpoint: Endpoint) -> dict[str, 
         "data": {"permissions": ["read", "write"]},
         "created_at": stamp,
         "updated_at": stamp,
+        # Marks the doc as the broker's, so reconcile may remove it when no share needs it.
+        "sharing_broker": {"share_id": share.id},
     }
     live = target.access is not None
     two_way = target.access is Access.READ_WRITE
@@ -137,6 +139,25 @@ def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
         except DocumentConflict:
             continue  # changed meanwhile: read again
     raise DocumentConflict(409, "conflict", "kept changing", f"PUT /{db}/{doc_id}")
+
+
+def ensure_current(couch: CouchClient, db: str, body: dict) -> bool:
+    """Like `ensure_present`, and also restart a replication CouchDB marked failed.
+
+    Return whether anything was written.
+    """
+    try:
+        current = couch.get(db, body["_id"])
+    except NotFound:
+        current = None
+    failed = current is not None and current.get("_replication_state") == "failed"
+    if current is not None and not failed and not _differs(current, body):
+        return False
+    if current is None:
+        ensure_present(couch, db, body)
+    else:  # a new revision without the `_replication_*` fields restarts it
+        couch.put(db, body["_id"], json={**body, "_rev": current["_rev"]})
+    return True
 
 
 def ensure_absent(couch: CouchClient, db: str, doc_id: str) -> None:

@@ -1,0 +1,191 @@
+"""Reconcile: bring CouchDB and the share records back in line after crashes and hand edits.
+
+It finishes operations a crash left half-done, rewrites the parts of active shares that are
+missing, changed or failed, and removes broker-made parts that no share accounts for. Only
+docs the broker labelled as its own are ever removed. A lease in the state database keeps
+reconcilers on several replicas from working at the same time.
+"""
+
+import logging
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
+from service.sharing.errors import SharingError
+from service.sharing.lifecycle import ShareService
+from service.sharing.model import Access, Share, Status
+from service.sharing.parts import DB_SHARING, ensure_absent
+from service.sharing.replicator import REPLICATOR_DB
+from service.sharing.scan import docs_with_prefix
+from service.sharing.store import StateStore
+from service.sharing.views import replication_ids
+
+log = logging.getLogger(__name__)
+ACTOR = "reconcile"
+LEASE_ID = "reconcile-lease"
+LEASE_SECONDS = 300
+LIVE = (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING)
+FAILURES = (CouchError, CouchUnavailable, SharingError)
+
+
+@dataclass
+class Report:
+    """What reconcile found, what it did about it, and what it could not do."""
+
+    found: list[dict] = field(default_factory=list)
+    repaired: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    skipped: str | None = None
+
+
+class Reconciler:
+    """One pass of reconciliation."""
+
+    def __init__(self, couch: CouchClient, store: StateStore, shares: ShareService):
+        self.couch = couch
+        self.store = store
+        self.shares = shares
+        self.holder = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+
+    def run(self) -> Report:
+        report = Report()
+        if not self._take_lease():
+            report.skipped = "another reconciler holds the lease"
+            return report
+        try:
+            self._finish_operations(report)
+            self._repair_active(report)
+            self._remove_orphan_replications(report)
+            self._remove_orphan_db_sharing(report)
+        finally:
+            self._drop_lease()
+        return report
+
+    def _attempt(self, report: Report, finding: dict, action) -> None:
+        report.found.append(finding)
+        try:
+            outcome = action()
+        except FAILURES as exc:
+            report.errors.append({**finding, "error": str(exc)})
+            log.warning("reconcile could not repair %s: %s", finding, exc)
+            return
+        if outcome:
+            report.repaired.append({**finding, "action": outcome})
+
+    def _finish_operations(self, report: Report) -> None:
+        unfinished = {
+            "$or": [
+                {"status": {"$in": [str(Status.PROVISIONING), str(Status.REVOKING)]}},
+                {"operation": {"$type": "object"}},
+            ]
+        }
+        for share in self._shares([unfinished]):
+            finding = {
+                "kind": "unfinished operation",
+                "share_id": share.id,
+                "status": str(share.status),
+                "operation": share.operation.name if share.operation else None,
+            }
+            self._attempt(report, finding, lambda s=share: self.shares.resume(s, ACTOR))
+
+    def _repair_active(self, report: Report) -> None:
+        for share in self._shares([{"status": str(Status.ACTIVE)}]):
+            finding = {"kind": "active share checked", "share_id": share.id}
+            try:
+                repaired = self.shares.repair(share)
+            except FAILURES as exc:
+                report.errors.append({**finding, "error": str(exc)})
+                continue
+            for part in repaired:
+                entry = {
+                    "kind": "missing, changed or failed part",
+                    "share_id": share.id,
+                    "part": part,
+                }
+                report.found.append(entry)
+                report.repaired.append({**entry, "action": "rewrote it"})
+
+    def _remove_orphan_replications(self, report: Report) -> None:
+        docs = list(docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"))
+        labelled = [d for d in docs if isinstance(d.get("sharing_broker"), dict)]
+        shares = self._shares_by_id({d["sharing_broker"].get("share_id", "") for d in labelled})
+        for doc in labelled:
+            share = shares.get(doc["sharing_broker"].get("share_id"))
+            if share is not None and doc["_id"] in replication_ids(share):
+                continue
+            finding = {"kind": "orphan replicator doc", "doc_id": doc["_id"]}
+            self._attempt(report, finding, lambda d=doc: self._remove(REPLICATOR_DB, d["_id"]))
+
+    def _remove_orphan_db_sharing(self, report: Report) -> None:
+        cursor = None
+        while True:
+            databases, cursor = self.store.list_databases(cursor, 200)
+            for database in databases:
+                self._check_db_sharing(report, database.database, database.config_uuid)
+            if cursor is None:
+                return
+
+    def _check_db_sharing(self, report: Report, db: str, owner: str) -> None:
+        try:
+            docs = list(docs_with_prefix(self.couch, db, f"db_sharing-{owner}--"))
+        except FAILURES as exc:
+            report.errors.append({"kind": "database unreadable", "database": db, "error": str(exc)})
+            return
+        labelled = [d for d in docs if isinstance(d.get("sharing_broker"), dict)]
+        shares = self._shares_by_id({d["sharing_broker"].get("share_id", "") for d in labelled})
+        for doc in labelled:
+            share = shares.get(doc["sharing_broker"].get("share_id"))
+            needed = share is not None and share.access is Access.READ_WRITE
+            if needed and share.current_status in LIVE and share.db_sharing_doc_id == doc["_id"]:
+                continue
+            finding = {"kind": f"orphan {DB_SHARING} doc", "database": db, "doc_id": doc["_id"]}
+            self._attempt(report, finding, lambda d=doc: self._remove(db, d["_id"]))
+
+    def _remove(self, db: str, doc_id: str) -> str:
+        ensure_absent(self.couch, db, doc_id)
+        return "removed it"
+
+    def _shares(self, conditions: list[dict]):
+        """Every share matching the conditions, page by page."""
+        cursor = None
+        while True:
+            page, cursor = self.store.list_shares(conditions, cursor, 200)
+            yield from page
+            if cursor is None:
+                return
+
+    def _shares_by_id(self, share_ids: set[str]) -> dict[str, Share]:
+        keys = [Share.doc_id(i) for i in sorted(share_ids) if i]
+        if not keys:
+            return {}
+        rows = self.couch.post(
+            self.store.db, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
+        )["rows"]
+        return {r["doc"]["id"]: Share.from_doc(r["doc"]) for r in rows if r.get("doc")}
+
+    def _take_lease(self) -> bool:
+        until = (datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS)).isoformat()
+        lease = {"_id": LEASE_ID, "type": "lease", "holder": self.holder, "until": until}
+        try:
+            current = self.couch.get(self.store.db, LEASE_ID)
+        except NotFound:
+            current = None
+        if current is not None:
+            if current["until"] > datetime.now(UTC).isoformat():
+                return False
+            lease["_rev"] = current["_rev"]
+        try:
+            self.couch.put(self.store.db, LEASE_ID, json=lease)
+        except DocumentConflict:
+            return False  # another reconciler took it first
+        return True
+
+    def _drop_lease(self) -> None:
+        try:
+            current = self.couch.get(self.store.db, LEASE_ID)
+            if current.get("holder") == self.holder:
+                self.couch.delete(self.store.db, LEASE_ID, params={"rev": current["_rev"]})
+        except (CouchError, CouchUnavailable):
+            log.warning("reconcile lease not released; it expires by itself")
