@@ -196,7 +196,7 @@ class Bench:
                 target = Target(
                     Access.READ_WRITE, COLLECTIONS, f"seed-{i}-a", f"seed-{i}-b", COLLECTIONS
                 )
-                parts = wanted_parts(share, target, endpoint)
+                parts = wanted_parts(share, target, endpoint, STATE_DB)
                 replications += [parts[O2R].body, parts[R2O].body]
                 states += [share.to_doc(), {"_id": f"pair:{owner}--{recipient}", "type": "pair",
                                             "share_id": share.id}]  # fmt: skip

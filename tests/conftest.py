@@ -1,16 +1,21 @@
 """Fixtures: one pouchdb-server per test session, fresh databases and a broker app per test."""
 
+import os
 import secrets
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
+import requests
 import responses
 
 from service.app import create_app, ensure_state_db
 from service.config import Settings
 from tests.helpers import CallLog
 from tests.pouchdb.demo import ALICE, BOB, alice_docs, bob_docs
-from tests.pouchdb.server import PouchServer
+from tests.pouchdb.server import PouchServer, free_port
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
 
@@ -117,3 +122,38 @@ def people(couch, dbs, registered, names):
         users[person] = (name, password)
     users["carol_db"] = carol_db
     return users
+
+
+@pytest.fixture
+def live_broker(couch, settings, dbs, monkeypatch):
+    """`sharing-broker serve` on a free port; the CLI pointed at it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BROKER_COUCHDB_URL": couch.url,
+        "BROKER_COUCHDB_USER": couch.admin[0],
+        "BROKER_COUCHDB_PASSWORD": couch.admin[1],
+        "BROKER_ADMIN_TOKENS": f"cli:{ADMIN_TOKEN}",
+        "BROKER_STATE_DB": settings.state_db,
+        "BROKER_BIND": f"127.0.0.1:{port}",
+        "BROKER_WORKERS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    monkeypatch.setenv("BROKER_URL", url)
+    monkeypatch.setenv("BROKER_TOKEN", ADMIN_TOKEN)
+    yield process
+    process.terminate()
+    process.wait(timeout=30)

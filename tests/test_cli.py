@@ -2,52 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
-import time
 
-import pytest
 import requests
 
 from service.cli import main
 from tests.conftest import ADMIN_TOKEN
 from tests.pouchdb.demo import ALICE, BOB
 from tests.pouchdb.server import free_port
-
-
-@pytest.fixture
-def live_broker(couch, settings, dbs, monkeypatch):
-    """`sharing-broker serve` on a free port; the CLI pointed at it."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "BROKER_COUCHDB_URL": couch.url,
-        "BROKER_COUCHDB_USER": couch.admin[0],
-        "BROKER_COUCHDB_PASSWORD": couch.admin[1],
-        "BROKER_ADMIN_TOKENS": f"cli:{ADMIN_TOKEN}",
-        "BROKER_STATE_DB": settings.state_db,
-        "BROKER_BIND": f"127.0.0.1:{port}",
-        "BROKER_WORKERS": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    monkeypatch.setenv("BROKER_URL", url)
-    monkeypatch.setenv("BROKER_TOKEN", ADMIN_TOKEN)
-    yield process
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -42,7 +42,11 @@ def test_read_share_writes_one_replicator_doc_and_nothing_else(
             "continuous": True,
             "create_target": False,
             "selector": share_selector(ALICE, BOB, Access.READ, ["c0ll-uuid-1"], O2R),
-            "sharing_broker": {"share_id": share["id"], "direction": "owner-to-recipient"},
+            "sharing_broker": {
+                "broker": settings.state_db,
+                "share_id": share["id"],
+                "direction": "owner-to-recipient",
+            },
         }
     }
     assert {db: revisions(couch, db) for db in dbs.values()} == before

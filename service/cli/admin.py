@@ -78,6 +78,21 @@ def _patch(args: argparse.Namespace, api: BrokerClient) -> dict:
     return api.json("PATCH", f"/v1/shares/{args.share_id}", json=body, headers={"If-Match": etag})
 
 
+def reconcile(args: argparse.Namespace, api: BrokerClient) -> int:
+    report = api.json("POST", "/v1/reconcile")
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif report["skipped"]:
+        print(f"skipped: {report['skipped']}")
+    else:
+        for entry in report["repaired"]:
+            print(f"repaired: {entry['kind']}: {entry['action']}")
+        for entry in report["errors"]:
+            print(f"could not repair: {entry['kind']}: {entry['error']}", file=sys.stderr)
+        print(f"{len(report['found'])} found, {len(report['repaired'])} repaired")
+    return 1 if report["errors"] else 0
+
+
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     db = commands.add_parser("databases", help="register, list, show or remove databases")
     db_actions = db.add_subparsers(dest="action", required=True)
@@ -110,3 +125,6 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     revoke.add_argument("share_id")
     revoke.add_argument("--purge", action="store_true")
     sh.set_defaults(run_api=shares)
+
+    rec = commands.add_parser("reconcile", parents=[common], help="repair drift, once")
+    rec.set_defaults(run_api=reconcile)

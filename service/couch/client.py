@@ -53,9 +53,7 @@ class CouchClient:
         segments = tuple(segments)
         operation = f"{method} /{'/'.join(segments)}"
         try:
-            response = self._session.request(
-                method, self.url(*segments), params=params, json=json, timeout=self.timeout
-            )
+            response = self._send(method, self.url(*segments), params=params, json=json)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise CouchUnavailable(operation, type(exc).__name__) from None
         try:
@@ -65,6 +63,10 @@ class CouchClient:
         if response.status_code >= 400:
             raise error_for(response.status_code, body, operation)
         return body
+
+    def _send(self, method: str, url: str, **kwargs) -> requests.Response:
+        """The one place a request leaves for CouchDB."""
+        return self._session.request(method, url, timeout=self.timeout, **kwargs)
 
     def session_as(self, credentials: dict[str, str]) -> dict:
         """`GET /_session` as a user, sending only their Authorization or Cookie header.

@@ -286,7 +286,7 @@ class ShareService:
         if access is Access.READ_WRITE and collections is None:
             reverse = self._own_collection_ids(owner_db)
         target = Target(access, collections, owner_db.database, recipient_db.database, reverse)
-        return wanted_parts(share, target, self.endpoint)
+        return wanted_parts(share, target, self.endpoint, self.store.db)
 
     def _record(self, share: Share, step: str) -> None:
         share.operation.done.append(step)

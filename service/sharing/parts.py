@@ -46,8 +46,11 @@ class Target:
     reverse_collections: list[str] | None = None
 
 
-def wanted_parts(share: Share, target: Target, endpoint: Endpoint) -> dict[str, Part]:
-    """Every part name with where it lives, and a body for those the target wants."""
+def wanted_parts(share: Share, target: Target, endpoint: Endpoint, broker: str) -> dict[str, Part]:
+    """Every part name with where it lives, and a body for those the target wants.
+
+    Bodies are labelled with `broker` (its state database), so each broker recognises its own.
+    """
     o2r = replicator_doc(
         share,
         Direction.OWNER_TO_RECIPIENT,
@@ -61,6 +64,7 @@ def wanted_parts(share: Share, target: Target, endpoint: Endpoint) -> dict[str, 
             Direction.OWNER_TO_RECIPIENT,
         ),
         endpoint,
+        broker,
     )
     r2o = replicator_doc(
         share,
@@ -75,6 +79,7 @@ def wanted_parts(share: Share, target: Target, endpoint: Endpoint) -> dict[str, 
             Direction.RECIPIENT_TO_OWNER,
         ),
         endpoint,
+        broker,
     )
     stamp = now_epoch_ms()
     db_sharing = {
@@ -84,7 +89,7 @@ def wanted_parts(share: Share, target: Target, endpoint: Endpoint) -> dict[str, 
         "created_at": stamp,
         "updated_at": stamp,
         # Marks the doc as the broker's, so reconcile may remove it when no share needs it.
-        "sharing_broker": {"share_id": share.id},
+        "sharing_broker": {"broker": broker, "share_id": share.id},
     }
     live = target.access is not None
     two_way = target.access is Access.READ_WRITE

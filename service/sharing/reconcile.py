@@ -109,14 +109,14 @@ class Reconciler:
 
     def _remove_orphan_replications(self, report: Report) -> None:
         docs = list(docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"))
-        labelled = [d for d in docs if isinstance(d.get("sharing_broker"), dict)]
-        shares = self._shares_by_id({d["sharing_broker"].get("share_id", "") for d in labelled})
-        for doc in labelled:
-            share = shares.get(doc["sharing_broker"].get("share_id"))
-            if share is not None and doc["_id"] in replication_ids(share):
+        ours = self._ours(docs)
+        shares = self._shares_by_id(set(ours.values()))
+        for doc_id, share_id in ours.items():
+            share = shares.get(share_id)
+            if share is not None and doc_id in replication_ids(share):
                 continue
-            finding = {"kind": "orphan replicator doc", "doc_id": doc["_id"]}
-            self._attempt(report, finding, lambda d=doc: self._remove(REPLICATOR_DB, d["_id"]))
+            finding = {"kind": "orphan replicator doc", "doc_id": doc_id}
+            self._attempt(report, finding, lambda d=doc_id: self._remove(REPLICATOR_DB, d))
 
     def _remove_orphan_db_sharing(self, report: Report) -> None:
         cursor = None
@@ -133,15 +133,24 @@ class Reconciler:
         except FAILURES as exc:
             report.errors.append({"kind": "database unreadable", "database": db, "error": str(exc)})
             return
-        labelled = [d for d in docs if isinstance(d.get("sharing_broker"), dict)]
-        shares = self._shares_by_id({d["sharing_broker"].get("share_id", "") for d in labelled})
-        for doc in labelled:
-            share = shares.get(doc["sharing_broker"].get("share_id"))
+        ours = self._ours(docs)
+        shares = self._shares_by_id(set(ours.values()))
+        for doc_id, share_id in ours.items():
+            share = shares.get(share_id)
             needed = share is not None and share.access is Access.READ_WRITE
-            if needed and share.current_status in LIVE and share.db_sharing_doc_id == doc["_id"]:
+            if needed and share.current_status in LIVE and share.db_sharing_doc_id == doc_id:
                 continue
-            finding = {"kind": f"orphan {DB_SHARING} doc", "database": db, "doc_id": doc["_id"]}
-            self._attempt(report, finding, lambda d=doc: self._remove(db, d["_id"]))
+            finding = {"kind": f"orphan {DB_SHARING} doc", "database": db, "doc_id": doc_id}
+            self._attempt(report, finding, lambda d=doc_id: self._remove(db, d))
+
+    def _ours(self, docs: list[dict]) -> dict[str, str]:
+        """Doc id -> share id, for the docs labelled as this broker's."""
+        ours = {}
+        for doc in docs:
+            label = doc.get("sharing_broker")
+            if isinstance(label, dict) and label.get("broker") == self.store.db:
+                ours[doc["_id"]] = str(label.get("share_id"))
+        return ours
 
     def _remove(self, db: str, doc_id: str) -> str:
         ensure_absent(self.couch, db, doc_id)

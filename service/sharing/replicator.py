@@ -37,8 +37,9 @@ def replicator_doc(
     target_db: str,
     selector: dict,
     endpoint: Endpoint,
+    broker: str,
 ) -> dict:
-    """The body of one direction's replicator doc."""
+    """The body of one direction's replicator doc, labelled as `broker`'s."""
     return {
         "_id": replicator_doc_id(share.id, direction),
         "source": endpoint.database(source_db),
@@ -46,7 +47,7 @@ def replicator_doc(
         "continuous": True,
         "create_target": False,
         "selector": selector,
-        "sharing_broker": {"share_id": share.id, "direction": str(direction)},
+        "sharing_broker": {"broker": broker, "share_id": share.id, "direction": str(direction)},
     }
 
 

@@ -1,0 +1,44 @@
+"""What "consistent" means after reconcile: every share whole or wholly gone, no orphan."""
+
+from service.sharing.model import Access, Share, Status
+from service.sharing.views import replication_ids
+from tests.pouchdb.demo import ALICE, BOB
+
+DB_SHARING = f"db_sharing-{ALICE}--{BOB}"
+
+
+def shares_of(couch, state_db: str) -> list[Share]:
+    docs = couch.all_docs(state_db).values()
+    return [Share.from_doc(d) for d in docs if d.get("type") == "share"]
+
+
+def broker_parts(couch, dbs) -> dict[str, set[str]]:
+    """The broker's docs that touch these databases: replicator docs, db_sharing docs."""
+    replications = {
+        doc_id
+        for doc_id, doc in couch.all_docs("_replicator").items()
+        if doc_id.startswith("sharing-broker-")
+        and dbs["alice"]
+        in (doc["source"]["url"].rsplit("/", 1)[1], doc["target"]["url"].rsplit("/", 1)[1])
+    }
+    db_sharing = {i for i in couch.all_docs(dbs["alice"]) if i.startswith("db_sharing-")}
+    return {"replications": replications, "db_sharing": db_sharing}
+
+
+def assert_consistent(couch, state_db: str, dbs) -> Share | None:
+    """Either one active share with all its parts, or no parts at all. Returns the active one."""
+    shares = shares_of(couch, state_db)
+    assert not [s for s in shares if s.status in (Status.PROVISIONING, Status.REVOKING)], shares
+    assert not [s for s in shares if s.operation is not None], shares
+    active = [s for s in shares if s.status is Status.ACTIVE]
+    assert len(active) <= 1
+    parts = broker_parts(couch, dbs)
+    if not active:
+        assert parts == {"replications": set(), "db_sharing": set()}
+        return None
+    share = active[0]
+    assert parts["replications"] == set(replication_ids(share))
+    assert parts["db_sharing"] == ({DB_SHARING} if share.access is Access.READ_WRITE else set())
+    pair = couch.get(f"{state_db}/pair:{share.owner}--{share.recipient}")
+    assert pair["share_id"] == share.id
+    return share

@@ -1,0 +1,126 @@
+"""Reconcile repairs drift made by hand, and is safe to run twice at once."""
+
+import base64
+import threading
+
+import pytest
+
+from service.cli import main
+from tests.conftest import ADMIN_TOKEN
+from tests.consistency import DB_SHARING, assert_consistent, broker_parts
+from tests.helpers import create_share
+from tests.pouchdb.demo import ALICE
+
+RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
+
+
+def reconcile(client) -> dict:
+    response = client.post("/v1/reconcile")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def delete(couch, path: str) -> None:
+    rev = couch.get(path)["_rev"]
+    couch.request("DELETE", path, params={"rev": rev}).raise_for_status()
+
+
+def test_a_clean_state_needs_nothing(client, couch, settings, registered, dbs):
+    create_share(client, **RW)
+    report = reconcile(client)
+    assert report["repaired"] == [] and report["errors"] == [] and report["skipped"] is None
+    assert assert_consistent(couch, settings.state_db, dbs)
+
+
+@pytest.mark.parametrize("part", ["owner-to-recipient", "recipient-to-owner", "db_sharing"])
+def test_a_part_deleted_by_hand_is_restored(client, couch, settings, registered, dbs, part):
+    share = create_share(client, **RW)
+    path = (f"{dbs['alice']}/{DB_SHARING}" if part == "db_sharing"
+            else f"_replicator/sharing-broker-{share['id']}-{part}")  # fmt: skip
+    delete(couch, path)
+    report = reconcile(client)
+    assert [r["share_id"] for r in report["repaired"]] == [share["id"]]
+    assert assert_consistent(couch, settings.state_db, dbs).id == share["id"]
+
+
+def test_a_failed_replication_is_restarted(client, couch, settings, registered, dbs):
+    share = create_share(client, **RW)
+    path = f"_replicator/sharing-broker-{share['id']}-owner-to-recipient"
+    doc = couch.get(path)
+    couch.put(path, {**doc, "_replication_state": "failed",
+                     "_replication_state_reason": "unauthorized"})  # fmt: skip
+    report = reconcile(client)
+    assert report["repaired"][0]["part"] == "replication:owner-to-recipient"
+    assert "_replication_state" not in couch.get(path)
+
+
+def test_a_stray_broker_replicator_doc_is_removed_and_others_are_not(
+    client, couch, settings, registered, dbs
+):
+    stray = {
+        "source": {"url": f"http://x/{dbs['alice']}"},
+        "target": {"url": f"http://x/{dbs['bob']}"},
+        "sharing_broker": {
+            "broker": settings.state_db,
+            "share_id": "no-such-share",
+            "direction": "owner-to-recipient",
+        },
+    }
+    couch.put("_replicator/sharing-broker-stray-owner-to-recipient", stray)
+    someone_elses = {**stray, "sharing_broker": None}
+    couch.put("_replicator/someone-elses-replication", someone_elses)
+    report = reconcile(client)
+    assert {"kind": "orphan replicator doc", "doc_id": "sharing-broker-stray-owner-to-recipient",
+            "action": "removed it"} in report["repaired"]  # fmt: skip
+    replicator = couch.all_docs("_replicator")
+    assert "sharing-broker-stray-owner-to-recipient" not in replicator
+    assert "someone-elses-replication" in replicator
+
+
+def test_a_leftover_db_sharing_is_removed_but_a_hand_made_one_stays(
+    client, couch, settings, registered, dbs
+):
+    share = create_share(client, **RW)
+    couch.put(f"{dbs['alice']}/db_sharing-{ALICE}--someone",
+              {"type": "db_sharing", "data": {"permissions": ["read", "write"]}})  # fmt: skip
+    state_path = f"{settings.state_db}/share:{share['id']}"
+    record = couch.get(state_path)
+    couch.put(state_path, {**record, "status": "revoked"})  # the record says revoked
+    reconcile(client)
+    assert broker_parts(couch, dbs) == {
+        "replications": set(),
+        "db_sharing": {f"db_sharing-{ALICE}--someone"},
+    }
+
+
+def test_two_reconcilers_at_once_do_no_harm(app, client, couch, settings, registered, dbs):
+    share = create_share(client, **RW)
+    delete(couch, f"_replicator/sharing-broker-{share['id']}-owner-to-recipient")
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    reports = []
+
+    def run():
+        reports.append(app.test_client().post("/v1/reconcile", headers=headers).get_json())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(len(r["repaired"]) for r in reports) in ([0, 1], [1, 1])
+    assert assert_consistent(couch, settings.state_db, dbs).id == share["id"]
+
+
+def test_reconcile_is_for_admins_only(app, people):
+    name, password = people["alice"]
+    token = base64.b64encode(f"{name}:{password}".encode()).decode()
+    response = app.test_client().post("/v1/reconcile", headers={"Authorization": f"Basic {token}"})
+    assert response.status_code == 403
+
+
+def test_the_cli_runs_reconcile(live_broker, dbs, capsys):
+    assert main(["databases", "register", dbs["alice"]]) == 0
+    capsys.readouterr()
+    assert main(["reconcile", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"repaired": []' in out
