@@ -157,3 +157,13 @@ def live_broker(couch, settings, dbs, monkeypatch):
     yield process
     process.terminate()
     process.wait(timeout=30)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many failure points the fault-injection suite went through."""
+    from tests.test_fault_injection import INJECTED
+
+    if INJECTED["points"]:
+        terminalreporter.write_line(
+            f"fault injection: {INJECTED['points']} failure points injected, each reconciled"
+        )

@@ -1,0 +1,185 @@
+"""Every CouchDB call of provision, accept, patch and revoke, made to fail in turn.
+
+For each operation, a clean run counts its CouchDB calls. Then, for every call and every
+fault (a 5xx, a timeout, a dropped connection, and a crash of the process right after the
+call), a fresh world runs the operation with that one call failing, then reconcile. The
+outcome must be one of two: a share with every part present, or none of its parts left.
+"""
+
+import re
+import uuid
+from contextlib import contextmanager
+
+import pytest
+import requests
+import responses
+
+from service.app import create_app, ensure_state_db
+from service.config import Settings
+from service.couch.client import CouchClient
+from tests.conftest import ADMIN_TOKEN
+from tests.consistency import DB_SHARING, assert_consistent
+from tests.pouchdb.demo import ALICE, BOB, alice_docs, bob_docs
+
+INJECTED = {"points": 0}
+RW = {"owner": ALICE, "recipient": BOB, "access": "read-write", "collections": ["c0ll-uuid-1"]}
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this runs, no rollback, no error handler."""
+
+
+def fake_500(*_args, **_kwargs) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 500
+    response._content = b'{"error": "internal_server_error", "reason": "injected"}'
+    return response
+
+
+def raise_(exc):
+    def fault(*_args, **_kwargs):
+        raise exc
+
+    return fault
+
+
+FAULTS = {
+    "5xx": fake_500,
+    "timeout": raise_(requests.ReadTimeout("injected")),
+    "dropped": raise_(requests.ConnectionError("injected")),
+}
+
+
+class World:
+    """Fresh databases, state database and broker app for one run."""
+
+    def __init__(self, couch):
+        tag = uuid.uuid4().hex[:8]
+        self.dbs = {"alice": f"fi-alice-{tag}", "bob": f"fi-bob-{tag}"}
+        couch.create_db(self.dbs["alice"], alice_docs())
+        couch.create_db(self.dbs["bob"], bob_docs())
+        self.settings = Settings(
+            couchdb_url=couch.url,
+            couchdb_user=couch.admin[0],
+            couchdb_password=couch.admin[1],
+            admin_tokens=(ADMIN_TOKEN,),
+            state_db=f"fi_state_{tag}",
+        )
+        app = create_app(self.settings)
+        ensure_state_db(app)
+        self.client = app.test_client()
+        self.client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"
+        for name in self.dbs.values():
+            assert self.client.post("/v1/databases", json={"database": name}).status_code == 201
+
+    def share(self, **fields) -> dict:
+        response = self.client.post("/v1/shares", json={**RW, **fields})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def etag(self, share_id: str) -> str:
+        return self.client.get(f"/v1/shares/{share_id}").headers["ETag"]
+
+
+def setup_create(world, couch):
+    return None
+
+
+def setup_invite(world, couch):
+    return world.share(auto_accept=False)["id"]
+
+
+def setup_read(world, couch):
+    share_id = world.share(access="read")["id"]
+    return share_id, world.etag(share_id)
+
+
+def setup_read_write(world, couch):
+    share_id = world.share()["id"]
+    doc = {"type": "db_sharing", "data": {"permissions": ["read", "write"]}}
+    couch.put(f"{world.dbs['bob']}/{DB_SHARING}", doc)  # as replication would have copied it
+    return share_id, world.etag(share_id)
+
+
+def patch(access: str):
+    def operation(world, subject):
+        share_id, etag = subject
+        headers = {"If-Match": etag}
+        return world.client.patch(
+            f"/v1/shares/{share_id}", json={"access": access}, headers=headers
+        )
+
+    return operation
+
+
+SCENARIOS = {
+    "create": (setup_create, lambda w, _: w.client.post("/v1/shares", json=RW)),
+    "accept": (setup_invite, lambda w, s: w.client.post(f"/v1/shares/{s}/accept")),
+    "patch to read-write": (setup_read, patch("read-write")),
+    "patch to read": (setup_read_write, patch("read")),
+    "revoke with purge": (
+        setup_read_write,
+        lambda w, s: w.client.delete(f"/v1/shares/{s[0]}?purge=true"),
+    ),
+}
+
+
+@contextmanager
+def injected(fail_at: int | None, fault):
+    """Count CouchDB calls; make call number `fail_at` fail with `fault`."""
+    calls = {"n": 0}
+    original = CouchClient._send
+
+    def send(client, method, url, **kwargs):
+        calls["n"] += 1
+        if calls["n"] != fail_at:
+            return original(client, method, url, **kwargs)
+        if fault == "crash":
+            original(client, method, url, **kwargs)
+            raise Crash
+        return FAULTS[fault](method, url, **kwargs)
+
+    CouchClient._send = send
+    try:
+        yield calls
+    finally:
+        CouchClient._send = original
+
+
+def run_once(couch, scenario: str, fail_at: int | None, fault: str | None) -> int:
+    """One world, one operation with at most one failure, then reconcile; return the calls."""
+    setup, operation = SCENARIOS[scenario]
+    world = World(couch)
+    subject = setup(world, couch)
+    with injected(fail_at, fault) as calls:
+        try:
+            response = operation(world, subject)
+            assert response.status_code < 500 or fail_at is not None, response.get_json()
+        except Crash:
+            pass
+    report = world.client.post("/v1/reconcile").get_json()
+    assert report["errors"] == [], report
+    assert_consistent(couch, world.settings.state_db, world.dbs)
+    return calls["n"]
+
+
+@pytest.fixture
+def purge_answers(couch):
+    """`_purge` answered as CouchDB 3 does; everything else goes to pouchdb-server."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(couch.url)
+        mock.post(re.compile(re.escape(couch.url) + r"/[^/]+/_purge"), status=201,
+                  json={"purge_seq": None, "purged": {}})  # fmt: skip
+        yield
+
+
+@pytest.mark.parametrize("fault", ["5xx", "timeout", "dropped", "crash"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_call_can_fail_and_reconcile_restores_consistency(
+    couch, purge_answers, scenario, fault
+):
+    total = run_once(couch, scenario, None, None)
+    assert total > 3
+    for fail_at in range(1, total + 1):
+        run_once(couch, scenario, fail_at, fault)
+        INJECTED["points"] += 1
