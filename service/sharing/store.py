@@ -159,6 +159,29 @@ class StateStore:
         except NotFoundError:
             return False
 
+    # Idempotency keys: the first response to a key, kept for replay
+
+    def claim_key(self, key_id: str, fingerprint: str) -> dict | None:
+        """Start a keyed request; None if this call claimed it, else the record already there."""
+        doc = {"_id": key_id, "type": "idempotency", "state": "started",
+               "fingerprint": fingerprint, "created_at": now_iso()}  # fmt: skip
+        try:
+            self.couch.put(self.db, key_id, json=doc)
+            return None
+        except DocumentConflict:
+            return self.couch.get(self.db, key_id)
+
+    def finish_key(self, key_id: str, response: dict) -> None:
+        """Keep the response of a keyed request for replay."""
+        current = self.couch.get(self.db, key_id)
+        self.couch.put(self.db, key_id, json={**current, "state": "done", "response": response})
+
+    def drop_key(self, key_id: str) -> None:
+        """Forget a keyed request that failed, so that it may be tried again."""
+        with suppress(NotFound, DocumentConflict):
+            current = self.couch.get(self.db, key_id)
+            self.couch.delete(self.db, key_id, params={"rev": current["_rev"]})
+
     # The audit trail
 
     def add_event(self, event: Event) -> None:

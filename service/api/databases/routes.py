@@ -6,6 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from service.api import idempotency
 from service.api.auth import authenticate, caller
 from service.api.context import broker
 from service.api.databases.schemas import (
@@ -23,6 +24,8 @@ blp = Blueprint(
     description="User databases, known by the Configuration UUID in their `0000-config`.",
 )
 blp.before_request(authenticate)
+blp.before_request(idempotency.begin)
+blp.after_request(idempotency.finish)
 
 
 @blp.route("")
@@ -41,6 +44,7 @@ class Databases(MethodView):
     @problems(blp, 400, 403, 404, 409, 422, 502)
     @blp.response(201, DatabaseSchema, description="Registered")
     @blp.alt_response(200, schema=DatabaseSchema, description="Already registered, unchanged")
+    @blp.doc(parameters=[idempotency.DOC])
     def post(self, body):
         """Register a database by reading its 0000-config"""
         broker().policy.require_database(caller(), body["database"], "database")
@@ -59,6 +63,7 @@ class Database(MethodView):
 
     @problems(blp, 403, 404, 409)
     @blp.response(204)
+    @blp.doc(parameters=[idempotency.DOC])
     def delete(self, config_uuid):
         """Forget a database; refused while it takes part in a live share"""
         broker().policy.require_registered(caller(), config_uuid, "config_uuid")

@@ -6,6 +6,7 @@ from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from service.api import idempotency
 from service.api.auth import authenticate, caller
 from service.api.context import broker
 from service.api.fields import problems
@@ -32,6 +33,8 @@ blp = Blueprint(
     description="Shares of an owner's collections with a recipient, read-only or read-write.",
 )
 blp.before_request(authenticate)
+blp.before_request(idempotency.begin)
+blp.after_request(idempotency.finish)
 
 IF_MATCH = {
     "in": "header",
@@ -94,6 +97,7 @@ class Shares(MethodView):
     @blp.arguments(ShareCreateSchema)
     @problems(blp, 400, 403, 404, 409, 422, 502)
     @blp.response(201, ShareSchema, headers=ETAG_HEADER)
+    @blp.doc(parameters=[idempotency.DOC])
     def post(self, body):
         """Invite a recipient to a share, or with auto_accept (admins) share at once"""
         who = caller()
@@ -124,7 +128,7 @@ class ShareById(MethodView):
         return _view(share, _visible(share, roles), with_status=True), {"ETag": share.etag}
 
     @blp.arguments(SharePatchSchema)
-    @blp.doc(parameters=[IF_MATCH])
+    @blp.doc(parameters=[IF_MATCH, idempotency.DOC])
     @problems(blp, 400, 403, 404, 409, 412, 422, 428, 502)
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
     def patch(self, body, share_id):
@@ -145,6 +149,7 @@ class ShareById(MethodView):
     @blp.arguments(RevokeQuerySchema, location="query")
     @problems(blp, 404, 409, 422, 502)
     @blp.response(200, ShareSchema)
+    @blp.doc(parameters=[idempotency.DOC])
     def delete(self, query, share_id):
         """Revoke a share (the owner) or leave it (the recipient)"""
         share, roles = _share_for(share_id)
@@ -156,6 +161,7 @@ class ShareById(MethodView):
 class AcceptShare(MethodView):
     @problems(blp, 403, 404, 409, 502)
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
+    @blp.doc(parameters=[idempotency.DOC])
     def post(self, share_id):
         """Accept an invitation and start replicating (the recipient)"""
         share, roles = _share_for(share_id, "recipient")
@@ -167,6 +173,7 @@ class AcceptShare(MethodView):
 class DeclineShare(MethodView):
     @problems(blp, 403, 404, 409, 502)
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
+    @blp.doc(parameters=[idempotency.DOC])
     def post(self, share_id):
         """Decline an invitation (the recipient)"""
         share, roles = _share_for(share_id, "recipient")

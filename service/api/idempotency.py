@@ -1,0 +1,75 @@
+"""`Idempotency-Key` on POST, PATCH and DELETE: the same key and request get the first answer.
+
+The key is scoped to the caller. The same key with a different request gets 422; while the
+first request runs, a repeat gets 409. A 5xx is not kept, so the request may be retried.
+"""
+
+import hashlib
+import json
+import re
+
+from flask import Response, g, request
+
+from service.api.auth import caller
+from service.api.context import broker
+from service.api.problems import problem
+
+HEADER = "Idempotency-Key"
+KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+REPLAYED_HEADERS = ("ETag", "Location")
+DOC = {
+    "in": "header",
+    "name": HEADER,
+    "required": False,
+    "schema": {"type": "string", "maxLength": 200},
+    "description": "Send the same key to retry safely: the first response comes back.",
+}
+
+
+def begin():
+    """`before_request`: replay, refuse, or claim the key for this request."""
+    key = request.headers.get(HEADER)
+    if request.method not in ("POST", "PATCH", "DELETE") or key is None:
+        return None
+    if not KEY.match(key):
+        return problem(400, f"{HEADER} must be 1 to 200 printable characters",
+                       {HEADER: ["invalid"]})  # fmt: skip
+    key_id = "idempotency:" + _digest(caller().actor, key)
+    fingerprint = _digest(request.method, request.full_path, request.get_data(as_text=True))
+    found = broker().store.claim_key(key_id, fingerprint)
+    if found is None:
+        g.idempotency_key_id = key_id
+        return None
+    if found["fingerprint"] != fingerprint:
+        return problem(422, f"this {HEADER} was used for a different request",
+                       {HEADER: ["reused with a different request"]})  # fmt: skip
+    if found["state"] != "done":
+        return problem(409, f"a request with this {HEADER} is still running; retry shortly",
+                       headers={"Retry-After": "1"})  # fmt: skip
+    stored = found["response"]
+    replay = Response(stored["body"], status=stored["status"], mimetype=stored["mimetype"])
+    replay.headers.update(stored["headers"])
+    replay.headers["Idempotent-Replayed"] = "true"
+    return replay
+
+
+def finish(response: Response) -> Response:
+    """`after_request`: keep the answer to a claimed key, or let a failed one go."""
+    key_id = g.pop("idempotency_key_id", None)
+    if key_id is None:
+        return response
+    if response.status_code >= 500:
+        broker().store.drop_key(key_id)
+        return response
+    stored = {
+        "status": response.status_code,
+        "mimetype": response.mimetype,
+        "body": response.get_data(as_text=True),
+        "headers": {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers},
+    }
+    broker().store.finish_key(key_id, stored)
+    return response
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

@@ -1,0 +1,98 @@
+"""Idempotency-Key, and concurrent identical requests making exactly one share."""
+
+import base64
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers import replicator_docs
+from tests.pouchdb.demo import ALICE, BOB
+
+BODY = {"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["c0ll-uuid-1"]}
+
+
+def post(client, body=BODY, key: str | None = None):
+    headers = {"Idempotency-Key": key} if key else {}
+    return client.post("/v1/shares", json=body, headers=headers)
+
+
+def test_the_same_key_and_body_get_the_first_response(client, registered):
+    first = post(client, key="create-1")
+    again = post(client, key="create-1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.get_json() == first.get_json()
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(client.get("/v1/shares").get_json()["items"]) == 1
+
+
+def test_the_same_key_with_another_body_is_422(client, registered):
+    post(client, key="create-2")
+    response = post(client, {**BODY, "access": "read-write"}, key="create-2")
+    assert response.status_code == 422
+    assert "Idempotency-Key" in response.get_json()["errors"]
+
+
+def test_a_refusal_is_replayed_too(client, registered):
+    bad = {**BODY, "collections": ["no-such-collection"]}
+    first, again = post(client, bad, key="bad-1"), post(client, bad, key="bad-1")
+    assert first.status_code == again.status_code == 422
+    assert again.get_json() == first.get_json()
+
+
+def test_keys_belong_to_their_caller(app, client, registered, people):
+    first = post(client, key="shared-key")
+    token = base64.b64encode(":".join(people["alice"]).encode()).decode()
+    alice = app.test_client()
+    response = alice.post(
+        "/v1/shares",
+        json={**BODY, "recipient": BOB},
+        headers={"Authorization": f"Basic {token}", "Idempotency-Key": "shared-key"},
+    )
+    assert response.status_code == 409  # a new request for Alice: the pair is taken
+    assert first.status_code == 201
+
+
+def test_delete_and_patch_take_keys(client, registered):
+    share = post(client).get_json()
+    etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
+    headers = {"If-Match": etag, "Idempotency-Key": "patch-1"}
+    body = {"access": "read-write"}
+    first = client.patch(f"/v1/shares/{share['id']}", json=body, headers=headers)
+    again = client.patch(f"/v1/shares/{share['id']}", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    revoke = {"Idempotency-Key": "revoke-1"}
+    assert client.delete(f"/v1/shares/{share['id']}", headers=revoke).status_code == 200
+    replay = client.delete(f"/v1/shares/{share['id']}", headers=revoke)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_malformed_key_is_400(client, registered):
+    assert post(client, key="x" * 201).status_code == 400
+
+
+def parallel(app, count: int, key: str | None) -> list[int]:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    if key:
+        headers["Idempotency-Key"] = key
+
+    def create(_):
+        return app.test_client().post("/v1/shares", json=BODY, headers=headers)
+
+    with ThreadPoolExecutor(count) as pool:
+        return [r.status_code for r in pool.map(create, range(count))]
+
+
+def test_twenty_parallel_creates_make_one_share(app, client, couch, registered):
+    statuses = parallel(app, 20, key=None)
+    assert statuses.count(201) == 1
+    assert set(statuses) == {201, 409}
+    (share,) = client.get("/v1/shares").get_json()["items"]
+    assert len(replicator_docs(couch, share["id"])) == 1
+
+
+def test_twenty_parallel_creates_with_one_key_make_one_share(app, client, couch, registered):
+    statuses = parallel(app, 20, key="burst-1")
+    assert 201 in statuses and set(statuses) <= {201, 409}
+    (share,) = client.get("/v1/shares").get_json()["items"]
+    assert len(replicator_docs(couch, share["id"])) == 1
