@@ -6,6 +6,7 @@ from flask import Flask
 
 from service.api import init_api
 from service.api.auth import FailedLogins
+from service.api.observability import init_observability
 from service.config import Settings
 from service.couch import CouchError, CouchUnavailable
 from service.sharing.broker import Broker
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["sharing_broker"] = Broker.from_settings(settings)
     app.extensions["sharing_broker_failed_logins"] = FailedLogins()
     init_api(app)
+    init_observability(app)
     return app
 
 

@@ -25,6 +25,7 @@ class Settings:
     couch_connect_timeout: float = 3.05
     couch_read_timeout: float = 10.0
     invitation_ttl_seconds: int = 7 * 24 * 3600
+    reconcile_interval_seconds: float = 0.0
 
     def labelled_admin_tokens(self) -> list[tuple[str, str]]:
         """(label, token) per admin token; `label:token` entries name themselves."""
@@ -60,6 +61,7 @@ class Settings:
             couch_connect_timeout=_seconds(env, "BROKER_COUCHDB_CONNECT_TIMEOUT", 3.05),
             couch_read_timeout=_seconds(env, "BROKER_COUCHDB_READ_TIMEOUT", 10.0),
             invitation_ttl_seconds=int(_seconds(env, "BROKER_INVITATION_TTL_SECONDS", 604800)),
+            reconcile_interval_seconds=_seconds(env, "BROKER_RECONCILE_INTERVAL", 0.0, zero=True),
         )
 
 
@@ -92,7 +94,7 @@ def _url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
     raw = _optional(env, name)
     if raw is None:
         return default
@@ -100,6 +102,6 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds") from None
-    if value <= 0:
+    if value < 0 or (value == 0 and not zero):
         raise ConfigError(f"{name} must be positive")
     return value

@@ -8,6 +8,7 @@ the proxies trusted to set X-Forwarded-For / -Proto. Set it to your ingress's ad
 
 import json
 import os
+import tempfile
 
 bind = os.environ.get("BROKER_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("BROKER_WORKERS", "2"))
@@ -36,3 +37,18 @@ access_log_format = json.dumps(
         "user_agent": "%(a)s",
     }
 )
+
+
+def on_starting(server):
+    """Before the workers fork: a directory where every worker writes its metrics, so one
+    scrape of /metrics adds them all up."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="broker-metrics-", dir=shm)
+
+
+def child_exit(server, worker):
+    """Forget a dead worker's live figures."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -136,7 +136,7 @@ def live_broker(couch, settings, dbs, monkeypatch):
         "BROKER_ADMIN_TOKENS": f"cli:{ADMIN_TOKEN}",
         "BROKER_STATE_DB": settings.state_db,
         "BROKER_BIND": f"127.0.0.1:{port}",
-        "BROKER_WORKERS": "1",
+        "BROKER_WORKERS": "2",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve"],

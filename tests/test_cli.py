@@ -79,3 +79,15 @@ def test_serve_writes_json_access_logs_without_credentials(live_broker, couch):
     assert health["status"] == "200" and health["request_id"] == "req-42"
     assert "canary-pass-77" not in logs
     assert ADMIN_TOKEN not in logs
+
+
+def test_metrics_add_up_across_gunicorn_workers(live_broker):
+    url = os.environ["BROKER_URL"]
+    for _ in range(6):
+        requests.get(f"{url}/healthz", timeout=5)
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    line = next(
+        line for line in text.splitlines()
+        if line.startswith('sharing_broker_http_requests_total{endpoint="/healthz"')
+    )  # fmt: skip
+    assert float(line.rsplit(" ", 1)[1]) >= 6

@@ -1,5 +1,6 @@
 """CouchClient: JSON requests to one CouchDB server with service credentials."""
 
+import time
 from collections.abc import Iterable
 from urllib.parse import quote
 
@@ -8,6 +9,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from service.couch.errors import CouchUnavailable, error_for
+from service.metrics import COUCH_REQUESTS, COUCH_SECONDS, couch_operation
 
 IDEMPOTENT_RETRY = Retry(
     total=2,
@@ -52,10 +54,16 @@ class CouchClient:
         """Send one request; return the JSON body or raise a typed error."""
         segments = tuple(segments)
         operation = f"{method} /{'/'.join(segments)}"
+        shape = couch_operation(method, segments)
+        started = time.perf_counter()
         try:
             response = self._send(method, self.url(*segments), params=params, json=json)
         except (requests.ConnectionError, requests.Timeout) as exc:
+            COUCH_REQUESTS.labels(shape, type(exc).__name__).inc()
             raise CouchUnavailable(operation, type(exc).__name__) from None
+        finally:
+            COUCH_SECONDS.labels(shape).observe(time.perf_counter() - started)
+        COUCH_REQUESTS.labels(shape, str(response.status_code)).inc()
         try:
             body = response.json() if response.content else {}
         except ValueError:

@@ -8,11 +8,13 @@ reconcilers on several replicas from working at the same time.
 
 import logging
 import socket
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
+from service.metrics import RECONCILE_REPAIRS
 from service.sharing.errors import SharingError
 from service.sharing.lifecycle import ShareService
 from service.sharing.model import Access, Share, Status
@@ -73,6 +75,7 @@ class Reconciler:
             return
         if outcome:
             report.repaired.append({**finding, "action": outcome})
+            RECONCILE_REPAIRS.labels(finding["kind"]).inc()
 
     def _finish_operations(self, report: Report) -> None:
         unfinished = {
@@ -106,6 +109,7 @@ class Reconciler:
                 }
                 report.found.append(entry)
                 report.repaired.append({**entry, "action": "rewrote it"})
+                RECONCILE_REPAIRS.labels(entry["kind"]).inc()
 
     def _remove_orphan_replications(self, report: Report) -> None:
         docs = list(docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"))
@@ -198,3 +202,16 @@ class Reconciler:
                 self.couch.delete(self.store.db, LEASE_ID, params={"rev": current["_rev"]})
         except (CouchError, CouchUnavailable):
             log.warning("reconcile lease not released; it expires by itself")
+
+
+def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:
+    """Run `reconciler()` then wait `seconds`, until `stop` is set; failures are logged."""
+    while not stop.wait(seconds):
+        try:
+            report = reconciler().run()
+        except (CouchError, CouchUnavailable) as exc:
+            log.warning("periodic reconcile failed: %s", exc)
+            continue
+        if report.repaired or report.errors:
+            log.info("periodic reconcile: %d repaired, %d errors",
+                     len(report.repaired), len(report.errors))  # fmt: skip

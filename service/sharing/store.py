@@ -37,6 +37,8 @@ class StateStore:
                 self.couch.put(self.db)
         if not self._indexed:
             self.couch.post(self.db, "_index", json=PAGE_INDEX)  # idempotent
+            with suppress(DocumentConflict):  # already there
+                self.couch.put(self.db, STATS_DDOC["_id"], json=STATS_DDOC)
             self._indexed = True
 
     # Database registrations
@@ -159,6 +161,14 @@ class StateStore:
         except NotFoundError:
             return False
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many share records are in each status, from a reduce view: one request."""
+        rows = self.couch.get(
+            self.db, "_design", STATS_DDOC["_id"].split("/")[1], "_view", "by_status",
+            params={"group": "true"},
+        )["rows"]  # fmt: skip
+        return {row["key"]: row["value"] for row in rows}
+
     # Idempotency keys: the first response to a key, kept for replay
 
     def claim_key(self, key_id: str, fingerprint: str) -> dict | None:
@@ -217,6 +227,18 @@ class StateStore:
             return docs, None
         docs = docs[:limit]
         return docs, docs[-1]["_id"].removeprefix(prefix)
+
+
+STATS_DDOC = {
+    "_id": "_design/sharing-broker-stats",
+    "language": "javascript",
+    "views": {
+        "by_status": {
+            "map": "function (doc) { if (doc.type === 'share') { emit(doc.status, null); } }",
+            "reduce": "_count",
+        }
+    },
+}
 
 
 def _pair_id(owner: str, recipient: str) -> str:

@@ -1,0 +1,53 @@
+"""Prometheus metrics shared by the layers. A leaf module: it imports nothing of the service.
+
+Under gunicorn, `service/gunicorn_conf.py` sets PROMETHEUS_MULTIPROC_DIR so that every
+worker's figures add up in one scrape.
+"""
+
+import os
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+HTTP_REQUESTS = Counter(
+    "sharing_broker_http_requests_total", "API requests", ["endpoint", "method", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "sharing_broker_http_request_seconds", "API request latency", ["endpoint", "method"]
+)
+COUCH_REQUESTS = Counter(
+    "sharing_broker_couchdb_requests_total", "CouchDB calls", ["operation", "outcome"]
+)
+COUCH_SECONDS = Histogram(
+    "sharing_broker_couchdb_request_seconds", "CouchDB call latency", ["operation"]
+)
+RECONCILE_REPAIRS = Counter(
+    "sharing_broker_reconcile_repairs_total", "Repairs made by reconcile", ["kind"]
+)
+
+
+def couch_operation(method: str, segments: tuple[str, ...]) -> str:
+    """A call's shape without names or ids: `PUT _replicator/{doc}`, `POST {db}/_find`."""
+    shape = [s if s.startswith("_") else ("{db}" if i == 0 else "{doc}")
+             for i, s in enumerate(segments[:3])]  # fmt: skip
+    return f"{method} {'/'.join(shape)}"
+
+
+def exposition(*extra) -> bytes:
+    """The text exposition of every worker's metrics, plus `extra` collectors."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(REGISTRY)
+    scraped = CollectorRegistry()
+    for collector in extra:
+        scraped.register(collector)
+    return text + generate_latest(scraped)
