@@ -139,23 +139,29 @@ def test_a_second_live_share_for_the_pair_is_409(client, registered):
     create_share(client, owner=BOB, recipient=ALICE, collections=["b0b-coll-1"])
 
 
+def scheduler_doc(doc_id: str, state: str, info: dict) -> dict:
+    """One doc of `GET /_scheduler/docs/_replicator/{id}`, in CouchDB 3's documented shape."""
+    return {
+        "database": "_replicator",
+        "doc_id": doc_id,
+        "id": "c0c0a+continuous",
+        "state": state,
+        "info": info,
+        "source": "http://couchdb.internal:5984/inventory-alice/",
+        "target": "http://couchdb.internal:5984/inventory-bob/",
+        "error_count": 0 if state == "running" else 1,
+        "start_time": "2026-11-26T12:00:00Z",
+        "last_updated": "2026-11-26T12:00:05Z",
+    }
+
+
 def test_get_reports_live_status_from_the_scheduler(client, couch3, couch, registered):
     share = create_share(client)
     doc_id = share["replications"][0]["id"]
+    info = {"docs_written": 4, "doc_write_failures": 0, "changes_pending": 0}
     couch3.get(
         f"{couch.url}/_scheduler/docs/_replicator/{doc_id}",
-        json={
-            "database": "_replicator",
-            "doc_id": doc_id,
-            "id": "c0c0a+continuous",
-            "state": "running",
-            "info": {"docs_written": 4, "doc_write_failures": 0, "changes_pending": 0},
-            "source": "http://couchdb.internal:5984/inventory-alice/",
-            "target": "http://couchdb.internal:5984/inventory-bob/",
-            "error_count": 0,
-            "start_time": "2026-11-26T12:00:00Z",
-            "last_updated": "2026-11-26T12:00:05Z",
-        },
+        json=scheduler_doc(doc_id, "running", info),
     )
     response = client.get(f"/v1/shares/{share['id']}")
     assert response.status_code == 200
@@ -170,15 +176,10 @@ def test_get_reports_live_status_from_the_scheduler(client, couch3, couch, regis
 def test_get_reports_a_failed_replication_without_credentials(client, couch3, couch, registered):
     share = create_share(client)
     doc_id = share["replications"][0]["id"]
+    info = {"error": "unauthorized: http://admin:hunter2@couchdb.internal:5984/x"}
     couch3.get(
         f"{couch.url}/_scheduler/docs/_replicator/{doc_id}",
-        json={
-            "database": "_replicator",
-            "doc_id": doc_id,
-            "state": "failed",
-            "info": {"error": "unauthorized: http://admin:hunter2@couchdb.internal:5984/x"},
-            "error_count": 1,
-        },
+        json=scheduler_doc(doc_id, "failed", info),
     )
     status = client.get(f"/v1/shares/{share['id']}").get_json()["replications"][0]
     assert status["replication_status"]["state"] == "failed"

@@ -118,9 +118,9 @@ class ShareService:
         actor: str,
     ) -> Share:
         """Change access or collections; the replicator docs and `db_sharing` follow."""
-        self._expire_if_due(share, actor)
         if etag != share.etag:
             raise PreconditionFailed("the share changed since it was read; read it again")
+        self._expire_if_due(share, actor)
         with self._audit(share, "patch", actor):
             if share.status not in (Status.PENDING, Status.ACTIVE):
                 raise ConflictError(f"a share that is {share.status} cannot change")

@@ -157,28 +157,31 @@ class ShareById(MethodView):
         return _view(share, _visible(share, roles))
 
 
+def _answer(share_id: str, decide) -> tuple[dict, dict]:
+    """The recipient's answer to an invitation: `decide` is accept or decline."""
+    share, roles = _share_for(share_id, "recipient")
+    share = decide(share, actor=caller().actor)
+    return _view(share, _visible(share, roles)), {"ETag": share.etag}
+
+
 @blp.route("/<share_id>/accept")
 class AcceptShare(MethodView):
+    @blp.doc(parameters=[idempotency.DOC])
     @problems(blp, 403, 404, 409, 502)
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
-    @blp.doc(parameters=[idempotency.DOC])
     def post(self, share_id):
         """Accept an invitation and start replicating (the recipient)"""
-        share, roles = _share_for(share_id, "recipient")
-        share = broker().shares.accept(share, actor=caller().actor)
-        return _view(share, _visible(share, roles)), {"ETag": share.etag}
+        return _answer(share_id, broker().shares.accept)
 
 
 @blp.route("/<share_id>/decline")
 class DeclineShare(MethodView):
+    @blp.doc(parameters=[idempotency.DOC])
     @problems(blp, 403, 404, 409, 502)
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
-    @blp.doc(parameters=[idempotency.DOC])
     def post(self, share_id):
         """Decline an invitation (the recipient)"""
-        share, roles = _share_for(share_id, "recipient")
-        share = broker().shares.decline(share, actor=caller().actor)
-        return _view(share, _visible(share, roles)), {"ETag": share.etag}
+        return _answer(share_id, broker().shares.decline)
 
 
 @blp.route("/<share_id>/events")
