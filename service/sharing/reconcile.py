@@ -17,7 +17,7 @@ from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentCon
 from service.metrics import RECONCILE_REPAIRS
 from service.sharing.errors import SharingError
 from service.sharing.lifecycle import ShareService
-from service.sharing.model import Access, Share, Status
+from service.sharing.model import Access, Status
 from service.sharing.parts import DB_SHARING, ensure_absent
 from service.sharing.replicator import REPLICATOR_DB
 from service.sharing.scan import docs_with_prefix
@@ -114,7 +114,7 @@ class Reconciler:
     def _remove_orphan_replications(self, report: Report) -> None:
         docs = list(docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"))
         ours = self._ours(docs)
-        shares = self._shares_by_id(set(ours.values()))
+        shares = self.store.get_shares(set(ours.values()))
         for doc_id, share_id in ours.items():
             share = shares.get(share_id)
             if share is not None and doc_id in replication_ids(share):
@@ -138,7 +138,7 @@ class Reconciler:
             report.errors.append({"kind": "database unreadable", "database": db, "error": str(exc)})
             return
         ours = self._ours(docs)
-        shares = self._shares_by_id(set(ours.values()))
+        shares = self.store.get_shares(set(ours.values()))
         for doc_id, share_id in ours.items():
             share = shares.get(share_id)
             needed = share is not None and share.access is Access.READ_WRITE
@@ -168,15 +168,6 @@ class Reconciler:
             yield from page
             if cursor is None:
                 return
-
-    def _shares_by_id(self, share_ids: set[str]) -> dict[str, Share]:
-        keys = [Share.doc_id(i) for i in sorted(share_ids) if i]
-        if not keys:
-            return {}
-        rows = self.couch.post(
-            self.store.db, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
-        )["rows"]
-        return {r["doc"]["id"]: Share.from_doc(r["doc"]) for r in rows if r.get("doc")}
 
     def _take_lease(self) -> bool:
         until = (datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS)).isoformat()

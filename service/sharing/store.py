@@ -51,14 +51,8 @@ class StateStore:
 
     def get_databases(self, config_uuids: set[str]) -> dict[str, Database]:
         """The registrations of these Configuration UUIDs that exist, in one request."""
-        keys = [Database.doc_id(u) for u in sorted(config_uuids)]
-        if not keys:
-            return {}
-        rows = self.couch.post(
-            self.db, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
-        )["rows"]
-        found = [Database.from_doc(r["doc"]) for r in rows if r.get("doc")]
-        return {d.config_uuid: d for d in found}
+        found = self._fetch([Database.doc_id(u) for u in sorted(config_uuids)])
+        return {d.config_uuid: d for d in map(Database.from_doc, found)}
 
     def database_names(self, config_uuids: set[str]) -> dict[str, str]:
         """Configuration UUID -> database name, in one request."""
@@ -91,6 +85,11 @@ class StateStore:
             return Share.from_doc(self.couch.get(self.db, Share.doc_id(share_id)))
         except NotFound:
             raise NotFoundError(f"no share {share_id}") from None
+
+    def get_shares(self, share_ids: set[str]) -> dict[str, Share]:
+        """The share records with these ids that exist, in one request."""
+        found = self._fetch([Share.doc_id(i) for i in sorted(share_ids)])
+        return {s.id: s for s in map(Share.from_doc, found)}
 
     def save_share(self, share: Share) -> Share:
         """Write the record; a stale `_rev` raises PreconditionFailed."""
@@ -163,10 +162,8 @@ class StateStore:
 
     def count_by_status(self) -> dict[str, int]:
         """How many share records are in each status, from a reduce view: one request."""
-        rows = self.couch.get(
-            self.db, "_design", STATS_DDOC["_id"].split("/")[1], "_view", "by_status",
-            params={"group": "true"},
-        )["rows"]  # fmt: skip
+        view = ("_design", STATS_DDOC_NAME, "_view", "by_status")
+        rows = self.couch.get(self.db, *view, params={"group": "true"})["rows"]
         return {row["key"]: row["value"] for row in rows}
 
     # Idempotency keys: the first response to a key, kept for replay
@@ -209,6 +206,15 @@ class StateStore:
         rows = self.couch.get(self.db, "_all_docs", params=params)["rows"]
         return [Event.from_doc(row["doc"]) for row in rows]
 
+    def _fetch(self, keys: list[str]) -> list[dict]:
+        """The docs with these ids that exist, in one request (none for no ids)."""
+        if not keys:
+            return []
+        rows = self.couch.post(
+            self.db, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
+        )["rows"]
+        return [row["doc"] for row in rows if row.get("doc")]
+
     def _page(
         self, doc_type: str, conditions: list[dict], after: str | None, limit: int
     ) -> tuple[list[dict], str | None]:
@@ -229,8 +235,9 @@ class StateStore:
         return docs, docs[-1]["_id"].removeprefix(prefix)
 
 
+STATS_DDOC_NAME = "sharing-broker-stats"
 STATS_DDOC = {
-    "_id": "_design/sharing-broker-stats",
+    "_id": f"_design/{STATS_DDOC_NAME}",
     "language": "javascript",
     "views": {
         "by_status": {
