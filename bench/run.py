@@ -80,8 +80,13 @@ class Bench:
 
     def create(self, pair, auto_accept: bool = True) -> tuple[str, tuple]:
         (_, owner), (_, recipient) = pair
-        body = {"owner": owner, "recipient": recipient, "access": "read-write",
-                "collections": COLLECTIONS, "auto_accept": auto_accept}  # fmt: skip
+        body = {
+            "owner": owner,
+            "recipient": recipient,
+            "access": "read-write",
+            "collections": COLLECTIONS,
+            "auto_accept": auto_accept,
+        }
         return self.broker.call("POST", "/v1/shares", json=body).json()["id"], pair
 
     def revoke(self, created: tuple[str, tuple]) -> None:
@@ -161,8 +166,12 @@ class Bench:
     def request_counts(self) -> dict[str, int]:
         """CouchDB requests per operation, counted in-process on the same server."""
         (_, owner), (_, recipient) = pair = self.free_pairs.popleft()
-        body = {"owner": owner, "recipient": recipient, "access": "read-write",
-                "collections": COLLECTIONS}  # fmt: skip
+        body = {
+            "owner": owner,
+            "recipient": recipient,
+            "access": "read-write",
+            "collections": COLLECTIONS,
+        }
         counts = {}
         with counting() as sent:
             share_id = self.client.post("/v1/shares", json=body).get_json()["id"]
@@ -198,8 +207,10 @@ class Bench:
                 )
                 parts = wanted_parts(share, target, endpoint, STATE_DB)
                 replications += [parts[O2R].body, parts[R2O].body]
-                states += [share.to_doc(), {"_id": f"pair:{owner}--{recipient}", "type": "pair",
-                                            "share_id": share.id}]  # fmt: skip
+                states += [
+                    share.to_doc(),
+                    {"_id": f"pair:{owner}--{recipient}", "type": "pair", "share_id": share.id},
+                ]
             for db, docs in ((STATE_DB, states), ("_replicator", replications)):
                 self.couch.request(
                     "POST", f"{db}/_bulk_docs", json={"docs": docs}
@@ -251,8 +262,11 @@ def report(latency, floor, one, eight, counts, growth) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for op in OPERATIONS:
-        p50, p95, floor_p50 = (statistics.median(latency[op]), percentile(latency[op], 95),
-                               statistics.median(floor[op]))  # fmt: skip
+        p50, p95, floor_p50 = (
+            statistics.median(latency[op]),
+            percentile(latency[op], 95),
+            statistics.median(floor[op]),
+        )
         ratio = p50 / floor_p50
         target = ""
         if op in ("create", "accept", "revoke"):
@@ -261,8 +275,12 @@ def report(latency, floor, one, eight, counts, growth) -> str:
             f"| {LABELS.get(op, op)} | {p50:.1f} | {p95:.1f} | {one[op]:.0f} | {eight[op]:.0f} "
             f"| {counts[op]} | {floor_p50:.1f} | {ratio:.1f}x | {target} |"
         )
-    lines += ["", "| shares | list page p50 ms | requests per page | get p50 ms | create p50 ms "
-              "| revoke p50 ms | target |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "| shares | list page p50 ms | requests per page | get p50 ms | create p50 ms "
+        "| revoke p50 ms | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
     base = growth[0]["create"]
     for row in growth:
         checks = [f"≤ 3 requests/page: {'PASS' if row['list_requests'] <= 3 else 'FAIL'}"]
@@ -275,8 +293,11 @@ def report(latency, floor, one, eight, counts, growth) -> str:
             f"| {row['size']:,} | {row['list']:.1f} | {row['list_requests']} | {row['get']:.1f} "
             f"| {row['create']:.1f} | {row['revoke']:.1f} | {'; '.join(checks)} |"
         )
-    lines += ["", f"Peak RSS of a gunicorn worker after serving {SIZES[-1]:,} shares: "
-              f"{growth[-1]['rss_mib']:.0f} MiB"]  # fmt: skip
+    lines += [
+        "",
+        f"Peak RSS of a gunicorn worker after serving {SIZES[-1]:,} shares: "
+        f"{growth[-1]['rss_mib']:.0f} MiB",
+    ]
     return "\n".join(lines)
 
 
@@ -308,8 +329,10 @@ def main() -> None:
     if args.results:
         stamp = datetime.date.today().isoformat()
         with open(args.results, "w", encoding="utf-8") as out:
-            out.write(f"# Benchmark results\n\n{stamp}, {machine()}, {bench.samples} samples per "
-                      f"figure.\n\n{table}\n")  # fmt: skip
+            out.write(
+                f"# Benchmark results\n\n{stamp}, {machine()}, {bench.samples} samples per "
+                f"figure.\n\n{table}\n"
+            )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ RECONCILE_REPAIRS = Counter(
 
 def couch_operation(method: str, segments: tuple[str, ...]) -> str:
     """A call's shape without names or ids: `PUT _replicator/{doc}`, `POST {db}/_find`."""
-    shape = [s if s.startswith("_") else ("{db}" if i == 0 else "{doc}")
-             for i, s in enumerate(segments[:3])]  # fmt: skip
+    shape = [
+        s if s.startswith("_") else ("{db}" if i == 0 else "{doc}")
+        for i, s in enumerate(segments[:3])
+    ]
     return f"{method} {'/'.join(shape)}"
 
 

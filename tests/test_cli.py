@@ -24,8 +24,20 @@ def test_register_share_patch_and_revoke(live_broker, dbs, capsys):
     code, out, _ = run(capsys, "databases", "list")
     assert code == 0 and ALICE in out and BOB in out
 
-    code, out, _ = run(capsys, "shares", "create", "--owner", ALICE, "--recipient", BOB,
-                       "--access", "read", "--collection", "c0ll-uuid-1", "--json")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "shares",
+        "create",
+        "--owner",
+        ALICE,
+        "--recipient",
+        BOB,
+        "--access",
+        "read",
+        "--collection",
+        "c0ll-uuid-1",
+        "--json",
+    )
     share = json.loads(out)
     assert code == 0 and share["status"] == "active"
 
@@ -87,7 +99,8 @@ def test_metrics_add_up_across_gunicorn_workers(live_broker):
         requests.get(f"{url}/healthz", timeout=5)
     text = requests.get(f"{url}/metrics", timeout=5).text
     line = next(
-        line for line in text.splitlines()
+        line
+        for line in text.splitlines()
         if line.startswith('sharing_broker_http_requests_total{endpoint="/healthz"')
-    )  # fmt: skip
+    )
     assert float(line.rsplit(" ", 1)[1]) >= 6

@@ -168,8 +168,11 @@ def purge_answers(couch):
     """`_purge` answered as CouchDB 3 does; everything else goes to pouchdb-server."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(couch.url)
-        mock.post(re.compile(re.escape(couch.url) + r"/[^/]+/_purge"), status=201,
-                  json={"purge_seq": None, "purged": {}})  # fmt: skip
+        mock.post(
+            re.compile(re.escape(couch.url) + r"/[^/]+/_purge"),
+            status=201,
+            json={"purge_seq": None, "purged": {}},
+        )
         yield
 
 

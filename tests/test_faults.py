@@ -132,8 +132,11 @@ def test_a_failed_purge_is_finished_by_revoking_again(client, couch3, couch, reg
         "replication:owner-to-recipient",
     ]
     couch3.remove(injected)
-    couch3.post(re.compile(re.escape(couch.url) + r"/inventory-bob-\w+/_purge"), status=201,
-                json={"purge_seq": None, "purged": {}})  # fmt: skip
+    couch3.post(
+        re.compile(re.escape(couch.url) + r"/inventory-bob-\w+/_purge"),
+        status=201,
+        json={"purge_seq": None, "purged": {}},
+    )
     assert client.delete(f"/v1/shares/{share['id']}").get_json()["status"] == "revoked"
 
 

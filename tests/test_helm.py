@@ -64,9 +64,14 @@ def test_lint_passes(helm):
 def test_default_values_render_a_hardened_deployment(helm, chart):
     kinds = render(helm, chart, *REQUIRED)
     assert set(kinds) == {
-        "ConfigMap", "Secret", "Deployment", "Service",
-        "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
-    }  # fmt: skip
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
     pod = kinds["Deployment"]["spec"]["template"]
     container = pod["spec"]["containers"][0]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True

@@ -34,17 +34,38 @@ def test_metrics_count_requests_couchdb_calls_shares_and_repairs(client, couch, 
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     text = response.get_data(as_text=True)
-    created = metric(text, "sharing_broker_http_requests_total",
-                     endpoint="/v1/shares", method="POST", status="201")  # fmt: skip
+    created = metric(
+        text,
+        "sharing_broker_http_requests_total",
+        endpoint="/v1/shares",
+        method="POST",
+        status="201",
+    )
     assert created >= 1
-    missing = metric(text, "sharing_broker_http_requests_total",
-                     endpoint="/v1/shares/<share_id>", method="GET", status="404")  # fmt: skip
+    missing = metric(
+        text,
+        "sharing_broker_http_requests_total",
+        endpoint="/v1/shares/<share_id>",
+        method="GET",
+        status="404",
+    )
     assert missing >= 1
-    assert metric(text, "sharing_broker_couchdb_requests_total",
-                  operation="PUT _replicator/{doc}", outcome="201") >= 2  # fmt: skip
+    assert (
+        metric(
+            text,
+            "sharing_broker_couchdb_requests_total",
+            operation="PUT _replicator/{doc}",
+            outcome="201",
+        )
+        >= 2
+    )
     assert metric(text, "sharing_broker_shares", status="active") == 1
-    assert metric(text, "sharing_broker_reconcile_repairs_total",
-                  kind="missing, changed or failed part") >= 1  # fmt: skip
+    assert (
+        metric(
+            text, "sharing_broker_reconcile_repairs_total", kind="missing, changed or failed part"
+        )
+        >= 1
+    )
     assert "sharing_broker_couchdb_request_seconds_bucket" in text
 
 
@@ -59,8 +80,11 @@ def test_a_request_id_is_echoed_or_made(client):
 def test_log_lines_are_json_with_the_request_id(app, client, caplog):
     formatter, request_ids = JsonFormatter(), RequestIdFilter()
     caplog.set_level(logging.WARNING)
-    client.post("/v1/shares", json={**{"owner": ALICE, "recipient": BOB}, "access": "read"},
-                headers={"X-Request-ID": "req-77"})  # fmt: skip
+    client.post(
+        "/v1/shares",
+        json={**{"owner": ALICE, "recipient": BOB}, "access": "read"},
+        headers={"X-Request-ID": "req-77"},
+    )
     with app.test_request_context(headers={"X-Request-ID": "req-77"}):
         from flask import g
 

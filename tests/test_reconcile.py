@@ -35,8 +35,11 @@ def test_a_clean_state_needs_nothing(client, couch, settings, registered, dbs):
 @pytest.mark.parametrize("part", ["owner-to-recipient", "recipient-to-owner", "db_sharing"])
 def test_a_part_deleted_by_hand_is_restored(client, couch, settings, registered, dbs, part):
     share = create_share(client, **RW)
-    path = (f"{dbs['alice']}/{DB_SHARING}" if part == "db_sharing"
-            else f"_replicator/sharing-broker-{share['id']}-{part}")  # fmt: skip
+    path = (
+        f"{dbs['alice']}/{DB_SHARING}"
+        if part == "db_sharing"
+        else f"_replicator/sharing-broker-{share['id']}-{part}"
+    )
     delete(couch, path)
     report = reconcile(client)
     assert [r["share_id"] for r in report["repaired"]] == [share["id"]]
@@ -47,8 +50,9 @@ def test_a_failed_replication_is_restarted(client, couch, settings, registered, 
     share = create_share(client, **RW)
     path = f"_replicator/sharing-broker-{share['id']}-owner-to-recipient"
     doc = couch.get(path)
-    couch.put(path, {**doc, "_replication_state": "failed",
-                     "_replication_state_reason": "unauthorized"})  # fmt: skip
+    couch.put(
+        path, {**doc, "_replication_state": "failed", "_replication_state_reason": "unauthorized"}
+    )
     report = reconcile(client)
     assert report["repaired"][0]["part"] == "replication:owner-to-recipient"
     assert "_replication_state" not in couch.get(path)
@@ -70,8 +74,11 @@ def test_a_stray_broker_replicator_doc_is_removed_and_others_are_not(
     someone_elses = {**stray, "sharing_broker": None}
     couch.put("_replicator/someone-elses-replication", someone_elses)
     report = reconcile(client)
-    assert {"kind": "orphan replicator doc", "doc_id": "sharing-broker-stray-owner-to-recipient",
-            "action": "removed it"} in report["repaired"]  # fmt: skip
+    assert {
+        "kind": "orphan replicator doc",
+        "doc_id": "sharing-broker-stray-owner-to-recipient",
+        "action": "removed it",
+    } in report["repaired"]
     replicator = couch.all_docs("_replicator")
     assert "sharing-broker-stray-owner-to-recipient" not in replicator
     assert "someone-elses-replication" in replicator
@@ -81,8 +88,10 @@ def test_a_leftover_db_sharing_is_removed_but_a_hand_made_one_stays(
     client, couch, settings, registered, dbs
 ):
     share = create_share(client, **RW)
-    couch.put(f"{dbs['alice']}/db_sharing-{ALICE}--someone",
-              {"type": "db_sharing", "data": {"permissions": ["read", "write"]}})  # fmt: skip
+    couch.put(
+        f"{dbs['alice']}/db_sharing-{ALICE}--someone",
+        {"type": "db_sharing", "data": {"permissions": ["read", "write"]}},
+    )
     state_path = f"{settings.state_db}/share:{share['id']}"
     record = couch.get(state_path)
     couch.put(state_path, {**record, "status": "revoked"})  # the record says revoked

@@ -55,6 +55,9 @@ def test_list_with_status_is_three_requests_whatever_the_size(
         create_share(client, owner=f"00000000-0000-4000-8000-00000000000{n}", collections=None)
     page = lambda: client.get("/v1/shares?with_status=true&limit=50")  # noqa: E731
     assert counted(calls, page) == 3
-    states = [r["replication_status"]["state"] for s in page().get_json()["items"]
-              for r in s["replications"]]  # fmt: skip
+    states = [
+        r["replication_status"]["state"]
+        for s in page().get_json()["items"]
+        for r in s["replications"]
+    ]
     assert states and set(states) == {"unknown"}

@@ -29,8 +29,12 @@ def purge_recorder(couch3, couch, db: str) -> list[dict]:
 
 def test_revoke_read_share_stops_replication_and_keeps_the_data(client, couch, registered, dbs):
     share = create_share(client)
-    replicate(couch, dbs["alice"], dbs["bob"], share_selector(ALICE, BOB, Access.READ,
-                                                              ["c0ll-uuid-1"], O2R))  # fmt: skip
+    replicate(
+        couch,
+        dbs["alice"],
+        dbs["bob"],
+        share_selector(ALICE, BOB, Access.READ, ["c0ll-uuid-1"], O2R),
+    )
     bob_before = revisions(couch, dbs["bob"])
     response = client.delete(f"/v1/shares/{share['id']}")
     assert response.status_code == 200

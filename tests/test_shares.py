@@ -125,8 +125,10 @@ def test_create_refuses_bad_input_naming_the_field(client, registered, fields, s
 
 
 def test_create_refused_leaves_nothing_behind(client, couch, registered, dbs):
-    client.post("/v1/shares", json={"owner": ALICE, "recipient": BOB, "access": "read",
-                                    "collections": ["nope"]})  # fmt: skip
+    client.post(
+        "/v1/shares",
+        json={"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["nope"]},
+    )
     assert client.get("/v1/shares").get_json()["items"] == []
 
 

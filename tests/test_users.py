@@ -82,8 +82,11 @@ def test_authorization_matrix(app, dbs, people, invitation, method, path, body, 
         "patch": {"collections": ["c0ll-uuid-2"]},
     }.get(body)
     if body == "alice-to-carol":
-        client.post("/v1/databases", json={"database": people["carol_db"]},
-                    headers=headers_for(people, "admin"))  # fmt: skip
+        client.post(
+            "/v1/databases",
+            json={"database": people["carol_db"]},
+            headers=headers_for(people, "admin"),
+        )
     response = client.open(share_path, method=method, json=payload, headers=headers)
     assert response.status_code == expected, response.get_json()
     if expected >= 400:
@@ -93,8 +96,9 @@ def test_authorization_matrix(app, dbs, people, invitation, method, path, body, 
 def test_nothing_is_written_before_acceptance_and_everything_after(app, couch, dbs, people):
     client = app.test_client()
     before = {db: revisions(couch, db) for db in dbs.values()}
-    invite = client.post("/v1/shares", json={**INVITE, "access": "read-write"},
-                         headers=headers_for(people, "alice")).get_json()  # fmt: skip
+    invite = client.post(
+        "/v1/shares", json={**INVITE, "access": "read-write"}, headers=headers_for(people, "alice")
+    ).get_json()
     assert invite["status"] == "pending"
     assert invite["expires_at"] > invite["created_at"]
     assert invite["replications"] == []
@@ -112,8 +116,9 @@ def test_nothing_is_written_before_acceptance_and_everything_after(app, couch, d
 def test_decline_writes_nothing_and_frees_the_pair(app, couch, dbs, people, invitation):
     client = app.test_client()
     before = {db: revisions(couch, db) for db in dbs.values()}
-    response = client.post(f"/v1/shares/{invitation['id']}/decline",
-                           headers=headers_for(people, "bob"))  # fmt: skip
+    response = client.post(
+        f"/v1/shares/{invitation['id']}/decline", headers=headers_for(people, "bob")
+    )
     assert response.get_json()["status"] == "declined"
     assert {db: revisions(couch, db) for db in dbs.values()} == before
     again = client.post("/v1/shares", json=INVITE, headers=headers_for(people, "alice"))
@@ -141,8 +146,12 @@ def test_an_expired_invitation_cannot_be_accepted(app, couch, settings, people, 
     response = client.post(f"/v1/shares/{invitation['id']}/accept", headers=bob)
     assert response.status_code == 409
     assert replicator_docs(couch, invitation["id"]) == {}
-    actions = [e["action"] for e in client.get(f"/v1/shares/{invitation['id']}/events",
-                                                headers=bob).get_json()["items"]]  # fmt: skip
+    actions = [
+        e["action"]
+        for e in client.get(f"/v1/shares/{invitation['id']}/events", headers=bob).get_json()[
+            "items"
+        ]
+    ]
     assert actions == ["create", "expire", "accept"]
     assert (
         client.post("/v1/shares", json=INVITE, headers=headers_for(people, "alice")).status_code
@@ -152,8 +161,11 @@ def test_an_expired_invitation_cannot_be_accepted(app, couch, settings, people, 
 
 def test_the_invitation_lifetime_is_configurable(couch, settings, people, dbs):
     app = create_app(replace(settings, invitation_ttl_seconds=60))
-    share = app.test_client().post("/v1/shares", json=INVITE,
-                                   headers=headers_for(people, "alice")).get_json()  # fmt: skip
+    share = (
+        app.test_client()
+        .post("/v1/shares", json=INVITE, headers=headers_for(people, "alice"))
+        .get_json()
+    )
     created, expires = (datetime.fromisoformat(share[k]) for k in ("created_at", "expires_at"))
     assert (expires - created).total_seconds() == 60
 
@@ -181,8 +193,9 @@ def test_transitions_outside_the_machine_are_409(app, people, invitation, steps,
             return client.delete(share_path, headers=headers)
         if action == "patch":
             etag = client.get(share_path, headers=headers).headers["ETag"]
-            return client.patch(share_path, json={"access": "read-write"},
-                                headers={**headers, "If-Match": etag})  # fmt: skip
+            return client.patch(
+                share_path, json={"access": "read-write"}, headers={**headers, "If-Match": etag}
+            )
         return client.post(f"{share_path}/{action}", headers=headers)
 
     for step in steps:

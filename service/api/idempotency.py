@@ -32,8 +32,9 @@ def begin():
     if request.method not in ("POST", "PATCH", "DELETE") or key is None:
         return None
     if not KEY.match(key):
-        return problem(400, f"{HEADER} must be 1 to 200 printable characters",
-                       {HEADER: ["invalid"]})  # fmt: skip
+        return problem(
+            400, f"{HEADER} must be 1 to 200 printable characters", {HEADER: ["invalid"]}
+        )
     key_id = "idempotency:" + _digest(caller().actor, key)
     fingerprint = _digest(request.method, request.full_path, request.get_data(as_text=True))
     found = broker().store.claim_key(key_id, fingerprint)
@@ -41,11 +42,17 @@ def begin():
         g.idempotency_key_id = key_id
         return None
     if found["fingerprint"] != fingerprint:
-        return problem(422, f"this {HEADER} was used for a different request",
-                       {HEADER: ["reused with a different request"]})  # fmt: skip
+        return problem(
+            422,
+            f"this {HEADER} was used for a different request",
+            {HEADER: ["reused with a different request"]},
+        )
     if found["state"] != "done":
-        return problem(409, f"a request with this {HEADER} is still running; retry shortly",
-                       headers={"Retry-After": "1"})  # fmt: skip
+        return problem(
+            409,
+            f"a request with this {HEADER} is still running; retry shortly",
+            headers={"Retry-After": "1"},
+        )
     stored = found["response"]
     replay = Response(stored["body"], status=stored["status"], mimetype=stored["mimetype"])
     replay.headers.update(stored["headers"])

@@ -16,9 +16,10 @@ from service.config import ConfigError
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--url", default=os.environ.get("BROKER_URL", "http://127.0.0.1:8000"),
+        "--url",
+        default=os.environ.get("BROKER_URL", "http://127.0.0.1:8000"),
         help="the broker's base URL (BROKER_URL)",
-    )  # fmt: skip
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = argparse.ArgumentParser(prog="sharing-broker", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -204,5 +204,8 @@ def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:
             log.warning("periodic reconcile failed: %s", exc)
             continue
         if report.repaired or report.errors:
-            log.info("periodic reconcile: %d repaired, %d errors",
-                     len(report.repaired), len(report.errors))  # fmt: skip
+            log.info(
+                "periodic reconcile: %d repaired, %d errors",
+                len(report.repaired),
+                len(report.errors),
+            )

@@ -170,8 +170,13 @@ class StateStore:
 
     def claim_key(self, key_id: str, fingerprint: str) -> dict | None:
         """Start a keyed request; None if this call claimed it, else the record already there."""
-        doc = {"_id": key_id, "type": "idempotency", "state": "started",
-               "fingerprint": fingerprint, "created_at": now_iso()}  # fmt: skip
+        doc = {
+            "_id": key_id,
+            "type": "idempotency",
+            "state": "started",
+            "fingerprint": fingerprint,
+            "created_at": now_iso(),
+        }
         try:
             self.couch.put(self.db, key_id, json=doc)
             return None
