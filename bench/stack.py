@@ -29,6 +29,7 @@ def make_databases(couch: PouchServer, count: int) -> list[tuple[str, str]]:
             "data": {"name": "Kitchen", "config_uuid": uid},
         }
         couch.create_db(name, [{"_id": "0000-config", "uuid": uid}, collection])
+        couch.add_member(name, name)
         made.append((name, uid))
     return made
 

@@ -39,6 +39,8 @@ def dbs(couch, names):
     """Alice's and Bob's databases, loaded from the reference fixture."""
     couch.create_db(names["alice"], alice_docs())
     couch.create_db(names["bob"], bob_docs())
+    for person in ("alice", "bob"):  # members-only, as CouchDB 3 makes new databases
+        couch.add_member(names[person], names[person])
     return names
 
 

@@ -1,5 +1,7 @@
 """What "consistent" means after reconcile: every share whole or wholly gone, no orphan."""
 
+import requests
+
 from service.sharing.model import Access, Share, Status
 from service.sharing.views import replication_ids
 from tests.pouchdb.demo import ALICE, BOB
@@ -25,18 +27,50 @@ def broker_parts(couch, dbs) -> dict[str, set[str]]:
     return {"replications": replications, "db_sharing": db_sharing}
 
 
+def share_users(couch, dbs) -> dict[str, set[str]]:
+    """Share users named in each database's `_security`."""
+    found = {}
+    for person, db in dbs.items():
+        names = couch.get(f"{db}/_security").get("members", {}).get("names", [])
+        found[person] = {n for n in names if n.startswith("sharing-broker-")}
+    return found
+
+
+def logs_in(couch, name: str, password: str) -> bool:
+    response = requests.get(f"{couch.url}/_session", auth=(name, password), timeout=10)
+    return response.ok and response.json()["userCtx"]["name"] == name
+
+
 def assert_consistent(couch, state_db: str, dbs) -> Share | None:
-    """Either one active share with all its parts, or no parts at all. Returns the active one."""
+    """Either one active share with all its parts, or no parts at all. Returns the active one.
+
+    An active share's user exists, is named in both databases and logs in with the password
+    its replicator docs hold; without one, no share user is left anywhere.
+    """
     shares = shares_of(couch, state_db)
     assert not [s for s in shares if s.status in (Status.PROVISIONING, Status.REVOKING)], shares
     assert not [s for s in shares if s.operation is not None], shares
     active = [s for s in shares if s.status is Status.ACTIVE]
     assert len(active) <= 1
     parts = broker_parts(couch, dbs)
+    ids = {s.id for s in shares}
+    users = {
+        i
+        for i in couch.all_docs("_users")
+        if i.removeprefix("org.couchdb.user:sharing-broker-") in ids
+    }
     if not active:
         assert parts == {"replications": set(), "db_sharing": set()}
+        assert share_users(couch, dbs) == {person: set() for person in dbs}
+        assert users == set()
         return None
     share = active[0]
+    name = f"sharing-broker-{share.id}"
+    assert share_users(couch, dbs) == {person: {name} for person in dbs}
+    assert users == {f"org.couchdb.user:{name}"}
+    for doc_id in parts["replications"]:
+        basic = couch.get(f"_replicator/{doc_id}")["source"]["auth"]["basic"]
+        assert basic["username"] == name and logs_in(couch, name, basic["password"])
     assert parts["replications"] == set(replication_ids(share))
     assert parts["db_sharing"] == ({DB_SHARING} if share.access is Access.READ_WRITE else set())
     pair = couch.get(f"{state_db}/pair:{share.owner}--{share.recipient}")

@@ -1,9 +1,10 @@
-"""Every CouchDB call of provision, accept, patch and revoke, made to fail in turn.
+"""Every CouchDB call of provision, accept, patch, revoke and rotate, made to fail in turn.
 
-For each operation, a clean run counts its CouchDB calls. Then, for every call and every
-fault (a 5xx, a timeout, a dropped connection, and a crash of the process right after the
-call), a fresh world runs the operation with that one call failing, then reconcile. The
-outcome must be one of two: a share with every part present, or none of its parts left.
+For each operation (create, accept, patch both ways, revoke, rotate), a clean run counts its
+CouchDB calls. Then, for every call and every fault (a 5xx, a timeout, a dropped connection,
+and a crash of the process right after the call), a fresh world runs the operation with that
+one call failing, then reconcile. The outcome must be one of two: a share with every part
+present, or none of its parts left.
 """
 
 import re
@@ -58,6 +59,8 @@ class World:
         self.dbs = {"alice": f"fi-alice-{tag}", "bob": f"fi-bob-{tag}"}
         couch.create_db(self.dbs["alice"], alice_docs())
         couch.create_db(self.dbs["bob"], bob_docs())
+        for name in self.dbs.values():
+            couch.add_member(name, name)
         self.settings = Settings(
             couchdb_url=couch.url,
             couchdb_user=couch.admin[0],
@@ -120,6 +123,10 @@ SCENARIOS = {
     "revoke with purge": (
         setup_read_write,
         lambda w, s: w.client.delete(f"/v1/shares/{s[0]}?purge=true"),
+    ),
+    "rotate credentials": (
+        setup_read_write,
+        lambda w, s: w.client.post(f"/v1/shares/{s[0]}/rotate-credentials"),
     ),
 }
 

@@ -130,6 +130,9 @@ def test_a_failed_purge_is_finished_by_revoking_again(client, couch3, couch, reg
         "replication:recipient-to-owner",
         "db_sharing",
         "replication:owner-to-recipient",
+        "member:recipient",
+        "member:owner",
+        "share_user",
     ]
     couch3.remove(injected)
     couch3.post(

@@ -42,7 +42,7 @@ def test_a_part_deleted_by_hand_is_restored(client, couch, settings, registered,
     )
     delete(couch, path)
     report = reconcile(client)
-    assert [r["share_id"] for r in report["repaired"]] == [share["id"]]
+    assert {r["share_id"] for r in report["repaired"]} == {share["id"]}
     assert assert_consistent(couch, settings.state_db, dbs).id == share["id"]
 
 
@@ -116,7 +116,8 @@ def test_two_reconcilers_at_once_do_no_harm(app, client, couch, settings, regist
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(len(r["repaired"]) for r in reports) in ([0, 1], [1, 1])
+    assert any(r["repaired"] for r in reports)
+    assert all(r["errors"] == [] for r in reports)
     assert assert_consistent(couch, settings.state_db, dbs).id == share["id"]
 
 

@@ -21,19 +21,19 @@ def counted(calls, action) -> int:
 
 def test_create_read_write(client, registered, calls):
     body = {"owner": ALICE, "recipient": BOB, **RW}
-    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 13
+    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 29
 
 
 def test_invite_then_accept(client, registered, calls):
     body = {"owner": ALICE, "recipient": BOB, "auto_accept": False, **RW}
     assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 6
     share_id = client.get("/v1/shares").get_json()["items"][0]["id"]
-    assert counted(calls, lambda: client.post(f"/v1/shares/{share_id}/accept")) == 12
+    assert counted(calls, lambda: client.post(f"/v1/shares/{share_id}/accept")) == 28
 
 
 def test_revoke_read_write(client, registered, calls):
     share = create_share(client, **RW)
-    assert counted(calls, lambda: client.delete(f"/v1/shares/{share['id']}")) == 19
+    assert counted(calls, lambda: client.delete(f"/v1/shares/{share['id']}")) == 36
 
 
 def test_get_with_status(client, registered, calls):
@@ -51,6 +51,7 @@ def test_list_with_status_is_three_requests_whatever_the_size(
         couch.create_db(
             db, [{"_id": "0000-config", "uuid": f"00000000-0000-4000-8000-00000000000{n}"}]
         )
+        couch.add_member(db, db)
         client.post("/v1/databases", json={"database": db})
         create_share(client, owner=f"00000000-0000-4000-8000-00000000000{n}", collections=None)
     page = lambda: client.get("/v1/shares?with_status=true&limit=50")  # noqa: E731

@@ -58,6 +58,9 @@ def test_revoke_read_write_goes_in_order(client, couch3, couch, registered, dbs,
         ("DELETE", f"_replicator/sharing-broker-{share['id']}-recipient-to-owner"),
         ("DELETE", f"{dbs['alice']}/{DB_SHARING}"),
         ("DELETE", f"_replicator/sharing-broker-{share['id']}-owner-to-recipient"),
+        ("PUT", f"{dbs['bob']}/_security"),
+        ("PUT", f"{dbs['alice']}/_security"),
+        ("DELETE", f"_users/org.couchdb.user:sharing-broker-{share['id']}"),
         ("POST", f"{dbs['bob']}/_purge"),
     ]
     bob_docs = couch.all_docs(dbs["bob"])

@@ -12,8 +12,14 @@ O2R, R2O = Direction.OWNER_TO_RECIPIENT, Direction.RECIPIENT_TO_OWNER
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 
-def endpoint(db: str, settings) -> dict:
-    auth = {"basic": {"username": settings.couchdb_user, "password": settings.couchdb_password}}
+def share_password(couch, share_id: str) -> str:
+    """The share user's password, as its replicator doc holds it."""
+    doc = replicator_docs(couch, share_id)[f"sharing-broker-{share_id}-owner-to-recipient"]
+    return doc["source"]["auth"]["basic"]["password"]
+
+
+def endpoint(db: str, share_id: str, password: str) -> dict:
+    auth = {"basic": {"username": f"sharing-broker-{share_id}", "password": password}}
     return {"url": f"http://couchdb.internal:5984/{db}", "auth": auth}
 
 
@@ -34,11 +40,13 @@ def test_read_share_writes_one_replicator_doc_and_nothing_else(
             "target_database": dbs["bob"],
         }
     ]
+    password = share_password(couch, share["id"])
+    assert len(password) >= 43  # 256 bits, URL-safe base64
     assert replicator_docs(couch, share["id"]) == {
         doc_id: {
             "_id": doc_id,
-            "source": endpoint(dbs["alice"], settings),
-            "target": endpoint(dbs["bob"], settings),
+            "source": endpoint(dbs["alice"], share["id"], password),
+            "target": endpoint(dbs["bob"], share["id"], password),
             "continuous": True,
             "create_target": False,
             "selector": share_selector(ALICE, BOB, Access.READ, ["c0ll-uuid-1"], O2R),
@@ -50,6 +58,34 @@ def test_read_share_writes_one_replicator_doc_and_nothing_else(
         }
     }
     assert {db: revisions(couch, db) for db in dbs.values()} == before
+
+
+def test_the_share_user_has_no_roles_and_is_a_member_of_exactly_the_two_databases(
+    client, couch, registered, dbs, settings
+):
+    share = create_share(client, access="read-write")
+    name = f"sharing-broker-{share['id']}"
+    user = couch.get(f"_users/org.couchdb.user:{name}")
+    assert user["roles"] == [] and "password" not in user
+    assert user["sharing_broker"] == {"broker": settings.state_db, "share_id": share["id"]}
+    for person in ("alice", "bob"):
+        members = couch.get(f"{dbs[person]}/_security")["members"]
+        assert members == {"names": [dbs[person], name], "roles": []}  # the owner's entry kept
+    replicators = str(couch.all_docs("_replicator"))
+    assert settings.couchdb_password not in replicators
+
+
+def test_a_public_database_is_refused_and_left_public(client, couch, registered, dbs):
+    couch.put(
+        f"{dbs['bob']}/_security",
+        {"admins": {"names": [], "roles": []}, "members": {"names": [], "roles": []}},
+    )
+    response = client.post("/v1/shares", json={"owner": ALICE, "recipient": BOB, "access": "read"})
+    assert response.status_code == 409
+    assert "members" in response.get_json()["detail"]
+    assert couch.get(f"{dbs['bob']}/_security")["members"] == {"names": [], "roles": []}
+    assert couch.get(f"{dbs['alice']}/_security")["members"]["names"] == [dbs["alice"]]
+    assert client.get("/v1/shares").get_json()["items"] == []
 
 
 def test_the_stored_selector_selects_exactly_the_shared_docs(client, couch, registered, dbs):
@@ -73,9 +109,10 @@ def test_read_write_share_writes_db_sharing_and_both_directions(
     o2r = docs[f"sharing-broker-{share['id']}-owner-to-recipient"]
     r2o = docs[f"sharing-broker-{share['id']}-recipient-to-owner"]
     assert len(docs) == 2
+    password = share_password(couch, share["id"])
     assert (r2o["source"], r2o["target"]) == (
-        endpoint(dbs["bob"], settings),
-        endpoint(dbs["alice"], settings),
+        endpoint(dbs["bob"], share["id"], password),
+        endpoint(dbs["alice"], share["id"], password),
     )
     assert find_ids(couch, dbs["alice"], o2r["selector"]) == COLLECTION_1 | {db_sharing_id}
     assert find_ids(couch, dbs["bob"], r2o["selector"]) == set()  # Bob's own data stays his

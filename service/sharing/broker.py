@@ -4,12 +4,12 @@ from dataclasses import dataclass
 
 from service.config import Settings
 from service.couch import CouchClient
+from service.sharing.credentials import DatabaseLocks, SecurityEditor
 from service.sharing.identity import Identity
 from service.sharing.lifecycle import ShareService
 from service.sharing.policy import Policy
 from service.sharing.reconcile import Reconciler
 from service.sharing.registry import Registry
-from service.sharing.replicator import Endpoint
 from service.sharing.store import StateStore
 
 
@@ -37,9 +37,14 @@ class Broker:
         )
         store = StateStore(couch, settings.state_db)
         registry = Registry(couch, store)
-        endpoint = Endpoint(
-            settings.replication_url, settings.couchdb_user, settings.couchdb_password
+        security = SecurityEditor(couch, DatabaseLocks(couch, settings.state_db))
+        shares = ShareService(
+            couch,
+            store,
+            registry,
+            security,
+            settings.replication_url,
+            settings.invitation_ttl_seconds,
         )
-        shares = ShareService(couch, store, registry, endpoint, settings.invitation_ttl_seconds)
         identity = Identity(couch)
         return cls(couch, store, registry, shares, identity, Policy(identity, registry))

@@ -8,11 +8,19 @@ change is brought back to what the share was; a failed revoke is finished by rev
 Whatever cannot be undone stays visible in the record's `operation`.
 """
 
+import base64
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service.couch import CouchClient, CouchError, CouchUnavailable
+from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
+from service.sharing.credentials import (
+    Credentials,
+    SecurityEditor,
+    ensure_user,
+    new_password,
+    share_user_name,
+)
 from service.sharing.errors import (
     ConflictError,
     InvalidRequest,
@@ -29,10 +37,20 @@ from service.sharing.model import (
     Status,
     now_iso,
 )
-from service.sharing.parts import Part, Target, converge, ensure_current, wanted_parts
+from service.sharing.parts import (
+    O2R,
+    R2O,
+    SHARE_USER,
+    Part,
+    Target,
+    apply,
+    converge,
+    ensure_current,
+    wanted_parts,
+)
 from service.sharing.purge import purge_doc, purge_shared_docs
 from service.sharing.registry import Registry
-from service.sharing.replicator import Endpoint
+from service.sharing.replicator import REPLICATOR_DB, replicator_doc_id
 from service.sharing.scan import docs_with_prefix
 from service.sharing.selectors import SHARED_PREFIXES, share_selector
 from service.sharing.store import StateStore
@@ -50,13 +68,15 @@ class ShareService:
         couch: CouchClient,
         store: StateStore,
         registry: Registry,
-        endpoint: Endpoint,
+        security: SecurityEditor,
+        replication_url: str,
         invitation_ttl_seconds: int,
     ):
         self.couch = couch
         self.store = store
         self.registry = registry
-        self.endpoint = endpoint
+        self.security = security
+        self.replication_url = replication_url
         self.invitation_ttl_seconds = invitation_ttl_seconds
 
     def create(
@@ -180,21 +200,60 @@ class ShareService:
                 self._converge(share, share.access, share.collections)
                 self._finish(share, Status.ACTIVE)
                 return "finished the provisioning"
-            # An active share in the middle of a change, or of undoing one.
-            self._converge(share, operation.access, operation.collections)
+            # An active share in the middle of a change, a rotation, or undoing a change.
+            rotating = operation.name == "rotate"
+            if rotating:
+                operation.done.clear()  # a new password: every credential step again
+            self._converge(share, operation.access, operation.collections, rotate=rotating)
             share.access, share.collections = operation.access, operation.collections
             self._finish(share, Status.ACTIVE)
             return f"finished the {operation.name}"
 
+    def rotate(self, share: Share, actor: str) -> Share:
+        """Give the share user a new password and the replicator docs with it."""
+        with self._audit(share, "rotate credentials", actor):
+            if share.status is not Status.ACTIVE:
+                raise ConflictError(f"a share that is {share.status} has no credentials")
+            share.operation = Operation("rotate", share.access, share.collections)
+            self._save_transition(share)
+            try:
+                self._converge(share, share.access, share.collections, rotate=True)
+            except COUCH_FAILURES:
+                log.warning("share %s: rotation stopped half-way; reconcile finishes it", share.id)
+                raise
+            self._finish(share, Status.ACTIVE)
+        return share
+
     def repair(self, share: Share) -> list[str]:
-        """Rewrite the parts of an active share that are missing, changed or failed."""
-        owner_db, recipient_db = self.registry.parties(share.owner, share.recipient)
-        parts = self._parts(share, share.access, share.collections, (owner_db, recipient_db))
-        repaired = []
-        for name, part in parts.items():
-            if part.body is not None and ensure_current(self.couch, part.db, part.body):
-                repaired.append(name)
+        """Rewrite the parts of an active share that are missing, changed or failed.
+
+        A share user whose password no longer matches its replicator docs gets a new one.
+        """
+        dbs = self.registry.parties(share.owner, share.recipient)
+        parts = self._parts(share, share.access, share.collections, dbs)
+        repaired = [name for name, part in parts.items() if self._repair_part(part)]
+        user = parts[SHARE_USER].body
+        if not self._logs_in(user["name"], user["password"]):
+            parts = self._parts(share, share.access, share.collections, dbs, rotate=True)
+            for name in (SHARE_USER, O2R, R2O):
+                if parts[name].body is not None:
+                    apply(self.couch, self.security, parts[name])
+            repaired.append("credentials")
         return repaired
+
+    def _repair_part(self, part: Part) -> bool:
+        if part.body is None:
+            return False
+        if part.kind == "doc":
+            return ensure_current(self.couch, part.db, part.body)
+        if part.kind == "member":
+            return self.security.ensure_member(part.db, part.doc_id, present=True)
+        return ensure_user(self.couch, part.body, set_password=part.kind == "user+password")
+
+    def _logs_in(self, name: str, password: str) -> bool:
+        token = base64.b64encode(f"{name}:{password}".encode()).decode()
+        session = self.couch.session_as({"Authorization": f"Basic {token}"})
+        return (session.get("userCtx") or {}).get("name") == name
 
     def events(self, share_id: str) -> list[Event]:
         return self.store.events(share_id)
@@ -222,9 +281,9 @@ class ShareService:
         roll_back_to: Status | None,
         dbs: tuple[Database, Database] | None = None,
     ) -> None:
-        try:
-            self._converge(share, share.access, share.collections, dbs)
-        except COUCH_FAILURES:
+        try:  # a first provisioning: nothing to reuse, the credential is new
+            self._converge(share, share.access, share.collections, dbs, rotate=True)
+        except (*COUCH_FAILURES, SharingError):
             self._roll_back_provision(share, roll_back_to)
             raise
         self._finish(share, Status.ACTIVE)
@@ -235,7 +294,7 @@ class ShareService:
         self.store.save_share(share)
         try:
             self._converge(share, access, collections)
-        except COUCH_FAILURES:
+        except (*COUCH_FAILURES, SharingError):
             self._roll_back_patch(share, *old)
             raise
 
@@ -269,10 +328,12 @@ class ShareService:
         access: Access | None,
         collections: list[str] | None,
         dbs: tuple[Database, Database] | None = None,
+        rotate: bool = False,
     ):
         """Bring the share's parts in line with (access, collections); `None` removes them."""
-        parts = self._parts(share, access, collections, dbs)
-        converge(self.couch, parts, share.operation.done, lambda name: self._record(share, name))
+        parts = self._parts(share, access, collections, dbs, rotate)
+        record = lambda name: self._record(share, name)  # noqa: E731
+        converge(self.couch, self.security, parts, share.operation.done, record)
 
     def _parts(
         self,
@@ -280,13 +341,30 @@ class ShareService:
         access: Access | None,
         collections: list[str] | None,
         dbs: tuple[Database, Database] | None = None,
+        rotate: bool = False,
     ) -> dict[str, Part]:
         owner_db, recipient_db = dbs or self.registry.parties(share.owner, share.recipient)
         reverse = collections
         if access is Access.READ_WRITE and collections is None:
             reverse = self._own_collection_ids(owner_db)
         target = Target(access, collections, owner_db.database, recipient_db.database, reverse)
-        return wanted_parts(share, target, self.endpoint, self.store.db)
+        credentials = self._credentials(share, access is not None and not rotate)
+        return wanted_parts(share, target, credentials, self.replication_url, self.store.db)
+
+    def _credentials(self, share: Share, reuse: bool) -> Credentials:
+        """The share user's password as its replicator doc holds it, or a new one."""
+        name = share_user_name(share.id)
+        if reuse:
+            try:
+                doc = self.couch.get(
+                    REPLICATOR_DB, replicator_doc_id(share.id, Direction.OWNER_TO_RECIPIENT)
+                )
+                basic = doc["source"]["auth"]["basic"]
+                if basic["username"] == name:
+                    return Credentials(name, basic["password"])
+            except (NotFound, KeyError, TypeError):
+                pass
+        return Credentials(name, new_password(), fresh=True)
 
     def _record(self, share: Share, step: str) -> None:
         share.operation.done.append(step)

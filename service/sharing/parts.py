@@ -1,18 +1,29 @@
-"""The docs a share places in CouchDB, and making them match what the share wants.
+"""What a share places in CouchDB, and making it match what the share wants.
 
-A share is made of up to three parts, each one doc in one database:
-- `replication:owner-to-recipient` and `replication:recipient-to-owner` in `_replicator`;
-- `db_sharing` in the owner's database (read-write only).
+A share is made of these parts:
+- `share_user`: its own CouchDB user in `_users`, with no roles;
+- `member:owner` and `member:recipient`: that user's name in each database's `_security`;
+- `db_sharing` in the owner's database (read-write only);
+- `replication:owner-to-recipient` and `replication:recipient-to-owner` in `_replicator`,
+  authenticating as the share user.
 
 `converge` removes the parts that should not exist, then writes the ones that should, in an
 order that loses nothing and leaks nothing back: the recipient->owner replication stops
-before `db_sharing` goes, which goes before the owner->recipient replication stops.
+before `db_sharing` goes, which goes before the owner->recipient replication stops; the
+credential goes last, so replication stops even if a replicator doc survives.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from service.couch import CouchClient, DocumentConflict, NotFound
+from service.sharing.credentials import (
+    USERS_DB,
+    Credentials,
+    SecurityEditor,
+    ensure_user,
+    user_doc_id,
+)
 from service.sharing.model import Access, Direction, Share, now_epoch_ms
 from service.sharing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
 from service.sharing.selectors import share_selector
@@ -20,19 +31,27 @@ from service.sharing.selectors import share_selector
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
 R2O = f"replication:{Direction.RECIPIENT_TO_OWNER}"
 DB_SHARING = "db_sharing"
-REMOVAL_ORDER = (R2O, DB_SHARING, O2R)
-WRITE_ORDER = (DB_SHARING, O2R, R2O)
+SHARE_USER = "share_user"
+MEMBER_OWNER = "member:owner"
+MEMBER_RECIPIENT = "member:recipient"
+REMOVAL_ORDER = (R2O, DB_SHARING, O2R, MEMBER_RECIPIENT, MEMBER_OWNER, SHARE_USER)
+WRITE_ORDER = (SHARE_USER, MEMBER_OWNER, MEMBER_RECIPIENT, DB_SHARING, O2R, R2O)
 # Fields that may differ between a stored part and a wanted one without a rewrite.
 _VOLATILE = frozenset({"_id", "_rev", "created_at", "updated_at"})
 
 
 @dataclass(frozen=True)
 class Part:
-    """One doc of a share: where it lives and, when wanted, its body."""
+    """One part of a share: where it lives and, when wanted, its body.
+
+    `kind` is `doc` for a plain doc, `user` for the share user (`user+password` when its
+    password must be set), `member` for a name in `db`'s `_security` (`doc_id` is the name).
+    """
 
     db: str
     doc_id: str
     body: dict | None = None
+    kind: str = "doc"
 
 
 @dataclass(frozen=True)
@@ -46,11 +65,14 @@ class Target:
     reverse_collections: list[str] | None = None
 
 
-def wanted_parts(share: Share, target: Target, endpoint: Endpoint, broker: str) -> dict[str, Part]:
+def wanted_parts(
+    share: Share, target: Target, credentials: Credentials, replication_url: str, broker: str
+) -> dict[str, Part]:
     """Every part name with where it lives, and a body for those the target wants.
 
     Bodies are labelled with `broker` (its state database), so each broker recognises its own.
     """
+    endpoint = Endpoint(replication_url, credentials.username, credentials.password)
     o2r = replicator_doc(
         share,
         Direction.OWNER_TO_RECIPIENT,
@@ -93,7 +115,20 @@ def wanted_parts(share: Share, target: Target, endpoint: Endpoint, broker: str) 
     }
     live = target.access is not None
     two_way = target.access is Access.READ_WRITE
+    name = credentials.username
+    user = {
+        "_id": user_doc_id(name),
+        "name": name,
+        "type": "user",
+        "roles": [],
+        "password": credentials.password,
+        "sharing_broker": {"broker": broker, "share_id": share.id},
+    }
+    user_kind = "user+password" if credentials.fresh else "user"
     return {
+        SHARE_USER: Part(USERS_DB, user["_id"], user if live else None, user_kind),
+        MEMBER_OWNER: Part(target.owner_db, name, {} if live else None, "member"),
+        MEMBER_RECIPIENT: Part(target.recipient_db, name, {} if live else None, "member"),
         O2R: Part(REPLICATOR_DB, o2r["_id"], o2r if live else None),
         DB_SHARING: Part(target.owner_db, db_sharing["_id"], db_sharing if two_way else None),
         R2O: Part(REPLICATOR_DB, r2o["_id"], r2o if two_way else None),
@@ -101,20 +136,32 @@ def wanted_parts(share: Share, target: Target, endpoint: Endpoint, broker: str) 
 
 
 def converge(
-    couch: CouchClient, parts: dict[str, Part], done: list[str], record: Callable[[str], None]
+    couch: CouchClient,
+    security: SecurityEditor,
+    parts: dict[str, Part],
+    done: list[str],
+    record: Callable[[str], None],
 ) -> None:
     """Remove unwanted parts, then write wanted ones; skip names in `done`, record each."""
     steps = [n for n in REMOVAL_ORDER if parts[n].body is None]
     steps += [n for n in WRITE_ORDER if parts[n].body is not None]
     for name in steps:
-        if name in done:
-            continue
-        part = parts[name]
-        if part.body is None:
-            ensure_absent(couch, part.db, part.doc_id)
-        else:
-            ensure_present(couch, part.db, part.body)
-        record(name)
+        # A new password must reach the user even if an earlier attempt set another one.
+        if name not in done or parts[name].kind == "user+password":
+            apply(couch, security, parts[name])
+            record(name)
+
+
+def apply(couch: CouchClient, security: SecurityEditor, part: Part) -> None:
+    """Make one part exist as wanted, or not exist."""
+    if part.kind == "member":
+        security.ensure_member(part.db, part.doc_id, present=part.body is not None)
+    elif part.body is None:
+        ensure_absent(couch, part.db, part.doc_id)
+    elif part.kind.startswith("user"):
+        ensure_user(couch, part.body, set_password=part.kind == "user+password")
+    else:
+        ensure_present(couch, part.db, part.body)
 
 
 def ensure_present(couch: CouchClient, db: str, body: dict) -> None:

@@ -1,9 +1,10 @@
 """Reconcile: bring CouchDB and the share records back in line after crashes and hand edits.
 
 It finishes operations a crash left half-done, rewrites the parts of active shares that are
-missing, changed or failed, and removes broker-made parts that no share accounts for. Only
-docs the broker labelled as its own are ever removed. A lease in the state database keeps
-reconcilers on several replicas from working at the same time.
+missing, changed or failed, and removes broker-made parts that no share accounts for:
+replicator docs, db_sharing docs, share users and their `_security` entries. Only docs the
+broker labelled as its own are ever removed, and only `_security` names of share users.
+A lease in the state database keeps reconcilers on several replicas from working at once.
 """
 
 import logging
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.metrics import RECONCILE_REPAIRS
+from service.sharing.credentials import USER_PREFIX, USERS_DB, user_doc_id
 from service.sharing.errors import SharingError
 from service.sharing.lifecycle import ShareService
 from service.sharing.model import Access, Status
@@ -60,7 +62,8 @@ class Reconciler:
             self._finish_operations(report)
             self._repair_active(report)
             self._remove_orphan_replications(report)
-            self._remove_orphan_db_sharing(report)
+            self._remove_orphan_users(report)
+            self._check_databases(report)
         finally:
             self._drop_lease()
         return report
@@ -122,14 +125,56 @@ class Reconciler:
             finding = {"kind": "orphan replicator doc", "doc_id": doc_id}
             self._attempt(report, finding, lambda d=doc_id: self._remove(REPLICATOR_DB, d))
 
-    def _remove_orphan_db_sharing(self, report: Report) -> None:
+    def _remove_orphan_users(self, report: Report) -> None:
+        docs = list(docs_with_prefix(self.couch, USERS_DB, user_doc_id(USER_PREFIX)))
+        ours = self._ours(docs)
+        shares = self.store.get_shares(set(ours.values()))
+        for doc_id, share_id in ours.items():
+            share = shares.get(share_id)
+            if share is not None and share.current_status in LIVE:
+                continue
+            finding = {"kind": "orphan share user", "doc_id": doc_id}
+            self._attempt(report, finding, lambda d=doc_id: self._remove(USERS_DB, d))
+
+    def _check_databases(self, report: Report) -> None:
+        """Leftover db_sharing docs and share-user entries in each registered database."""
         cursor = None
         while True:
             databases, cursor = self.store.list_databases(cursor, 200)
             for database in databases:
                 self._check_db_sharing(report, database.database, database.config_uuid)
+                self._check_members(report, database.database)
             if cursor is None:
                 return
+
+    def _check_members(self, report: Report, db: str) -> None:
+        """Drop share users from `_security` that no live share of ours, or no user, backs."""
+        try:
+            names = (self.couch.get(db, "_security").get("members") or {}).get("names") or []
+        except FAILURES as exc:
+            report.errors.append({"kind": "database unreadable", "database": db, "error": str(exc)})
+            return
+        entries = {n: n.removeprefix(USER_PREFIX) for n in names if n.startswith(USER_PREFIX)}
+        shares = self.store.get_shares(set(entries.values()))
+        for name, share_id in entries.items():
+            share = shares.get(share_id)
+            if share is not None and share.current_status in LIVE:
+                continue
+            if share is None and self._user_exists(name):
+                continue  # another broker's share: not ours to judge
+            finding = {"kind": "orphan _security entry", "database": db, "name": name}
+            self._attempt(report, finding, lambda n=name: self._drop_member(db, n))
+
+    def _user_exists(self, name: str) -> bool:
+        try:
+            self.couch.get(USERS_DB, user_doc_id(name))
+            return True
+        except NotFound:
+            return False
+
+    def _drop_member(self, db: str, name: str) -> str:
+        self.shares.security.ensure_member(db, name, present=False)
+        return "removed it"
 
     def _check_db_sharing(self, report: Report, db: str, owner: str) -> None:
         try:

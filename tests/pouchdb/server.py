@@ -103,10 +103,11 @@ class PouchServer:
             if failed:
                 raise RuntimeError(f"loading {name} failed: {failed}")
 
-    def add_member(self, db: str, name: str, password: str) -> None:
-        """Create a CouchDB user and make them the one member of `db`."""
-        user = {"name": name, "password": password, "roles": [], "type": "user"}
-        self.put(f"_users/org.couchdb.user:{name}", user)
+    def add_member(self, db: str, name: str, password: str | None = None) -> None:
+        """Make `name` the one member of `db`, creating the user if a password is given."""
+        if password is not None:
+            user = {"name": name, "password": password, "roles": [], "type": "user"}
+            self.put(f"_users/org.couchdb.user:{name}", user)
         members = {"names": [name], "roles": []}
         self.put(f"{db}/_security", {"admins": {"names": [], "roles": []}, "members": members})
 

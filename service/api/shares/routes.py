@@ -184,6 +184,18 @@ class DeclineShare(MethodView):
         return _answer(share_id, broker().shares.decline)
 
 
+@blp.route("/<share_id>/rotate-credentials")
+class RotateCredentials(MethodView):
+    @blp.doc(parameters=[idempotency.DOC])
+    @problems(blp, 403, 404, 409, 502)
+    @blp.response(200, ShareSchema, headers=ETAG_HEADER)
+    def post(self, share_id):
+        """Give the share's CouchDB user a new password (admins and the owner)"""
+        share, roles = _share_for(share_id, "owner")
+        share = broker().shares.rotate(share, actor=caller().actor)
+        return _view(share, _visible(share, roles)), {"ETag": share.etag}
+
+
 @blp.route("/<share_id>/events")
 class ShareEvents(MethodView):
     @problems(blp, 404)

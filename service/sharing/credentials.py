@@ -1,0 +1,160 @@
+"""A CouchDB user per share, and its membership in exactly the share's two databases.
+
+Replicator docs authenticate as this user, never as the broker's service account: the user
+has no roles and may read and write only where a share's `_security` names it. CouchDB does
+not version `_security`, so the broker's edits of it are serialized per database, read
+back, and never touch an entry the broker did not add.
+"""
+
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+from service.couch import CouchClient, CouchUnavailable, DocumentConflict, NotFound
+from service.sharing.errors import ConflictError
+from service.sharing.model import now_iso
+
+USERS_DB = "_users"
+USER_PREFIX = "sharing-broker-"
+
+
+def share_user_name(share_id: str) -> str:
+    return f"{USER_PREFIX}{share_id}"
+
+
+def user_doc_id(name: str) -> str:
+    return f"org.couchdb.user:{name}"
+
+
+def new_password() -> str:
+    """256 bits from the system's CSPRNG."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A share user's name and password; `fresh` when the password is new and must be set."""
+
+    username: str
+    password: str = field(repr=False)
+    fresh: bool = False
+
+
+def ensure_user(couch: CouchClient, body: dict, set_password: bool) -> bool:
+    """Create the share user, or bring its roles and label in line; set its password if asked.
+
+    Return whether anything was written.
+    """
+    try:  # a new user is written at once; only an existing one costs a read
+        couch.put(USERS_DB, body["_id"], json=body)
+        return True
+    except DocumentConflict:
+        current = couch.get(USERS_DB, body["_id"])
+    kept = {k: v for k, v in body.items() if k != "password"}
+    if not set_password and all(current.get(k) == v for k, v in kept.items()):
+        return False
+    update = {**current, **(body if set_password else kept), "_rev": current["_rev"]}
+    couch.put(USERS_DB, body["_id"], json=update)
+    return True
+
+
+class SecurityEditor:
+    """Adds or removes one name in a database's `_security` members, one edit at a time."""
+
+    def __init__(self, couch: CouchClient, locks: "DatabaseLocks"):
+        self.couch = couch
+        self.locks = locks
+
+    def ensure_member(self, db: str, name: str, present: bool) -> bool:
+        """Return whether `_security` was changed."""
+        if self._member(self.couch.get(db, "_security"), name) == present:
+            return False  # nothing to change: no need to lock
+        with self.locks.hold(db):
+            for _ in range(3):
+                security = self.couch.get(db, "_security")
+                if self._member(security, name) == present:
+                    return False
+                members = dict(security.get("members") or {})
+                names = list(members.get("names") or [])
+                if present and not names and not members.get("roles"):
+                    raise ConflictError(
+                        f"{db} lists no members in its _security, so anyone may read it; naming"
+                        " a share user there would lock everyone else out. Set its members first"
+                    )
+                members["names"] = [*names, name] if present else [n for n in names if n != name]
+                self.couch.put(db, "_security", json={**security, "members": members})
+                if self._member(self.couch.get(db, "_security"), name) == present:
+                    return True
+        raise DocumentConflict(409, "conflict", "_security kept changing", f"PUT /{db}/_security")
+
+    @staticmethod
+    def _member(security: dict, name: str) -> bool:
+        return name in ((security.get("members") or {}).get("names") or [])
+
+
+class DatabaseLocks:
+    """Per-database locks, across threads and broker replicas, kept in the state database.
+
+    A lock doc names its holder and expires after `ttl` seconds, so a crashed holder cannot
+    block the database for longer. A lock this process holds in CouchDB but in no thread is
+    a leftover of a request that died mid-way, and is taken over at once.
+    """
+
+    def __init__(self, couch: CouchClient, state_db: str, ttl: float = 15.0, wait: float = 10.0):
+        self.couch = couch
+        self.state_db = state_db
+        self.ttl = ttl
+        self.wait = wait
+        self.holder = uuid.uuid4().hex
+        self._local: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, db: str) -> Iterator[None]:
+        with self._guard:
+            local = self._local.setdefault(db, threading.Lock())
+        with local:
+            lock_id = f"lock:security:{db}"
+            rev = self._acquire(lock_id)
+            try:
+                yield
+            finally:
+                self._release(lock_id, rev)
+
+    def _acquire(self, lock_id: str) -> str:
+        """Take the lock; return the revision to release it with."""
+        deadline = time.monotonic() + self.wait
+        rev = None  # a first attempt needs no read
+        while time.monotonic() < deadline:
+            doc = {
+                "_id": lock_id,
+                "type": "lock",
+                "holder": self.holder,
+                "until": now_iso(int(self.ttl)),
+            }
+            if rev:
+                doc["_rev"] = rev
+            try:
+                return self.couch.put(self.state_db, lock_id, json=doc)["rev"]
+            except DocumentConflict:
+                pass
+            try:
+                current = self.couch.get(self.state_db, lock_id)
+            except NotFound:
+                rev = None
+                continue
+            if current["until"] > now_iso() and current["holder"] != self.holder:
+                time.sleep(0.05)  # held: wait, then try again from the start
+                rev = None
+                continue
+            rev = current["_rev"]  # expired, or left by a request of ours that died
+        raise CouchUnavailable(f"lock {lock_id}", "held by another replica")
+
+    def _release(self, lock_id: str, rev: str) -> None:
+        # Gone, taken over after it expired, or it will expire by itself.
+        with suppress(NotFound, DocumentConflict, CouchUnavailable):
+            self.couch.delete(self.state_db, lock_id, params={"rev": rev})

@@ -1,0 +1,170 @@
+"""Least privilege: a CouchDB user per share, in exactly its two databases, and nothing more."""
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from tests.conftest import ADMIN_TOKEN
+from tests.consistency import assert_consistent
+from tests.helpers import create_share, replicator_docs
+from tests.pouchdb.demo import ALICE
+
+RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
+
+
+def share_login(couch, share_id: str) -> tuple[str, str]:
+    doc = replicator_docs(couch, share_id)[f"sharing-broker-{share_id}-owner-to-recipient"]
+    basic = doc["source"]["auth"]["basic"]
+    return basic["username"], basic["password"]
+
+
+def as_user(couch, auth, method: str, path: str, **kwargs) -> int:
+    return requests.request(
+        method, f"{couch.url}/{path}", auth=auth, timeout=10, **kwargs
+    ).status_code
+
+
+def test_the_share_user_reaches_its_two_databases_and_nothing_else(
+    couch, client, registered, dbs, people
+):
+    share = create_share(client, **RW)
+    login = share_login(couch, share["id"])
+    assert as_user(couch, login, "GET", f"{dbs['alice']}/item-it3m-uuid-1") == 200
+    assert as_user(couch, login, "GET", f"{dbs['bob']}/0000-config") == 200
+    item = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
+    assert as_user(couch, login, "PUT", f"{dbs['bob']}/item-from-replication", json=item) == 201
+    assert as_user(couch, login, "GET", f"{people['carol_db']}/0000-config") in (401, 403)
+    assert as_user(couch, login, "GET", "_users/_all_docs") >= 400  # pouchdb-server says 400
+
+
+def test_revoke_takes_the_credential_away(couch, client, registered, dbs):
+    share = create_share(client, **RW)
+    login = share_login(couch, share["id"])
+    client.delete(f"/v1/shares/{share['id']}")
+    for db in dbs.values():
+        assert as_user(couch, login, "GET", f"{db}/0000-config") == 401
+        assert login[0] not in couch.get(f"{db}/_security")["members"]["names"]
+    assert couch.request("GET", f"_users/org.couchdb.user:{login[0]}").status_code == 404
+
+
+def test_rotation_retires_the_old_password(couch, client, registered, dbs):
+    share = create_share(client, **RW)
+    old = share_login(couch, share["id"])
+    etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
+    response = client.post(f"/v1/shares/{share['id']}/rotate-credentials")
+    assert response.status_code == 200
+    assert response.headers["ETag"] != etag
+    new = share_login(couch, share["id"])
+    assert new[0] == old[0] and new[1] != old[1]
+    r2o = replicator_docs(couch, share["id"])[f"sharing-broker-{share['id']}-recipient-to-owner"]
+    assert r2o["source"]["auth"]["basic"]["password"] == new[1]
+    assert as_user(couch, old, "GET", f"{dbs['alice']}/0000-config") == 401
+    assert as_user(couch, new, "GET", f"{dbs['alice']}/0000-config") == 200
+    events = client.get(f"/v1/shares/{share['id']}/events").get_json()["items"]
+    assert events[-1]["action"] == "rotate credentials" and new[1] not in str(events)
+
+
+def test_only_the_owner_and_admins_rotate(app, couch, registered, people):
+    import base64
+
+    admin = app.test_client()
+    admin.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"
+    share = create_share(admin, **RW)
+
+    def rotate(person: str) -> int:
+        token = base64.b64encode(":".join(people[person]).encode()).decode()
+        headers = {"Authorization": f"Basic {token}"}
+        return (
+            app.test_client()
+            .post(f"/v1/shares/{share['id']}/rotate-credentials", headers=headers)
+            .status_code
+        )
+
+    assert [rotate(p) for p in ("alice", "bob", "carol")] == [200, 403, 404]
+
+
+def test_security_entries_from_before_survive_concurrent_shares(couch, client, registered, dbs):
+    before = {
+        "admins": {"names": ["alice-admin"], "roles": ["family-admins"]},
+        "members": {"names": [dbs["alice"], "grandma"], "roles": ["family"]},
+        "custom": {"kept": True},
+    }
+    couch.put(f"{dbs['alice']}/_security", before)
+    recipients = []
+    for n in range(5):
+        db, uid = f"{dbs['bob']}-r{n}", str(uuid.uuid4())
+        couch.create_db(db, [{"_id": "0000-config", "uuid": uid}])
+        couch.add_member(db, db)
+        client.post("/v1/databases", json={"database": db})
+        recipients.append(uid)
+
+    def share_with(uid):
+        return create_share(client, owner=ALICE, recipient=uid, **RW)["id"]
+
+    with ThreadPoolExecutor(5) as pool:
+        ids = list(pool.map(share_with, recipients))
+    during = couch.get(f"{dbs['alice']}/_security")
+    share_users = {f"sharing-broker-{i}" for i in ids}
+    assert set(during["members"]["names"]) == {dbs["alice"], "grandma"} | share_users
+    assert during["admins"] == before["admins"] and during["custom"] == before["custom"]
+    with ThreadPoolExecutor(5) as pool:
+        list(pool.map(lambda i: client.delete(f"/v1/shares/{i}"), ids))
+    after = couch.get(f"{dbs['alice']}/_security")
+    assert {k: v for k, v in after.items() if not k.startswith("_")} == before
+
+
+def test_reconcile_restores_a_deleted_share_user_and_entry(
+    couch, client, registered, dbs, settings
+):
+    share = create_share(client, **RW)
+    name, _ = share_login(couch, share["id"])
+    user = couch.get(f"_users/org.couchdb.user:{name}")
+    couch.request("DELETE", f"_users/org.couchdb.user:{name}", params={"rev": user["_rev"]})
+    security = couch.get(f"{dbs['bob']}/_security")
+    security["members"]["names"].remove(name)
+    couch.put(f"{dbs['bob']}/_security", security)
+    report = client.post("/v1/reconcile").get_json()
+    assert report["errors"] == []
+    assert assert_consistent(couch, settings.state_db, dbs).id == share["id"]
+    login = share_login(couch, share["id"])
+    assert as_user(couch, login, "GET", f"{dbs['bob']}/0000-config") == 200
+
+
+def test_reconcile_removes_stray_share_users_and_entries_only(
+    couch, client, registered, dbs, settings
+):
+    stray = f"sharing-broker-{uuid.uuid4()}"
+    couch.put(
+        f"_users/org.couchdb.user:{stray}",
+        {
+            "name": stray,
+            "type": "user",
+            "roles": [],
+            "password": "x" * 20,
+            "sharing_broker": {
+                "broker": settings.state_db,
+                "share_id": stray.removeprefix("sharing-broker-"),
+            },
+        },
+    )
+    ghost = f"sharing-broker-{uuid.uuid4()}"  # an entry with no user behind it
+    security = couch.get(f"{dbs['alice']}/_security")
+    security["members"]["names"] += [ghost, "sharing-broker-but-not-a-uuid-user"]
+    couch.put(f"{dbs['alice']}/_security", security)
+    couch.put(
+        "_users/org.couchdb.user:sharing-broker-but-not-a-uuid-user",
+        {
+            "name": "sharing-broker-but-not-a-uuid-user",
+            "type": "user",
+            "roles": [],
+            "password": "y" * 20,
+        },
+    )
+    report = client.post("/v1/reconcile").get_json()
+    kinds = {(r["kind"], r.get("doc_id") or r.get("name")) for r in report["repaired"]}
+    assert ("orphan share user", f"org.couchdb.user:{stray}") in kinds
+    assert ("orphan _security entry", ghost) in kinds
+    names = couch.get(f"{dbs['alice']}/_security")["members"]["names"]
+    assert ghost not in names and "sharing-broker-but-not-a-uuid-user" in names
+    assert couch.request("GET", f"_users/org.couchdb.user:{stray}").status_code == 404
