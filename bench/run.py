@@ -26,9 +26,9 @@ from bench.floor import Floor
 from bench.stack import ADMIN_TOKEN, Broker, make_databases
 from service.app import create_app
 from service.config import Settings
+from service.sharing.credentials import Credentials
 from service.sharing.model import Access, Share, Status
 from service.sharing.parts import O2R, R2O, Target, wanted_parts
-from service.sharing.replicator import Endpoint
 from tests.pouchdb.server import PouchServer
 
 STATE_DB = "bench_state"
@@ -194,7 +194,7 @@ class Bench:
 
     def seed(self, total: int) -> None:
         """Add active read-write shares, written directly, until the state holds `total`."""
-        endpoint = Endpoint(self.couch.url, *self.couch.admin)
+        credentials = Credentials("sharing-broker-seeded", "not-a-live-share-user")
         while self.seeded < total:
             batch = min(1_000, total - self.seeded)
             states, replications = [], []
@@ -205,7 +205,7 @@ class Bench:
                 target = Target(
                     Access.READ_WRITE, COLLECTIONS, f"seed-{i}-a", f"seed-{i}-b", COLLECTIONS
                 )
-                parts = wanted_parts(share, target, endpoint, STATE_DB)
+                parts = wanted_parts(share, target, credentials, self.couch.url, STATE_DB)
                 replications += [parts[O2R].body, parts[R2O].body]
                 states += [
                     share.to_doc(),
