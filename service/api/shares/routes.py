@@ -157,10 +157,10 @@ class ShareById(MethodView):
         return _view(share, _visible(share, roles))
 
 
-def _answer(share_id: str, decide) -> tuple[dict, dict]:
-    """The recipient's answer to an invitation: `decide` is accept or decline."""
-    share, roles = _share_for(share_id, "recipient")
-    share = decide(share, actor=caller().actor)
+def _act(share_id: str, role: str, action) -> tuple[dict, dict]:
+    """Run `action` on the share for a party in `role` (or an admin); answer with its ETag."""
+    share, roles = _share_for(share_id, role)
+    share = action(share, actor=caller().actor)
     return _view(share, _visible(share, roles)), {"ETag": share.etag}
 
 
@@ -171,7 +171,7 @@ class AcceptShare(MethodView):
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
     def post(self, share_id):
         """Accept an invitation and start replicating (the recipient)"""
-        return _answer(share_id, broker().shares.accept)
+        return _act(share_id, "recipient", broker().shares.accept)
 
 
 @blp.route("/<share_id>/decline")
@@ -181,7 +181,7 @@ class DeclineShare(MethodView):
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
     def post(self, share_id):
         """Decline an invitation (the recipient)"""
-        return _answer(share_id, broker().shares.decline)
+        return _act(share_id, "recipient", broker().shares.decline)
 
 
 @blp.route("/<share_id>/rotate-credentials")
@@ -191,9 +191,7 @@ class RotateCredentials(MethodView):
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
     def post(self, share_id):
         """Give the share's CouchDB user a new password (admins and the owner)"""
-        share, roles = _share_for(share_id, "owner")
-        share = broker().shares.rotate(share, actor=caller().actor)
-        return _view(share, _visible(share, roles)), {"ETag": share.etag}
+        return _act(share_id, "owner", broker().shares.rotate)
 
 
 @blp.route("/<share_id>/events")
