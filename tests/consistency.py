@@ -36,6 +36,16 @@ def share_users(couch, dbs) -> dict[str, set[str]]:
     return found
 
 
+def guard_scopes(couch, dbs) -> dict[str, set[str]]:
+    """Share users with a scope in each database's write guard."""
+    found = {}
+    for person, db in dbs.items():
+        response = couch.request("GET", f"{db}/_design/sharing-broker-guard")
+        scopes = response.json()["sharing_broker"]["scopes"] if response.ok else {}
+        found[person] = set(scopes)
+    return found
+
+
 def logs_in(couch, name: str, password: str) -> bool:
     response = requests.get(f"{couch.url}/_session", auth=(name, password), timeout=10)
     return response.ok and response.json()["userCtx"]["name"] == name
@@ -62,11 +72,13 @@ def assert_consistent(couch, state_db: str, dbs) -> Share | None:
     if not active:
         assert parts == {"replications": set(), "db_sharing": set()}
         assert share_users(couch, dbs) == {person: set() for person in dbs}
+        assert guard_scopes(couch, dbs) == {person: set() for person in dbs}
         assert users == set()
         return None
     share = active[0]
     name = f"sharing-broker-{share.id}"
     assert share_users(couch, dbs) == {person: {name} for person in dbs}
+    assert guard_scopes(couch, dbs) == {person: {name} for person in dbs}
     assert users == {f"org.couchdb.user:{name}"}
     for doc_id in parts["replications"]:
         basic = couch.get(f"_replicator/{doc_id}")["source"]["auth"]["basic"]

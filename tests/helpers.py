@@ -14,9 +14,13 @@ def replicator_docs(couch, share_id: str) -> dict[str, dict]:
     }
 
 
+GUARD_ID = "_design/sharing-broker-guard"
+
+
 def revisions(couch, db: str) -> dict[str, str]:
-    """Every live doc of `db` with its revision: a fingerprint of its whole content."""
-    return {doc_id: doc["_rev"] for doc_id, doc in couch.all_docs(db).items()}
+    """Every live doc of `db` but the broker's guard, with its revision: the user's data."""
+    docs = couch.all_docs(db).items()
+    return {doc_id: doc["_rev"] for doc_id, doc in docs if doc_id != GUARD_ID}
 
 
 def find_ids(couch, db: str, selector: dict) -> set[str]:

@@ -130,6 +130,8 @@ def test_a_failed_purge_is_finished_by_revoking_again(client, couch3, couch, reg
         "replication:recipient-to-owner",
         "db_sharing",
         "replication:owner-to-recipient",
+        "guard:recipient",
+        "guard:owner",
         "member:recipient",
         "member:owner",
         "share_user",

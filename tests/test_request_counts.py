@@ -21,19 +21,19 @@ def counted(calls, action) -> int:
 
 def test_create_read_write(client, registered, calls):
     body = {"owner": ALICE, "recipient": BOB, **RW}
-    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 29
+    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 41
 
 
 def test_invite_then_accept(client, registered, calls):
     body = {"owner": ALICE, "recipient": BOB, "auto_accept": False, **RW}
     assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 6
     share_id = client.get("/v1/shares").get_json()["items"][0]["id"]
-    assert counted(calls, lambda: client.post(f"/v1/shares/{share_id}/accept")) == 28
+    assert counted(calls, lambda: client.post(f"/v1/shares/{share_id}/accept")) == 40
 
 
 def test_revoke_read_write(client, registered, calls):
     share = create_share(client, **RW)
-    assert counted(calls, lambda: client.delete(f"/v1/shares/{share['id']}")) == 36
+    assert counted(calls, lambda: client.delete(f"/v1/shares/{share['id']}")) == 48
 
 
 def test_get_with_status(client, registered, calls):

@@ -5,8 +5,10 @@ from dataclasses import dataclass
 from service.config import Settings
 from service.couch import CouchClient
 from service.sharing.credentials import DatabaseLocks, SecurityEditor
+from service.sharing.guard import GuardEditor
 from service.sharing.identity import Identity
 from service.sharing.lifecycle import ShareService
+from service.sharing.parts import Editors
 from service.sharing.policy import Policy
 from service.sharing.reconcile import Reconciler
 from service.sharing.registry import Registry
@@ -37,12 +39,15 @@ class Broker:
         )
         store = StateStore(couch, settings.state_db)
         registry = Registry(couch, store)
-        security = SecurityEditor(couch, DatabaseLocks(couch, settings.state_db))
+        locks = DatabaseLocks(couch, settings.state_db)
+        editors = Editors(
+            SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db)
+        )
         shares = ShareService(
             couch,
             store,
             registry,
-            security,
+            editors,
             settings.replication_url,
             settings.invitation_ttl_seconds,
         )

@@ -14,13 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
-from service.sharing.credentials import (
-    Credentials,
-    SecurityEditor,
-    ensure_user,
-    new_password,
-    share_user_name,
-)
+from service.sharing.credentials import Credentials, new_password, share_user_name
 from service.sharing.errors import (
     ConflictError,
     InvalidRequest,
@@ -41,6 +35,7 @@ from service.sharing.parts import (
     O2R,
     R2O,
     SHARE_USER,
+    Editors,
     Part,
     Target,
     apply,
@@ -68,14 +63,14 @@ class ShareService:
         couch: CouchClient,
         store: StateStore,
         registry: Registry,
-        security: SecurityEditor,
+        editors: Editors,
         replication_url: str,
         invitation_ttl_seconds: int,
     ):
         self.couch = couch
         self.store = store
         self.registry = registry
-        self.security = security
+        self.editors = editors
         self.replication_url = replication_url
         self.invitation_ttl_seconds = invitation_ttl_seconds
 
@@ -237,7 +232,7 @@ class ShareService:
             parts = self._parts(share, share.access, share.collections, dbs, rotate=True)
             for name in (SHARE_USER, O2R, R2O):
                 if parts[name].body is not None:
-                    apply(self.couch, self.security, parts[name])
+                    apply(self.couch, self.editors, parts[name])
             repaired.append("credentials")
         return repaired
 
@@ -246,9 +241,7 @@ class ShareService:
             return False
         if part.kind == "doc":
             return ensure_current(self.couch, part.db, part.body)
-        if part.kind == "member":
-            return self.security.ensure_member(part.db, part.doc_id, present=True)
-        return ensure_user(self.couch, part.body, set_password=part.kind == "user+password")
+        return apply(self.couch, self.editors, part)
 
     def _logs_in(self, name: str, password: str) -> bool:
         token = base64.b64encode(f"{name}:{password}".encode()).decode()
@@ -333,7 +326,7 @@ class ShareService:
         """Bring the share's parts in line with (access, collections); `None` removes them."""
         parts = self._parts(share, access, collections, dbs, rotate)
         record = lambda name: self._record(share, name)  # noqa: E731
-        converge(self.couch, self.security, parts, share.operation.done, record)
+        converge(self.couch, self.editors, parts, share.operation.done, record)
 
     def _parts(
         self,

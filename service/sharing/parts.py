@@ -3,6 +3,7 @@
 A share is made of these parts:
 - `share_user`: its own CouchDB user in `_users`, with no roles;
 - `member:owner` and `member:recipient`: that user's name in each database's `_security`;
+- `guard:owner` and `guard:recipient`: that user's scope in each database's write guard;
 - `db_sharing` in the owner's database (read-write only);
 - `replication:owner-to-recipient` and `replication:recipient-to-owner` in `_replicator`,
   authenticating as the share user.
@@ -24,6 +25,7 @@ from service.sharing.credentials import (
     ensure_user,
     user_doc_id,
 )
+from service.sharing.guard import GuardEditor
 from service.sharing.model import Access, Direction, Share, now_epoch_ms
 from service.sharing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
 from service.sharing.selectors import share_selector
@@ -34,8 +36,28 @@ DB_SHARING = "db_sharing"
 SHARE_USER = "share_user"
 MEMBER_OWNER = "member:owner"
 MEMBER_RECIPIENT = "member:recipient"
-REMOVAL_ORDER = (R2O, DB_SHARING, O2R, MEMBER_RECIPIENT, MEMBER_OWNER, SHARE_USER)
-WRITE_ORDER = (SHARE_USER, MEMBER_OWNER, MEMBER_RECIPIENT, DB_SHARING, O2R, R2O)
+GUARD_OWNER = "guard:owner"
+GUARD_RECIPIENT = "guard:recipient"
+REMOVAL_ORDER = (
+    R2O,
+    DB_SHARING,
+    O2R,
+    GUARD_RECIPIENT,
+    GUARD_OWNER,
+    MEMBER_RECIPIENT,
+    MEMBER_OWNER,
+    SHARE_USER,
+)
+WRITE_ORDER = (
+    SHARE_USER,
+    MEMBER_OWNER,
+    MEMBER_RECIPIENT,
+    GUARD_OWNER,
+    GUARD_RECIPIENT,
+    DB_SHARING,
+    O2R,
+    R2O,
+)
 # Fields that may differ between a stored part and a wanted one without a rewrite.
 _VOLATILE = frozenset({"_id", "_rev", "created_at", "updated_at"})
 
@@ -45,7 +67,8 @@ class Part:
     """One part of a share: where it lives and, when wanted, its body.
 
     `kind` is `doc` for a plain doc, `user` for the share user (`user+password` when its
-    password must be set), `member` for a name in `db`'s `_security` (`doc_id` is the name).
+    password must be set), `member` for a name in `db`'s `_security` and `guard` for a scope
+    in `db`'s write guard (for both, `doc_id` is the share user's name).
     """
 
     db: str
@@ -125,19 +148,43 @@ def wanted_parts(
         "sharing_broker": {"broker": broker, "share_id": share.id},
     }
     user_kind = "user+password" if credentials.fresh else "user"
+    # What the share user may write: into the owner's database only what comes back in
+    # read-write sharing; into the recipient's, the shared docs and `db_sharing`.
+    owner_scope = {
+        "read_only": not two_way,
+        "collections": target.reverse_collections if two_way else [],
+        "db_sharing": None,
+    }
+    recipient_scope = {
+        "read_only": False,
+        "collections": target.collections,
+        "db_sharing": share.db_sharing_doc_id if two_way else None,
+    }
     return {
         SHARE_USER: Part(USERS_DB, user["_id"], user if live else None, user_kind),
         MEMBER_OWNER: Part(target.owner_db, name, {} if live else None, "member"),
         MEMBER_RECIPIENT: Part(target.recipient_db, name, {} if live else None, "member"),
+        GUARD_OWNER: Part(target.owner_db, name, owner_scope if live else None, "guard"),
+        GUARD_RECIPIENT: Part(
+            target.recipient_db, name, recipient_scope if live else None, "guard"
+        ),
         O2R: Part(REPLICATOR_DB, o2r["_id"], o2r if live else None),
         DB_SHARING: Part(target.owner_db, db_sharing["_id"], db_sharing if two_way else None),
         R2O: Part(REPLICATOR_DB, r2o["_id"], r2o if two_way else None),
     }
 
 
+@dataclass(frozen=True)
+class Editors:
+    """The serialized editors of the per-database parts: `_security` and the guard."""
+
+    security: SecurityEditor
+    guards: GuardEditor
+
+
 def converge(
     couch: CouchClient,
-    security: SecurityEditor,
+    editors: Editors,
     parts: dict[str, Part],
     done: list[str],
     record: Callable[[str], None],
@@ -148,20 +195,23 @@ def converge(
     for name in steps:
         # A new password must reach the user even if an earlier attempt set another one.
         if name not in done or parts[name].kind == "user+password":
-            apply(couch, security, parts[name])
+            apply(couch, editors, parts[name])
             record(name)
 
 
-def apply(couch: CouchClient, security: SecurityEditor, part: Part) -> None:
-    """Make one part exist as wanted, or not exist."""
+def apply(couch: CouchClient, editors: Editors, part: Part) -> bool:
+    """Make one part exist as wanted, or not exist; return whether anything changed."""
     if part.kind == "member":
-        security.ensure_member(part.db, part.doc_id, present=part.body is not None)
-    elif part.body is None:
+        return editors.security.ensure_member(part.db, part.doc_id, present=part.body is not None)
+    if part.kind == "guard":
+        return editors.guards.ensure_scope(part.db, part.doc_id, part.body)
+    if part.body is None:
         ensure_absent(couch, part.db, part.doc_id)
-    elif part.kind.startswith("user"):
-        ensure_user(couch, part.body, set_password=part.kind == "user+password")
-    else:
-        ensure_present(couch, part.db, part.body)
+        return True
+    if part.kind.startswith("user"):
+        return ensure_user(couch, part.body, set_password=part.kind == "user+password")
+    ensure_present(couch, part.db, part.body)
+    return True
 
 
 def ensure_present(couch: CouchClient, db: str, body: dict) -> None:

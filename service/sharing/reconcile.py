@@ -144,6 +144,7 @@ class Reconciler:
             for database in databases:
                 self._check_db_sharing(report, database.database, database.config_uuid)
                 self._check_members(report, database.database)
+                self._check_guard(report, database.database)
             if cursor is None:
                 return
 
@@ -165,6 +166,27 @@ class Reconciler:
             finding = {"kind": "orphan _security entry", "database": db, "name": name}
             self._attempt(report, finding, lambda n=name: self._drop_member(db, n))
 
+    def _check_guard(self, report: Report, db: str) -> None:
+        """Drop scopes from the broker's guard that no live share of ours backs."""
+        guards = self.shares.editors.guards
+        try:
+            scopes = guards.scopes(db)
+        except FAILURES as exc:
+            report.errors.append({"kind": "database unreadable", "database": db, "error": str(exc)})
+            return
+        entries = {n: n.removeprefix(USER_PREFIX) for n in scopes}
+        shares = self.store.get_shares(set(entries.values()))
+        for name, share_id in entries.items():
+            share = shares.get(share_id)
+            if share is not None and share.current_status in LIVE:
+                continue
+            finding = {"kind": "orphan guard scope", "database": db, "name": name}
+            self._attempt(report, finding, lambda n=name: self._drop_scope(db, n))
+
+    def _drop_scope(self, db: str, name: str) -> str:
+        self.shares.editors.guards.ensure_scope(db, name, None)
+        return "removed it"
+
     def _user_exists(self, name: str) -> bool:
         try:
             self.couch.get(USERS_DB, user_doc_id(name))
@@ -173,7 +195,7 @@ class Reconciler:
             return False
 
     def _drop_member(self, db: str, name: str) -> str:
-        self.shares.security.ensure_member(db, name, present=False)
+        self.shares.editors.security.ensure_member(db, name, present=False)
         return "removed it"
 
     def _check_db_sharing(self, report: Report, db: str, owner: str) -> None:

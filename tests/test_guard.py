@@ -1,0 +1,126 @@
+"""The write guard: a share user writes only inside its share; everyone else is let be.
+
+Every write here goes over HTTP to pouchdb-server as the share user, whose
+validate_doc_update runs with that user's `userCtx`.
+"""
+
+import pytest
+import requests
+
+from tests.helpers import GUARD_ID, create_share, replicator_docs
+from tests.pouchdb.demo import ALICE, BOB
+
+RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
+SHARED_ITEM = {"type": "item", "data": {"collection_id": "c0ll-uuid-1", "config_uuid": BOB}}
+
+
+def login(couch, share_id: str) -> tuple[str, str]:
+    doc = replicator_docs(couch, share_id)[f"sharing-broker-{share_id}-owner-to-recipient"]
+    return doc["source"]["auth"]["basic"]["username"], doc["source"]["auth"]["basic"]["password"]
+
+
+class Writer:
+    """Writes to one database over HTTP as one user."""
+
+    def __init__(self, couch, db: str, auth):
+        self.couch, self.db, self.auth = couch, db, auth
+
+    def put(self, doc_id: str, body: dict) -> int:
+        current = self.couch.request("GET", f"{self.db}/{doc_id}")
+        if current.ok:
+            body = {**body, "_rev": current.json()["_rev"]}
+        url = f"{self.couch.url}/{self.db}/{doc_id}"
+        return requests.put(url, json=body, auth=self.auth, timeout=10).status_code
+
+    def delete(self, doc_id: str) -> int:
+        rev = self.couch.get(f"{self.db}/{doc_id}")["_rev"]
+        url = f"{self.couch.url}/{self.db}/{doc_id}"
+        return requests.delete(url, params={"rev": rev}, auth=self.auth, timeout=10).status_code
+
+
+@pytest.fixture
+def rw_share(client, couch, registered, dbs):
+    share = create_share(client, **RW)
+    auth = login(couch, share["id"])
+    return share, Writer(couch, dbs["alice"], auth), Writer(couch, dbs["bob"], auth)
+
+
+REFUSED_IN_RECIPIENT = [
+    ("0000-config", {"uuid": ALICE}),
+    ("integration-1ntg-evil", {"type": "integration", "data": {}}),
+    ("zzd-history-evil", {"type": "_history"}),
+    ("item-unshared", {"type": "item", "data": {"collection_id": "c0ll-uuid-2"}}),
+    ("hostile-item", SHARED_ITEM),
+    ("collection-b0b-coll-1", {"type": "collection", "data": {"name": "taken over"}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("doc_id", "body"), REFUSED_IN_RECIPIENT, ids=[d for d, _ in REFUSED_IN_RECIPIENT]
+)
+def test_out_of_scope_writes_into_the_recipient_are_refused(rw_share, doc_id, body):
+    _, _, bob = rw_share
+    assert bob.put(doc_id, body) == 403
+
+
+def test_a_design_doc_is_refused(rw_share):
+    _, alice, bob = rw_share
+    ddoc = {"views": {"x": {"map": "function (doc) { emit(doc._id); }"}}}
+    assert bob.put("_design/evil", ddoc) in (401, 403)
+    assert alice.put("_design/evil", ddoc) in (401, 403)
+
+
+def test_in_scope_writes_and_deletes_pass(rw_share):
+    _, alice, bob = rw_share
+    assert bob.put("item-new-1", SHARED_ITEM) == 201
+    assert (
+        bob.put("item-new-1", {**SHARED_ITEM, "data": {**SHARED_ITEM["data"], "name": "x"}}) == 201
+    )
+    assert bob.put(f"db_sharing-{ALICE}--{BOB}", {"type": "db_sharing", "data": {}}) == 201
+    assert bob.delete("item-new-1") == 200
+    assert (
+        alice.put("item-it3m-uuid-1", {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}})
+        == 201
+    )
+
+
+def test_the_owners_unshared_docs_cannot_be_changed_or_deleted_through_the_way_back(rw_share):
+    _, alice, _ = rw_share
+    assert alice.put("item-it3m-uuid-2", SHARED_ITEM) == 403  # moving it into scope
+    assert alice.delete("item-it3m-uuid-2") == 403
+    assert alice.put("0000-config", {"uuid": BOB}) == 403
+    assert alice.put(f"db_sharing-{ALICE}--{BOB}", {"type": "db_sharing", "data": {}}) == 403
+
+
+def test_read_only_lets_nothing_into_the_owners_database(client, couch, registered, dbs):
+    share = create_share(client)
+    auth = login(couch, share["id"])
+    alice, bob = Writer(couch, dbs["alice"], auth), Writer(couch, dbs["bob"], auth)
+    assert (
+        alice.put("item-it3m-uuid-1", {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}})
+        == 403
+    )
+    assert alice.put("item-brand-new", SHARED_ITEM) == 403
+    assert bob.put("item-new-2", SHARED_ITEM) == 201
+
+
+def test_the_databases_own_users_are_never_blocked(rw_share, couch, dbs):
+    _, _, _ = rw_share
+    owner = Writer(couch, dbs["alice"], couch.admin)
+    assert owner.put("integration-mine", {"type": "integration", "data": {}}) == 201
+    assert owner.delete("item-it3m-uuid-2") == 200
+
+
+def test_the_guard_follows_patch_and_leaves_with_the_last_share(rw_share, client, couch, dbs):
+    share, _, bob = rw_share
+    etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
+    client.patch(
+        f"/v1/shares/{share['id']}",
+        json={"collections": ["c0ll-uuid-2"]},
+        headers={"If-Match": etag},
+    )
+    assert bob.put("item-c1", SHARED_ITEM) == 403
+    assert bob.put("item-c2", {"type": "item", "data": {"collection_id": "c0ll-uuid-2"}}) == 201
+    client.delete(f"/v1/shares/{share['id']}")
+    for db in dbs.values():
+        assert couch.request("GET", f"{db}/{GUARD_ID}").status_code == 404
