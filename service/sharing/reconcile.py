@@ -19,7 +19,7 @@ from service.metrics import RECONCILE_REPAIRS
 from service.sharing.credentials import USER_PREFIX, USERS_DB, user_doc_id
 from service.sharing.errors import SharingError
 from service.sharing.lifecycle import ShareService
-from service.sharing.model import Access, Status
+from service.sharing.model import Access, Database, Share, Status
 from service.sharing.parts import DB_SHARING, ensure_absent
 from service.sharing.replicator import REPLICATOR_DB
 from service.sharing.scan import docs_with_prefix
@@ -116,76 +116,89 @@ class Reconciler:
 
     def _remove_orphan_replications(self, report: Report) -> None:
         docs = list(docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"))
-        ours = self._ours(docs)
-        shares = self.store.get_shares(set(ours.values()))
-        for doc_id, share_id in ours.items():
-            share = shares.get(share_id)
-            if share is not None and doc_id in replication_ids(share):
-                continue
-            finding = {"kind": "orphan replicator doc", "doc_id": doc_id}
-            self._attempt(report, finding, lambda d=doc_id: self._remove(REPLICATOR_DB, d))
+        self._prune(
+            report,
+            self._ours(docs),
+            lambda doc_id, share: share is not None and doc_id in replication_ids(share),
+            lambda doc_id: {"kind": "orphan replicator doc", "doc_id": doc_id},
+            lambda doc_id: self._remove(REPLICATOR_DB, doc_id),
+        )
 
     def _remove_orphan_users(self, report: Report) -> None:
         docs = list(docs_with_prefix(self.couch, USERS_DB, user_doc_id(USER_PREFIX)))
-        ours = self._ours(docs)
-        shares = self.store.get_shares(set(ours.values()))
-        for doc_id, share_id in ours.items():
-            share = shares.get(share_id)
-            if share is not None and share.current_status in LIVE:
-                continue
-            finding = {"kind": "orphan share user", "doc_id": doc_id}
-            self._attempt(report, finding, lambda d=doc_id: self._remove(USERS_DB, d))
+        self._prune(
+            report,
+            self._ours(docs),
+            lambda _doc_id, share: _live(share),
+            lambda doc_id: {"kind": "orphan share user", "doc_id": doc_id},
+            lambda doc_id: self._remove(USERS_DB, doc_id),
+        )
 
     def _check_databases(self, report: Report) -> None:
-        """Leftover db_sharing docs and share-user entries in each registered database."""
+        """Leftover db_sharing docs, `_security` entries and guard scopes in each database."""
         cursor = None
         while True:
             databases, cursor = self.store.list_databases(cursor, 200)
             for database in databases:
-                self._check_db_sharing(report, database.database, database.config_uuid)
-                self._check_members(report, database.database)
-                self._check_guard(report, database.database)
+                for check in (self._check_db_sharing, self._check_members, self._check_guard):
+                    try:
+                        check(report, database)
+                    except FAILURES as exc:
+                        db = database.database
+                        error = {"kind": "database unreadable", "database": db, "error": str(exc)}
+                        report.errors.append(error)
             if cursor is None:
                 return
 
-    def _check_members(self, report: Report, db: str) -> None:
+    def _check_members(self, report: Report, database: Database) -> None:
         """Drop share users from `_security` that no live share of ours, or no user, backs."""
-        try:
-            names = (self.couch.get(db, "_security").get("members") or {}).get("names") or []
-        except FAILURES as exc:
-            report.errors.append({"kind": "database unreadable", "database": db, "error": str(exc)})
-            return
-        entries = {n: n.removeprefix(USER_PREFIX) for n in names if n.startswith(USER_PREFIX)}
-        shares = self.store.get_shares(set(entries.values()))
-        for name, share_id in entries.items():
-            share = shares.get(share_id)
-            if share is not None and share.current_status in LIVE:
-                continue
-            if share is None and self._user_exists(name):
-                continue  # another broker's share: not ours to judge
-            finding = {"kind": "orphan _security entry", "database": db, "name": name}
-            self._attempt(report, finding, lambda n=name: self._drop_member(db, n))
+        db = database.database
+        names = (self.couch.get(db, "_security").get("members") or {}).get("names") or []
+        security = self.shares.editors.security
+        self._prune(
+            report,
+            {n: n.removeprefix(USER_PREFIX) for n in names if n.startswith(USER_PREFIX)},
+            # A name with a user but no share of ours is another broker's: not ours to judge.
+            lambda name, share: _live(share) or (share is None and self._user_exists(name)),
+            lambda name: {"kind": "orphan _security entry", "database": db, "name": name},
+            lambda name: _removed(security.ensure_member(db, name, present=False)),
+        )
 
-    def _check_guard(self, report: Report, db: str) -> None:
+    def _check_guard(self, report: Report, database: Database) -> None:
         """Drop scopes from the broker's guard that no live share of ours backs."""
+        db = database.database
         guards = self.shares.editors.guards
-        try:
-            scopes = guards.scopes(db)
-        except FAILURES as exc:
-            report.errors.append({"kind": "database unreadable", "database": db, "error": str(exc)})
-            return
-        entries = {n: n.removeprefix(USER_PREFIX) for n in scopes}
-        shares = self.store.get_shares(set(entries.values()))
-        for name, share_id in entries.items():
-            share = shares.get(share_id)
-            if share is not None and share.current_status in LIVE:
-                continue
-            finding = {"kind": "orphan guard scope", "database": db, "name": name}
-            self._attempt(report, finding, lambda n=name: self._drop_scope(db, n))
+        self._prune(
+            report,
+            {n: n.removeprefix(USER_PREFIX) for n in guards.scopes(db)},
+            lambda _name, share: _live(share),
+            lambda name: {"kind": "orphan guard scope", "database": db, "name": name},
+            lambda name: _removed(guards.ensure_scope(db, name, None)),
+        )
 
-    def _drop_scope(self, db: str, name: str) -> str:
-        self.shares.editors.guards.ensure_scope(db, name, None)
-        return "removed it"
+    def _check_db_sharing(self, report: Report, database: Database) -> None:
+        """Drop the broker's db_sharing docs that no live read-write share needs."""
+        db = database.database
+        docs = list(docs_with_prefix(self.couch, db, f"db_sharing-{database.config_uuid}--"))
+
+        def needed(doc_id: str, share: Share | None) -> bool:
+            two_way = _live(share) and share.access is Access.READ_WRITE
+            return two_way and share.db_sharing_doc_id == doc_id
+
+        self._prune(
+            report,
+            self._ours(docs),
+            needed,
+            lambda doc_id: {"kind": f"orphan {DB_SHARING} doc", "database": db, "doc_id": doc_id},
+            lambda doc_id: self._remove(db, doc_id),
+        )
+
+    def _prune(self, report: Report, entries: dict[str, str], needed, finding, remove) -> None:
+        """Remove every entry (key -> share id) that `needed(key, share)` says no share needs."""
+        shares = self.store.get_shares(set(entries.values()))
+        for key, share_id in entries.items():
+            if not needed(key, shares.get(share_id)):
+                self._attempt(report, finding(key), lambda k=key: remove(k))
 
     def _user_exists(self, name: str) -> bool:
         try:
@@ -193,26 +206,6 @@ class Reconciler:
             return True
         except NotFound:
             return False
-
-    def _drop_member(self, db: str, name: str) -> str:
-        self.shares.editors.security.ensure_member(db, name, present=False)
-        return "removed it"
-
-    def _check_db_sharing(self, report: Report, db: str, owner: str) -> None:
-        try:
-            docs = list(docs_with_prefix(self.couch, db, f"db_sharing-{owner}--"))
-        except FAILURES as exc:
-            report.errors.append({"kind": "database unreadable", "database": db, "error": str(exc)})
-            return
-        ours = self._ours(docs)
-        shares = self.store.get_shares(set(ours.values()))
-        for doc_id, share_id in ours.items():
-            share = shares.get(share_id)
-            needed = share is not None and share.access is Access.READ_WRITE
-            if needed and share.current_status in LIVE and share.db_sharing_doc_id == doc_id:
-                continue
-            finding = {"kind": f"orphan {DB_SHARING} doc", "database": db, "doc_id": doc_id}
-            self._attempt(report, finding, lambda d=doc_id: self._remove(db, d))
 
     def _ours(self, docs: list[dict]) -> dict[str, str]:
         """Doc id -> share id, for the docs labelled as this broker's."""
@@ -276,3 +269,11 @@ def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:
                 len(report.repaired),
                 len(report.errors),
             )
+
+
+def _live(share: Share | None) -> bool:
+    return share is not None and share.current_status in LIVE
+
+
+def _removed(_changed: bool) -> str:
+    return "removed it"
