@@ -30,6 +30,9 @@ COUCH_SECONDS = Histogram(
 RECONCILE_REPAIRS = Counter(
     "sharing_broker_reconcile_repairs_total", "Repairs made by reconcile", ["kind"]
 )
+FORGED_BRANCHES_REMOVED = Counter(
+    "sharing_broker_forged_branches_removed_total", "Forged branches the watcher deleted"
+)
 
 
 def couch_operation(method: str, segments: tuple[str, ...]) -> str:

@@ -6,6 +6,8 @@ import threading
 from service.app import create_app, ensure_state_db
 from service.config import ConfigError
 from service.logs import configure_logging
+from service.sharing.branches import LEASE_ID, LEASE_SECONDS, watch_every
+from service.sharing.lease import Lease
 from service.sharing.reconcile import reconcile_every
 
 configure_logging()
@@ -16,12 +18,25 @@ except ConfigError as exc:
     print(f"sharing-broker: {exc}", file=sys.stderr)
     sys.exit(2)
 
-interval = app.config["BROKER_SETTINGS"].reconcile_interval_seconds
-if interval:
-    # Every worker runs the loop; the lease in the state database lets one work at a time.
-    threading.Thread(
-        target=reconcile_every,
-        args=(interval, app.extensions["sharing_broker"].reconciler, threading.Event()),
-        daemon=True,
-        name="reconcile",
-    ).start()
+settings = app.config["BROKER_SETTINGS"]
+broker = app.extensions["sharing_broker"]
+
+
+def _in_background(name: str, loop, *args) -> None:
+    threading.Thread(target=loop, args=(*args, threading.Event()), daemon=True, name=name).start()
+
+
+# Every worker runs the loops; leases in the state database let one work at a time.
+if settings.reconcile_interval_seconds:
+    _in_background(
+        "reconcile", reconcile_every, settings.reconcile_interval_seconds, broker.reconciler
+    )
+if settings.branch_watch_interval_seconds:
+    lease = Lease(broker.couch, broker.store.db, LEASE_ID, LEASE_SECONDS)
+    _in_background(
+        "branch-watch",
+        watch_every,
+        settings.branch_watch_interval_seconds,
+        broker.branch_watch(),
+        lease,
+    )

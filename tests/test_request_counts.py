@@ -21,12 +21,12 @@ def counted(calls, action) -> int:
 
 def test_create_read_write(client, registered, calls):
     body = {"owner": ALICE, "recipient": BOB, **RW}
-    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 41
+    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 42
 
 
 def test_invite_then_accept(client, registered, calls):
     body = {"owner": ALICE, "recipient": BOB, "auto_accept": False, **RW}
-    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 6
+    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 7
     share_id = client.get("/v1/shares").get_json()["items"][0]["id"]
     assert counted(calls, lambda: client.post(f"/v1/shares/{share_id}/accept")) == 40
 

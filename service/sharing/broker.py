@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from service.config import Settings
 from service.couch import CouchClient
+from service.sharing.branches import BranchWatch
 from service.sharing.credentials import DatabaseLocks, SecurityEditor
 from service.sharing.guard import GuardEditor
 from service.sharing.identity import Identity
@@ -28,6 +29,9 @@ class Broker:
 
     def reconciler(self) -> Reconciler:
         return Reconciler(self.couch, self.store, self.shares)
+
+    def branch_watch(self) -> BranchWatch:
+        return BranchWatch(self.couch, self.store)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":

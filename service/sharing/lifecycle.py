@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
+from service.sharing.branches import history
 from service.sharing.credentials import Credentials, new_password, share_user_name
 from service.sharing.errors import (
     ConflictError,
@@ -87,7 +88,7 @@ class ShareService:
         owner_db, recipient_db = self.registry.parties(owner, recipient)
         if owner == recipient or owner_db.database == recipient_db.database:
             raise InvalidRequest("owner and recipient must be different databases", "recipient")
-        collections = self._checked_collections(owner_db, collections)
+        collections = self._checked_collections(owner_db, recipient_db, collections)
         share = Share.new(owner, recipient, access, collections)
         if accepted:
             share.status = Status.PROVISIONING
@@ -142,8 +143,8 @@ class ShareService:
             new_access = access or share.access
             new_collections = share.collections
             if collections is not UNCHANGED:
-                owner_db = self.registry.get(share.owner, "owner")
-                new_collections = self._checked_collections(owner_db, collections)
+                dbs = self.registry.parties(share.owner, share.recipient)
+                new_collections = self._checked_collections(*dbs, collections)
             if share.status is Status.ACTIVE:
                 self._change_parts(share, new_access, new_collections)
             share.access, share.collections = new_access, new_collections
@@ -413,8 +414,13 @@ class ShareService:
         except (*COUCH_FAILURES, PreconditionFailed):
             log.warning("share %s: change failed and could not be undone", share.id)
 
-    def _checked_collections(self, owner_db: Database, collections: list[str] | None):
-        """Keep the order, drop repeats, and refuse ids that are not the owner's collections."""
+    def _checked_collections(
+        self, owner_db: Database, recipient_db: Database, collections: list[str] | None
+    ):
+        """Keep the order, drop repeats, and refuse ids that are not the owner's collections.
+
+        Also refuse one whose id the recipient's database holds as a collection of its own.
+        """
         if collections is None:
             return None
         unique = list(dict.fromkeys(collections))
@@ -431,7 +437,28 @@ class ShareService:
             raise InvalidRequest(
                 f"not collections of the owner's database: {', '.join(unknown)}", "collections"
             )
+        taken = self._foreign_ids(owner_db.database, recipient_db.database, keys)
+        if taken:
+            ids = ", ".join(k.removeprefix(SHARED_PREFIXES["collection"]) for k in taken)
+            raise ConflictError(
+                f"the recipient's database has collections of its own with these ids: {ids}",
+                "collections",
+            )
         return unique
+
+    def _foreign_ids(self, owner_db: str, recipient_db: str, doc_ids: list[str]) -> list[str]:
+        """The ids the recipient's database holds on a history unrelated to the owner's doc.
+
+        A copy from an earlier share shares revisions with the owner's doc and is let be.
+        """
+        rows = self.couch.post(recipient_db, "_all_docs", json={"keys": doc_ids})["rows"]
+        present = [r["id"] for r in rows if "value" in r and not r["value"].get("deleted")]
+        return [
+            doc_id
+            for doc_id in present
+            if not history(self.couch.get(recipient_db, doc_id, params={"revs": "true"}))
+            & history(self.couch.get(owner_db, doc_id, params={"revs": "true"}))
+        ]
 
     def _own_collection_ids(self, owner_db: Database) -> list[str]:
         prefix = SHARED_PREFIXES["collection"]

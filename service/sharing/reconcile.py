@@ -8,16 +8,15 @@ A lease in the state database keeps reconcilers on several replicas from working
 """
 
 import logging
-import socket
 import threading
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
-from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
+from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
 from service.metrics import RECONCILE_REPAIRS
+from service.sharing.branches import BranchWatch
 from service.sharing.credentials import USER_PREFIX, USERS_DB, user_doc_id
 from service.sharing.errors import SharingError
+from service.sharing.lease import Lease
 from service.sharing.lifecycle import ShareService
 from service.sharing.model import Access, Database, Share, Status
 from service.sharing.parts import DB_SHARING, ensure_absent
@@ -51,11 +50,12 @@ class Reconciler:
         self.couch = couch
         self.store = store
         self.shares = shares
-        self.holder = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(couch, store.db, LEASE_ID, LEASE_SECONDS)
+        self.branches = BranchWatch(couch, store)
 
     def run(self) -> Report:
         report = Report()
-        if not self._take_lease():
+        if not self.lease.take():
             report.skipped = "another reconciler holds the lease"
             return report
         try:
@@ -64,8 +64,9 @@ class Reconciler:
             self._remove_orphan_replications(report)
             self._remove_orphan_users(report)
             self._check_databases(report)
+            self._remove_forged_branches(report)
         finally:
-            self._drop_lease()
+            self.lease.drop()
         return report
 
     def _attempt(self, report: Report, finding: dict, action) -> None:
@@ -193,6 +194,19 @@ class Reconciler:
             lambda doc_id: self._remove(db, doc_id),
         )
 
+    def _remove_forged_branches(self, report: Report) -> None:
+        """A pass of the branch watch, so a reconcile also catches what it missed."""
+        try:
+            removals = self.branches.run()
+        except FAILURES as exc:
+            report.errors.append({"kind": "forged branch", "error": str(exc)})
+            return
+        for removal in removals:
+            entry = {"kind": "forged branch", **removal.__dict__}
+            report.found.append(entry)
+            report.repaired.append({**entry, "action": "removed it"})
+            RECONCILE_REPAIRS.labels(entry["kind"]).inc()
+
     def _prune(self, report: Report, entries: dict[str, str], needed, finding, remove) -> None:
         """Remove every entry (key -> share id) that `needed(key, share)` says no share needs."""
         shares = self.store.get_shares(set(entries.values()))
@@ -228,31 +242,6 @@ class Reconciler:
             yield from page
             if cursor is None:
                 return
-
-    def _take_lease(self) -> bool:
-        until = (datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS)).isoformat()
-        lease = {"_id": LEASE_ID, "type": "lease", "holder": self.holder, "until": until}
-        try:
-            current = self.couch.get(self.store.db, LEASE_ID)
-        except NotFound:
-            current = None
-        if current is not None:
-            if current["until"] > datetime.now(UTC).isoformat():
-                return False
-            lease["_rev"] = current["_rev"]
-        try:
-            self.couch.put(self.store.db, LEASE_ID, json=lease)
-        except DocumentConflict:
-            return False  # another reconciler took it first
-        return True
-
-    def _drop_lease(self) -> None:
-        try:
-            current = self.couch.get(self.store.db, LEASE_ID)
-            if current.get("holder") == self.holder:
-                self.couch.delete(self.store.db, LEASE_ID, params={"rev": current["_rev"]})
-        except (CouchError, CouchUnavailable):
-            log.warning("reconcile lease not released; it expires by itself")
 
 
 def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:

@@ -1,0 +1,207 @@
+"""Forged branches: a doc of one party shadowed by a branch the share carried from the other.
+
+CouchDB's replicator writes with `new_edits=false`. A doc created on one side under the id
+of a doc the other side keeps outside the share arrives as a new branch with no common
+ancestor. CouchDB hands the write guard `oldDoc = null`, so the guard lets it through, and
+the longer branch wins. The guard cannot see that the id exists; this watcher can.
+
+It follows the `_changes` feed of every database a replication of ours writes into. A doc
+with more than one leaf is judged for each replication into that database. A live leaf the
+replication carried (the source knows it and it matches the selector) is deleted when the
+doc also has a live leaf of the database's own that it competes with:
+- one outside the selector, which that replication could not have written; or
+- one the source has never seen, on a branch with no revision in common with it.
+
+Deleting the leaf ends its branch; the tombstone travels back, and the doc's own version
+wins again on both sides.
+"""
+
+import json
+import logging
+import threading
+from contextlib import suppress
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
+from service.metrics import FORGED_BRANCHES_REMOVED
+from service.sharing.lease import Lease
+from service.sharing.mango import matches
+from service.sharing.model import Event
+from service.sharing.replicator import REPLICATOR_DB
+from service.sharing.scan import docs_with_prefix
+from service.sharing.store import StateStore
+
+log = logging.getLogger(__name__)
+CHECKPOINT_ID = "branch-watch-checkpoints"
+CHANGES_PAGE = 1000
+ACTOR = "branch watch"
+LEASE_ID = "branch-watch-lease"
+LEASE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Inflow:
+    """One replication of ours, seen from the database it writes into."""
+
+    share_id: str
+    source: str
+    target: str
+    selector: dict
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A forged leaf the watcher deleted."""
+
+    share_id: str
+    database: str
+    doc_id: str
+    rev: str
+
+
+def forged_leaves(leaves: list[dict], known_in_source: set[str], selector: dict) -> list[str]:
+    """The revisions of the leaves an inflow planted to shadow a doc of the target's own.
+
+    `leaves` are the doc's leaves with `_revisions`; `known_in_source` the revisions the
+    inflow's source database has.
+    """
+    live = [leaf for leaf in leaves if not leaf.get("_deleted")]
+    carried = {
+        leaf["_rev"] for leaf in live if leaf["_rev"] in known_in_source and matches(selector, leaf)
+    }
+    forged = []
+    for leaf in (leaf for leaf in live if leaf["_rev"] in carried):
+        for own in live:
+            if own["_rev"] in carried:
+                continue
+            outside = not matches(selector, own)
+            unrelated = own["_rev"] not in known_in_source and not history(own) & history(leaf)
+            if outside or unrelated:
+                forged.append(leaf["_rev"])
+                break
+    return forged
+
+
+def history(leaf: dict) -> set[str]:
+    """Every revision on the leaf's branch, the leaf's own included."""
+    revisions = leaf.get("_revisions") or {"start": 0, "ids": []}
+    start = revisions["start"]
+    return {f"{start - i}-{rev_id}" for i, rev_id in enumerate(revisions["ids"])} | {leaf["_rev"]}
+
+
+class BranchWatch:
+    """One pass over the changes of every database our replications write into."""
+
+    def __init__(self, couch: CouchClient, store: StateStore):
+        self.couch = couch
+        self.store = store
+        self.state_db = store.db
+
+    def run(self) -> list[Removal]:
+        inflows: dict[str, list[Inflow]] = {}
+        for inflow in self.inflows():
+            inflows.setdefault(inflow.target, []).append(inflow)
+        checkpoints = self._checkpoints()
+        since = dict(checkpoints.get("since", {}))
+        removed: list[Removal] = []
+        for target, into in sorted(inflows.items()):
+            try:
+                since[target] = self._follow(target, into, since.get(target, 0), removed)
+            except (CouchError, CouchUnavailable) as exc:
+                log.warning("branch watch could not read %s: %s", target, exc)
+        self._save_checkpoints(checkpoints, {t: s for t, s in since.items() if t in inflows})
+        return removed
+
+    def inflows(self) -> list[Inflow]:
+        """Every replication this broker labelled as its own, from `_replicator`."""
+        found = []
+        for doc in docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"):
+            label = doc.get("sharing_broker")
+            if not isinstance(label, dict) or label.get("broker") != self.state_db:
+                continue
+            try:
+                source, target = (_db_name(doc[end]["url"]) for end in ("source", "target"))
+            except (KeyError, TypeError):
+                continue
+            found.append(Inflow(str(label.get("share_id")), source, target, doc["selector"]))
+        return found
+
+    def _follow(self, target: str, into: list[Inflow], since: object, removed: list) -> object:
+        """Judge every doc with several leaves changed after `since`; return the new `since`."""
+        while True:
+            params = {"since": _seq_param(since), "style": "all_docs", "limit": CHANGES_PAGE}
+            page = self.couch.get(target, "_changes", params=params)
+            for row in page["results"]:
+                if len(row.get("changes", [])) > 1 and not row["id"].startswith("_design/"):
+                    removed += self._judge(target, row["id"], into)
+            since = page["last_seq"]
+            if len(page["results"]) < CHANGES_PAGE:
+                return since
+
+    def _judge(self, target: str, doc_id: str, into: list[Inflow]) -> list[Removal]:
+        leaves = [
+            row["ok"]
+            for row in self.couch.get(target, doc_id, params={"open_revs": "all", "revs": "true"})
+            if "ok" in row
+        ]
+        revs = [leaf["_rev"] for leaf in leaves if not leaf.get("_deleted")]
+        removed = []
+        for inflow in into:
+            missing = self.couch.post(inflow.source, "_revs_diff", json={doc_id: revs})
+            known = set(revs) - set(missing.get(doc_id, {}).get("missing", []))
+            for rev in forged_leaves(leaves, known, inflow.selector):
+                if self._delete_leaf(target, doc_id, rev):
+                    removal = Removal(inflow.share_id, target, doc_id, rev)
+                    self._audit(removal)
+                    removed.append(removal)
+                    leaves = [leaf for leaf in leaves if leaf["_rev"] != rev]
+        return removed
+
+    def _delete_leaf(self, db: str, doc_id: str, rev: str) -> bool:
+        try:
+            self.couch.delete(db, doc_id, params={"rev": rev})
+        except (NotFound, DocumentConflict):
+            return False  # gone already: another pass removed it
+        FORGED_BRANCHES_REMOVED.inc()
+        log.warning("removed a forged branch: %s/%s rev %s", db, doc_id, rev)
+        return True
+
+    def _audit(self, removal: Removal) -> None:
+        outcome = f"removed forged revision {removal.rev} of {removal.doc_id} in {removal.database}"
+        try:
+            self.store.add_event(Event(removal.share_id, "remove forged branch", ACTOR, outcome))
+        except (CouchError, CouchUnavailable):
+            log.warning("share %s: forged-branch event not recorded", removal.share_id)
+
+    def _checkpoints(self) -> dict:
+        try:
+            return self.couch.get(self.state_db, CHECKPOINT_ID)
+        except NotFound:
+            return {"_id": CHECKPOINT_ID, "type": "branch-watch"}
+
+    def _save_checkpoints(self, current: dict, since: dict) -> None:
+        if since == current.get("since"):
+            return
+        # On a conflict another pass saved its own; this one's changes are judged again.
+        with suppress(DocumentConflict):
+            self.couch.put(self.state_db, CHECKPOINT_ID, json={**current, "since": since})
+
+
+def _db_name(url: str) -> str:
+    return unquote(url.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _seq_param(since: object) -> str:
+    """CouchDB's sequences are opaque strings; pouchdb-server's are numbers."""
+    return since if isinstance(since, str) else json.dumps(since)
+
+
+def watch_every(seconds: float, watch: BranchWatch, lease: Lease, stop: threading.Event) -> None:
+    """Run a pass every `seconds` while this process holds `lease`, until `stop` is set."""
+    while not stop.wait(seconds):
+        try:
+            if lease.hold():
+                watch.run()
+        except (CouchError, CouchUnavailable) as exc:
+            log.warning("branch watch pass failed: %s", exc)

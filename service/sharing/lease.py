@@ -1,0 +1,58 @@
+"""A lease in the state database: one holder at a time among workers and replicas."""
+
+import logging
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
+
+log = logging.getLogger(__name__)
+
+
+class Lease:
+    """Taken for `seconds`; its holder may renew it, anyone may take it once it lapses."""
+
+    def __init__(self, couch: CouchClient, db: str, lease_id: str, seconds: float):
+        self.couch = couch
+        self.db = db
+        self.lease_id = lease_id
+        self.seconds = seconds
+        self.holder = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._until: datetime | None = None
+
+    def take(self) -> bool:
+        """Take or renew the lease; return whether this holder has it now."""
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=self.seconds)
+        lease = {"_id": self.lease_id, "type": "lease", "holder": self.holder}
+        try:
+            current = self.couch.get(self.db, self.lease_id)
+        except NotFound:
+            current = None
+        if current is not None:
+            if current["holder"] != self.holder and current["until"] > now.isoformat():
+                return False
+            lease["_rev"] = current["_rev"]
+        try:
+            self.couch.put(self.db, self.lease_id, json={**lease, "until": until.isoformat()})
+        except DocumentConflict:
+            return False  # another holder took it first
+        self._until = until
+        return True
+
+    def hold(self) -> bool:
+        """Like `take`, without a round trip while more than half the lease is left."""
+        if self._until and self._until - datetime.now(UTC) > timedelta(seconds=self.seconds / 2):
+            return True
+        return self.take()
+
+    def drop(self) -> None:
+        """Give the lease up if this holder has it; otherwise it lapses by itself."""
+        self._until = None
+        try:
+            current = self.couch.get(self.db, self.lease_id)
+            if current.get("holder") == self.holder:
+                self.couch.delete(self.db, self.lease_id, params={"rev": current["_rev"]})
+        except (CouchError, CouchUnavailable):
+            log.warning("lease %s not released; it lapses by itself", self.lease_id)

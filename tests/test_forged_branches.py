@@ -1,0 +1,261 @@
+"""Forged branches: neither party can shadow a doc of the other that lies outside the share.
+
+On Apache CouchDB the replicator writes a doc created on the other side under an existing id
+as a new branch with no common ancestor, calls the guard with `oldDoc = null`, and the longer
+branch wins. pouchdb-server cannot show this: in a database with any validate_doc_update it
+silently drops every `new_edits: false` write to an existing doc. So these tests write
+branches as CouchDB's replicator would, with the guard set aside for that one write, and
+then show the watch taking the forged ones out again.
+"""
+
+import re
+import uuid
+from contextlib import contextmanager
+
+from service.sharing.branches import LEASE_ID, BranchWatch
+from service.sharing.lease import Lease
+from service.sharing.mango import matches
+from service.sharing.store import StateStore
+from tests.helpers import GUARD_ID, create_share, replicate, replicator_docs
+from tests.pouchdb.demo import ALICE, BOB
+
+RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
+
+
+@contextmanager
+def guard_set_aside(couch, db: str):
+    """Remove the broker's guard from `db` for the block, then put it back as it was."""
+    guard = couch.get(f"{db}/{GUARD_ID}")
+    couch.request("DELETE", f"{db}/{GUARD_ID}", params={"rev": guard["_rev"]}).raise_for_status()
+    try:
+        yield
+    finally:
+        couch.put(f"{db}/{GUARD_ID}", {k: v for k, v in guard.items() if k != "_rev"})
+
+
+def write_as_replicator(couch, db: str, docs: list[dict]) -> None:
+    """What CouchDB's replicator does past the guard: `new_edits: false`, histories kept."""
+    with guard_set_aside(couch, db):
+        response = couch.request(
+            "POST", f"{db}/_bulk_docs", json={"docs": docs, "new_edits": False}
+        )
+        response.raise_for_status()
+
+
+def plant(couch, dbs: list[str], doc_id: str, body: dict, generations: int = 3) -> str:
+    """Write one branch of `generations` revisions, unrelated to any other, into `dbs`."""
+    ids = [uuid.uuid4().hex for _ in range(generations)]
+    rev = f"{generations}-{ids[0]}"
+    doc = {**body, "_id": doc_id, "_rev": rev, "_revisions": {"start": generations, "ids": ids}}
+    for db in dbs:
+        write_as_replicator(couch, db, [doc])
+    return rev
+
+
+def carry(couch, source: str, target: str, doc_id: str) -> None:
+    """Replicate one doc, every leaf with its history, from `source` into `target`."""
+    rows = couch.get(f"{source}/{doc_id}", open_revs="all", revs="true")
+    write_as_replicator(couch, target, [row["ok"] for row in rows])
+
+
+def leaves(couch, db: str, doc_id: str) -> dict[str, dict]:
+    """Every leaf of the doc, deleted ones included, by revision."""
+    rows = couch.get(f"{db}/{doc_id}", open_revs="all")
+    return {row["ok"]["_rev"]: row["ok"] for row in rows if "ok" in row}
+
+
+def watch(app) -> list:
+    return app.extensions["sharing_broker"].branch_watch().run()
+
+
+def edit(couch, db: str, doc_id: str, change: dict) -> str:
+    doc = couch.get(f"{db}/{doc_id}")
+    doc["data"].update(change)
+    return couch.put(f"{db}/{doc_id}", doc)["rev"]
+
+
+def o2r_selector(couch, share_id: str) -> dict:
+    return replicator_docs(couch, share_id)[f"sharing-broker-{share_id}-owner-to-recipient"][
+        "selector"
+    ]
+
+
+def test_a_forged_branch_over_the_owners_unshared_item_is_removed(client, couch, registered, dbs):
+    share = create_share(client, **RW)
+    own = couch.get(f"{dbs['alice']}/item-it3m-uuid-2")
+    forged_body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1", "name": "mine now"}}
+    forged = plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", forged_body)
+    # What CouchDB shows the owner now: the forged branch wins, their own sits in conflict.
+    assert couch.get(f"{dbs['alice']}/item-it3m-uuid-2")["_rev"] == forged
+
+    report = client.post("/v1/reconcile").get_json()
+
+    removed = [r for r in report["repaired"] if r["kind"] == "forged branch"]
+    assert [(r["database"], r["doc_id"], r["rev"]) for r in removed] == [
+        (dbs["alice"], "item-it3m-uuid-2", forged)
+    ]
+    now = couch.get(f"{dbs['alice']}/item-it3m-uuid-2", conflicts="true")
+    assert now == own  # the owner's own version wins again, with no conflict left
+    events = client.get(f"/v1/shares/{share['id']}/events").get_json()["items"]
+    assert any(e["action"] == "remove forged branch" for e in events)
+
+
+def test_the_forged_leaf_ends_in_a_tombstone_that_travels_back(app, client, couch, registered, dbs):
+    share = create_share(client, **RW)
+    forged_body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
+    plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", forged_body)
+
+    assert len(watch(app)) == 1
+
+    rows = couch.get(f"{dbs['alice']}/item-it3m-uuid-2", open_revs="all", revs="true")
+    tombstones = [row["ok"] for row in rows if row["ok"].get("_deleted")]
+    assert len(tombstones) == 1
+    # The owner->recipient selector carries the tombstone, which ends the forgery there too.
+    assert matches(o2r_selector(couch, share["id"]), tombstones[0])
+    write_as_replicator(couch, dbs["bob"], tombstones)
+    assert couch.request("GET", f"{dbs['bob']}/item-it3m-uuid-2").status_code == 404
+
+
+def test_the_owner_cannot_shadow_the_recipients_own_item(app, client, couch, registered, dbs):
+    mine = {"type": "item", "data": {"collection_id": "b0b-coll-1", "name": "Bob's diary"}}
+    own_rev = couch.put(f"{dbs['bob']}/item-b0b-diary", mine)["rev"]
+    create_share(client, access="read", collections=None)
+    forged_body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1", "name": "read me"}}
+    plant(couch, [dbs["alice"], dbs["bob"]], "item-b0b-diary", forged_body)
+
+    removed = watch(app)
+
+    assert [(r.database, r.doc_id) for r in removed] == [(dbs["bob"], "item-b0b-diary")]
+    now = couch.get(f"{dbs['bob']}/item-b0b-diary", conflicts="true")
+    assert now["_rev"] == own_rev
+    assert now["data"]["name"] == "Bob's diary"
+
+
+def test_a_collection_id_of_the_recipients_own_is_refused(client, couch, registered, dbs):
+    lookalike = {"type": "collection", "data": {"name": "Books", "config_uuid": ALICE}}
+    couch.put(f"{dbs['alice']}/collection-b0b-coll-1", lookalike)
+
+    response = client.post(
+        "/v1/shares",
+        json={
+            "owner": ALICE,
+            "recipient": BOB,
+            "access": "read-write",
+            "collections": ["b0b-coll-1"],
+        },
+    )
+
+    assert response.status_code == 409
+    assert response.get_json()["errors"]["collections"]
+    assert "b0b-coll-1" in response.get_json()["detail"]
+    assert client.get("/v1/shares").get_json()["items"] == []
+
+
+def test_patch_refuses_a_collection_id_of_the_recipients_own(client, couch, registered, dbs):
+    share = create_share(client, **RW)
+    lookalike = {"type": "collection", "data": {"name": "Books", "config_uuid": ALICE}}
+    couch.put(f"{dbs['alice']}/collection-b0b-coll-1", lookalike)
+    etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
+
+    response = client.patch(
+        f"/v1/shares/{share['id']}",
+        json={"collections": ["c0ll-uuid-1", "b0b-coll-1"]},
+        headers={"If-Match": etag},
+    )
+
+    assert response.status_code == 409
+    assert client.get(f"/v1/shares/{share['id']}").get_json()["collections"] == ["c0ll-uuid-1"]
+
+
+def test_a_copy_from_an_earlier_share_is_not_a_clash(client, couch, registered, dbs):
+    # A revoke without purge leaves the recipient a copy, history and all.
+    replicate(couch, dbs["alice"], dbs["bob"], {"_id": {"$eq": "collection-c0ll-uuid-1"}})
+
+    assert create_share(client, **RW)["status"] == "active"
+
+
+def test_concurrent_edits_of_a_shared_item_are_left_to_couchdb(app, client, couch, registered, dbs):
+    share = create_share(client, **RW)
+    replicate(couch, dbs["alice"], dbs["bob"], o2r_selector(couch, share["id"]))
+    edit(couch, dbs["alice"], "item-it3m-uuid-1", {"name": "Alice's edit"})
+    bobs = edit(couch, dbs["bob"], "item-it3m-uuid-1", {"name": "Bob's edit"})
+    carry(couch, dbs["bob"], dbs["alice"], "item-it3m-uuid-1")
+    assert bobs in leaves(couch, dbs["alice"], "item-it3m-uuid-1")
+
+    assert watch(app) == []
+    assert len(leaves(couch, dbs["alice"], "item-it3m-uuid-1")) == 2
+
+
+def test_an_edit_of_an_item_that_left_the_share_loses(app, client, couch, registered, dbs):
+    share = create_share(client, **RW)
+    replicate(couch, dbs["alice"], dbs["bob"], o2r_selector(couch, share["id"]))
+    moved = edit(couch, dbs["alice"], "item-it3m-uuid-1", {"collection_id": "c0ll-uuid-2"})
+    for n in range(3):  # a longer branch, which would win
+        bobs = edit(couch, dbs["bob"], "item-it3m-uuid-1", {"name": f"Bob's edit {n}"})
+    carry(couch, dbs["bob"], dbs["alice"], "item-it3m-uuid-1")
+
+    removed = watch(app)
+
+    assert [(r.doc_id, r.rev) for r in removed] == [("item-it3m-uuid-1", bobs)]
+    assert couch.get(f"{dbs['alice']}/item-it3m-uuid-1")["_rev"] == moved
+
+
+def test_a_quiet_pass_costs_one_changes_read_per_database(
+    app, client, couch, registered, dbs, calls
+):
+    create_share(client, **RW)
+    watch(app)
+    calls.calls.clear()
+
+    assert watch(app) == []
+
+    assert sorted(calls.calls) == sorted(
+        [
+            ("GET", "_replicator/_all_docs"),
+            ("GET", f"{app.config['BROKER_SETTINGS'].state_db}/branch-watch-checkpoints"),
+            ("GET", f"{dbs['alice']}/_changes"),
+            ("GET", f"{dbs['bob']}/_changes"),
+        ]
+    )
+
+
+def test_only_one_holder_has_the_watch_lease(app, couch, settings):
+    broker = app.extensions["sharing_broker"]
+    first = Lease(broker.couch, settings.state_db, LEASE_ID, 30)
+    second = Lease(broker.couch, settings.state_db, LEASE_ID, 30)
+
+    assert first.take()
+    assert not second.take()
+    assert first.hold()
+    first.drop()
+    assert second.take()
+
+
+def test_another_brokers_replications_are_not_watched(app, client, registered, dbs):
+    create_share(client, **RW)
+    couch = app.extensions["sharing_broker"].couch
+    other = BranchWatch(couch, StateStore(couch, "another_broker"))
+
+    assert other.inflows() == []
+    ours = app.extensions["sharing_broker"].branch_watch().inflows()
+    assert {(i.source, i.target) for i in ours} == {
+        (dbs["alice"], dbs["bob"]),
+        (dbs["bob"], dbs["alice"]),
+    }
+
+
+def test_a_database_that_fails_is_judged_again_next_pass(
+    app, client, couch, couch3, dbs, registered
+):
+    create_share(client, **RW)
+    own = couch.get(f"{dbs['alice']}/item-it3m-uuid-2")
+    body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
+    plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", body)
+    changes = re.compile(re.escape(f"{couch.url}/{dbs['alice']}/_changes"))
+    couch3.add("GET", changes, status=500, json={"error": "unknown_error", "reason": "injected"})
+
+    assert watch(app) == []
+    couch3.remove("GET", changes)
+
+    assert [r.doc_id for r in watch(app)] == ["item-it3m-uuid-2"]
+    assert couch.get(f"{dbs['alice']}/item-it3m-uuid-2") == own
