@@ -200,18 +200,19 @@ def test_an_edit_of_an_item_that_left_the_share_loses(app, client, couch, regist
     assert couch.get(f"{dbs['alice']}/item-it3m-uuid-1")["_rev"] == moved
 
 
-def test_a_quiet_pass_costs_one_changes_read_per_database(
+def test_a_quiet_pass_reads_one_changes_feed_per_database(
     app, client, couch, registered, dbs, calls
 ):
     create_share(client, **RW)
-    watch(app)
+    branch_watch = app.extensions["sharing_broker"].branch_watch()
+    branch_watch.run()
     calls.calls.clear()
 
-    assert watch(app) == []
+    assert branch_watch.run() == []
 
     assert sorted(calls.calls) == sorted(
         [
-            ("GET", "_replicator/_all_docs"),
+            ("GET", "_replicator"),
             ("GET", f"{app.config['BROKER_SETTINGS'].state_db}/branch-watch-checkpoints"),
             ("GET", f"{dbs['alice']}/_changes"),
             ("GET", f"{dbs['bob']}/_changes"),
@@ -259,3 +260,13 @@ def test_a_database_that_fails_is_judged_again_next_pass(
 
     assert [r.doc_id for r in watch(app)] == ["item-it3m-uuid-2"]
     assert couch.get(f"{dbs['alice']}/item-it3m-uuid-2") == own
+
+
+def test_a_long_lived_watch_sees_shares_made_after_it_started(app, client, couch, dbs, registered):
+    branch_watch = app.extensions["sharing_broker"].branch_watch()
+    assert branch_watch.run() == []
+    create_share(client, **RW)
+    body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
+    plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", body)
+
+    assert [r.doc_id for r in branch_watch.run()] == ["item-it3m-uuid-2"]

@@ -97,10 +97,12 @@ class BranchWatch:
         self.couch = couch
         self.store = store
         self.state_db = store.db
+        self._inflows: list[Inflow] = []
+        self._inflows_seq: object = None
 
     def run(self) -> list[Removal]:
         inflows: dict[str, list[Inflow]] = {}
-        for inflow in self.inflows():
+        for inflow in self._current_inflows():
             inflows.setdefault(inflow.target, []).append(inflow)
         checkpoints = self._checkpoints()
         since = dict(checkpoints.get("since", {}))
@@ -112,6 +114,13 @@ class BranchWatch:
                 log.warning("branch watch could not read %s: %s", target, exc)
         self._save_checkpoints(checkpoints, {t: s for t, s in since.items() if t in inflows})
         return removed
+
+    def _current_inflows(self) -> list[Inflow]:
+        """The inflows, read again only when `_replicator` has changed since last time."""
+        seq = self.couch.get(REPLICATOR_DB).get("update_seq")
+        if seq is None or seq != self._inflows_seq:
+            self._inflows, self._inflows_seq = self.inflows(), seq
+        return self._inflows
 
     def inflows(self) -> list[Inflow]:
         """Every replication this broker labelled as its own, from `_replicator`."""
