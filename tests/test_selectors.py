@@ -11,7 +11,7 @@ import pytest
 
 from service.sharing.mango import matches
 from service.sharing.model import Access, Direction
-from service.sharing.selectors import share_selector
+from service.sharing.selectors import Scope, share_selector
 from tests.pouchdb.demo import ALICE, BOB, alice_docs
 
 SHARED = {"collection": "c0ll-uuid-1"}
@@ -80,7 +80,7 @@ CASES = [
 def test_find_returns_exactly_the_shared_docs(
     couch, owner_db, access, collections, direction, expected
 ):
-    selector = share_selector(ALICE, BOB, access, collections, direction)
+    selector = share_selector(ALICE, BOB, access, Scope(collections), direction)
     found = find(couch, owner_db, selector)
     assert set(found) == expected
     assert not set(found) & {"0000-config", *HOSTILE_IDS}
@@ -91,7 +91,7 @@ def test_broker_evaluator_agrees_with_mango(
     couch, owner_db, access, collections, direction, expected
 ):
     """The broker's own evaluator (used to pick what to purge) judges like the engine."""
-    selector = share_selector(ALICE, BOB, access, collections, direction)
+    selector = share_selector(ALICE, BOB, access, Scope(collections), direction)
     everything = couch.all_docs(owner_db)
     assert {i for i, doc in everything.items() if matches(selector, doc)} == set(
         find(couch, owner_db, selector)
@@ -101,7 +101,7 @@ def test_broker_evaluator_agrees_with_mango(
 def test_tombstones_match_by_id_only_within_the_prefixes():
     """A tombstone has no body: its clause pins the `_id` prefixes (and shared collections)."""
     selector = share_selector(
-        ALICE, BOB, Access.READ, ["c0ll-uuid-1"], Direction.OWNER_TO_RECIPIENT
+        ALICE, BOB, Access.READ, Scope(["c0ll-uuid-1"]), Direction.OWNER_TO_RECIPIENT
     )
 
     def tombstone(doc_id):
@@ -118,14 +118,14 @@ def test_tombstones_match_by_id_only_within_the_prefixes():
     ]:
         assert not matches(selector, tombstone(doc_id)), doc_id
     read_write = share_selector(
-        ALICE, BOB, Access.READ_WRITE, ["c0ll-uuid-1"], Direction.OWNER_TO_RECIPIENT
+        ALICE, BOB, Access.READ_WRITE, Scope(["c0ll-uuid-1"]), Direction.OWNER_TO_RECIPIENT
     )
     assert matches(read_write, tombstone(DB_SHARING))
 
 
 def test_tombstone_clauses_match_no_live_doc(couch, owner_db):
     """On the engine, the tombstone clauses alone select nothing that is alive."""
-    selector = share_selector(ALICE, BOB, Access.READ, None, Direction.OWNER_TO_RECIPIENT)
+    selector = share_selector(ALICE, BOB, Access.READ, Scope(None), Direction.OWNER_TO_RECIPIENT)
     tombstone_clauses = [
         c for c in selector["$or"] if any("_deleted" in cond for cond in c.get("$and", []))
     ]
@@ -136,7 +136,7 @@ def test_tombstone_clauses_match_no_live_doc(couch, owner_db):
 def test_every_clause_pins_an_id_prefix_or_an_exact_id():
     for access in Access:
         for direction in Direction:
-            for clause in share_selector(ALICE, BOB, access, None, direction)["$or"]:
+            for clause in share_selector(ALICE, BOB, access, Scope(None), direction)["$or"]:
                 conditions = clause.get("$and", [clause])
                 id_conditions = [c["_id"] for c in conditions if "_id" in c]
                 assert any(
@@ -145,5 +145,7 @@ def test_every_clause_pins_an_id_prefix_or_an_exact_id():
 
 
 def test_evaluator_refuses_operators_it_does_not_know():
-    with pytest.raises(ValueError, match=r"\$gt"):
-        matches({"a": {"$gt": 1}}, {"a": 2})
+    with pytest.raises(ValueError, match=r"\$mod"):
+        matches({"a": {"$mod": [2, 0]}}, {"a": 2})
+    with pytest.raises(ValueError, match=r"\$xor"):
+        matches({"$xor": [{"a": 1}]}, {"a": 2})
