@@ -3,7 +3,7 @@
 import requests
 
 from service.sharing.model import Access, Direction
-from service.sharing.selectors import share_selector
+from service.sharing.selectors import Scope, share_selector
 
 
 class Floor:
@@ -27,7 +27,7 @@ class Floor:
             (Direction.RECIPIENT_TO_OWNER, recipient_db, owner_db),
         ):
             selector = share_selector(
-                owner_uuid, recipient_uuid, Access.READ_WRITE, ["c0ll-1"], direction
+                owner_uuid, recipient_uuid, Access.READ_WRITE, Scope(["c0ll-1"]), direction
             )
             doc = {
                 "source": self._db(source),

@@ -27,8 +27,9 @@ from bench.stack import ADMIN_TOKEN, Broker, make_databases
 from service.app import create_app
 from service.config import Settings
 from service.sharing.credentials import Credentials
-from service.sharing.model import Access, Share, Status
+from service.sharing.model import Access, Selection, Share, Status
 from service.sharing.parts import O2R, R2O, Target, wanted_parts
+from service.sharing.selectors import Scope
 from tests.pouchdb.server import PouchServer
 
 STATE_DB = "bench_state"
@@ -200,11 +201,10 @@ class Bench:
             states, replications = [], []
             for i in range(self.seeded, self.seeded + batch):
                 owner, recipient = str(uuid.uuid4()), str(uuid.uuid4())
-                share = Share.new(owner, recipient, Access.READ_WRITE, COLLECTIONS)
+                share = Share.new(owner, recipient, Access.READ_WRITE, Selection(COLLECTIONS))
                 share.status = Status.ACTIVE
-                target = Target(
-                    Access.READ_WRITE, COLLECTIONS, f"seed-{i}-a", f"seed-{i}-b", COLLECTIONS
-                )
+                scope = Scope(COLLECTIONS)
+                target = Target(Access.READ_WRITE, scope, f"seed-{i}-a", f"seed-{i}-b", scope)
                 parts = wanted_parts(share, target, credentials, self.couch.url, STATE_DB)
                 replications += [parts[O2R].body, parts[R2O].body]
                 states += [

@@ -26,7 +26,7 @@ class Settings:
     couch_read_timeout: float = 10.0
     invitation_ttl_seconds: int = 7 * 24 * 3600
     reconcile_interval_seconds: float = 0.0
-    branch_watch_interval_seconds: float = 2.0
+    follow_interval_seconds: float = 2.0
 
     def labelled_admin_tokens(self) -> list[tuple[str, str]]:
         """(label, token) per admin token; `label:token` entries name themselves."""
@@ -63,9 +63,7 @@ class Settings:
             couch_read_timeout=_seconds(env, "BROKER_COUCHDB_READ_TIMEOUT", 10.0),
             invitation_ttl_seconds=int(_seconds(env, "BROKER_INVITATION_TTL_SECONDS", 604800)),
             reconcile_interval_seconds=_seconds(env, "BROKER_RECONCILE_INTERVAL", 0.0, zero=True),
-            branch_watch_interval_seconds=_seconds(
-                env, "BROKER_BRANCH_WATCH_INTERVAL", 2.0, zero=True
-            ),
+            follow_interval_seconds=_seconds(env, "BROKER_FOLLOW_INTERVAL", 2.0, zero=True),
         )
 
 

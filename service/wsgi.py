@@ -6,7 +6,7 @@ import threading
 from service.app import create_app, ensure_state_db
 from service.config import ConfigError
 from service.logs import configure_logging
-from service.sharing.branches import LEASE_ID, LEASE_SECONDS, watch_every
+from service.sharing.followers import LEASE_ID, LEASE_SECONDS, follow_every
 from service.sharing.lease import Lease
 from service.sharing.reconcile import reconcile_every
 
@@ -31,12 +31,12 @@ if settings.reconcile_interval_seconds:
     _in_background(
         "reconcile", reconcile_every, settings.reconcile_interval_seconds, broker.reconciler
     )
-if settings.branch_watch_interval_seconds:
+if settings.follow_interval_seconds:
     lease = Lease(broker.couch, broker.store.db, LEASE_ID, LEASE_SECONDS)
     _in_background(
-        "branch-watch",
-        watch_every,
-        settings.branch_watch_interval_seconds,
-        broker.branch_watch(),
+        "followers",
+        follow_every,
+        settings.follow_interval_seconds,
+        [broker.branch_watch(), broker.rule_follow()],
         lease,
     )

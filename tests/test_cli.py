@@ -104,3 +104,25 @@ def test_metrics_add_up_across_gunicorn_workers(live_broker):
         if line.startswith('sharing_broker_http_requests_total{endpoint="/healthz"')
     )
     assert float(line.rsplit(" ", 1)[1]) >= 6
+
+
+def test_rules_with_a_dry_run_then_a_preview(live_broker, dbs, capsys):
+    for name in (dbs["alice"], dbs["bob"]):
+        run(capsys, "databases", "register", name)
+    rules = '[{"type": "item", "where": {"data.item_type": "container"}}]'
+    create = ["shares", "create", "--owner", ALICE, "--recipient", BOB, "--access", "read"]
+    create += ["--collection", "c0ll-uuid-1", "--rules", rules]
+
+    code, out, _ = run(capsys, *create, "--dry-run")
+    assert code == 0
+    assert out.strip() == (
+        "4 docs would leave the owner's database: collection 1, image 1, item 1, item_image 1"
+    )
+    code, out, _ = run(capsys, "shares", "list", "--database", ALICE)
+    assert (code, out) == (0, "")
+
+    code, out, _ = run(capsys, *create, "--json")
+    share = json.loads(out)
+    assert code == 0 and share["rules"] == json.loads(rules)
+    code, out, _ = run(capsys, "shares", "preview", share["id"], "--json")
+    assert code == 0 and json.loads(out)["total"] == 4

@@ -12,7 +12,8 @@ import re
 import uuid
 from contextlib import contextmanager
 
-from service.sharing.branches import LEASE_ID, BranchWatch
+from service.sharing.branches import BranchWatch
+from service.sharing.followers import LEASE_ID
 from service.sharing.lease import Lease
 from service.sharing.mango import matches
 from service.sharing.store import StateStore

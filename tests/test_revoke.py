@@ -5,7 +5,7 @@ import json
 import responses
 
 from service.sharing.model import Access, Direction
-from service.sharing.selectors import share_selector
+from service.sharing.selectors import Scope, share_selector
 from tests.helpers import create_share, replicate, replicator_docs, revisions
 from tests.pouchdb.demo import ALICE, BOB
 from tests.test_selectors import COLLECTION_1
@@ -33,7 +33,7 @@ def test_revoke_read_share_stops_replication_and_keeps_the_data(client, couch, r
         couch,
         dbs["alice"],
         dbs["bob"],
-        share_selector(ALICE, BOB, Access.READ, ["c0ll-uuid-1"], O2R),
+        share_selector(ALICE, BOB, Access.READ, Scope(["c0ll-uuid-1"]), O2R),
     )
     bob_before = revisions(couch, dbs["bob"])
     response = client.delete(f"/v1/shares/{share['id']}")
@@ -48,7 +48,7 @@ def test_revoke_read_share_stops_replication_and_keeps_the_data(client, couch, r
 
 def test_revoke_read_write_goes_in_order(client, couch3, couch, registered, dbs, calls):
     share = create_share(client, access="read-write")
-    selector = share_selector(ALICE, BOB, Access.READ_WRITE, ["c0ll-uuid-1"], O2R)
+    selector = share_selector(ALICE, BOB, Access.READ_WRITE, Scope(["c0ll-uuid-1"]), O2R)
     replicate(couch, dbs["alice"], dbs["bob"], selector)
     purged = purge_recorder(couch3, couch, dbs["bob"])
     calls.calls.clear()
@@ -72,7 +72,7 @@ def test_revoke_read_write_goes_in_order(client, couch3, couch, registered, dbs,
 
 def test_purge_takes_only_the_owners_shared_docs(client, couch3, couch, registered, dbs):
     share = create_share(client, access="read-write")
-    selector = share_selector(ALICE, BOB, Access.READ_WRITE, ["c0ll-uuid-1"], O2R)
+    selector = share_selector(ALICE, BOB, Access.READ_WRITE, Scope(["c0ll-uuid-1"]), O2R)
     replicate(couch, dbs["alice"], dbs["bob"], selector)
     # Bob adds an item of his own to Alice's shared collection: it stays his.
     bobs_item = {

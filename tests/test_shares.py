@@ -3,7 +3,7 @@
 import pytest
 
 from service.sharing.model import Access, Direction
-from service.sharing.selectors import share_selector
+from service.sharing.selectors import Scope, share_selector
 from tests.helpers import create_share, find_ids, replicator_docs, revisions
 from tests.pouchdb.demo import ALICE, BOB
 from tests.test_selectors import COLLECTION_1, COLLECTION_2
@@ -49,7 +49,7 @@ def test_read_share_writes_one_replicator_doc_and_nothing_else(
             "target": endpoint(dbs["bob"], share["id"], password),
             "continuous": True,
             "create_target": False,
-            "selector": share_selector(ALICE, BOB, Access.READ, ["c0ll-uuid-1"], O2R),
+            "selector": share_selector(ALICE, BOB, Access.READ, Scope(["c0ll-uuid-1"]), O2R),
             "sharing_broker": {
                 "broker": settings.state_db,
                 "share_id": share["id"],

@@ -6,6 +6,8 @@ import sys
 
 from service.cli.client import BrokerClient
 
+RULES_HELP = 'JSON, like \'[{"type": "item", "where": {"data.item_type": "container"}}]\''
+
 
 def _print(args: argparse.Namespace, data: object, line) -> None:
     """JSON with --json, else one line per item."""
@@ -25,6 +27,11 @@ def _share_line(s: dict) -> str:
     return (
         f"{s['id']}  {s['status']}  {s['owner']} -> {s['recipient']}  {s['access']}  {collections}"
     )
+
+
+def _preview_line(p: dict) -> str:
+    counts = ", ".join(f"{kind} {n}" for kind, n in sorted(p["counts"].items()))
+    return f"{p['total']} docs would leave the owner's database: {counts or 'none'}"
 
 
 def databases(args: argparse.Namespace, api: BrokerClient) -> int:
@@ -49,14 +56,22 @@ def shares(args: argparse.Namespace, api: BrokerClient) -> int:
             "recipient": args.recipient,
             "access": args.access,
             "collections": args.collection or None,
+            "rules": args.rules,
             "auto_accept": not args.invite,
         }
+        if args.dry_run:
+            data = api.json("POST", "/v1/shares", json=body, params={"dry_run": "true"})
+            _print(args, data, _preview_line)
+            return 0
         data = api.json("POST", "/v1/shares", json=body)
     elif args.action == "list":
         filters = {"database": args.database, "role": args.role, "status": args.status}
         data = api.all_pages("/v1/shares", {k: v for k, v in filters.items() if v})
     elif args.action == "show":
         data = api.json("GET", f"/v1/shares/{args.share_id}")
+    elif args.action == "preview":
+        _print(args, api.json("GET", f"/v1/shares/{args.share_id}/preview"), _preview_line)
+        return 0
     elif args.action == "patch":
         data = _patch(args, api)
     else:
@@ -74,6 +89,8 @@ def _patch(args: argparse.Namespace, api: BrokerClient) -> dict:
         body["collections"] = None
     elif args.collection:
         body["collections"] = args.collection
+    if args.rules is not None:
+        body["rules"] = args.rules
     etag = api.call("GET", f"/v1/shares/{args.share_id}").headers["ETag"]
     return api.json("PATCH", f"/v1/shares/{args.share_id}", json=body, headers={"If-Match": etag})
 
@@ -102,7 +119,7 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         db_actions.add_parser(action, parents=[common]).add_argument("config_uuid")
     db.set_defaults(run_api=databases)
 
-    sh = commands.add_parser("shares", help="create, list, show, patch or revoke shares")
+    sh = commands.add_parser("shares", help="create, list, show, preview, patch or revoke shares")
     sh_actions = sh.add_subparsers(dest="action", required=True)
     create = sh_actions.add_parser("create", parents=[common])
     create.add_argument("--owner", required=True)
@@ -110,17 +127,21 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     create.add_argument("--access", choices=["read", "read-write"], required=True)
     create.add_argument("--collection", action="append", help="repeat; none means all")
     create.add_argument("--invite", action="store_true", help="wait for the recipient's consent")
+    create.add_argument("--rules", type=json.loads, help=RULES_HELP)
+    create.add_argument("--dry-run", action="store_true", help="only show what would be shared")
     listing = sh_actions.add_parser("list", parents=[common])
     listing.add_argument("--database")
     listing.add_argument("--role", choices=["owner", "recipient", "any"])
     listing.add_argument("--status")
     sh_actions.add_parser("show", parents=[common]).add_argument("share_id")
+    sh_actions.add_parser("preview", parents=[common]).add_argument("share_id")
     patch = sh_actions.add_parser("patch", parents=[common])
     patch.add_argument("share_id")
     patch.add_argument("--access", choices=["read", "read-write"])
     scope = patch.add_mutually_exclusive_group()
     scope.add_argument("--collection", action="append")
     scope.add_argument("--all-collections", action="store_true")
+    patch.add_argument("--rules", type=json.loads, help=RULES_HELP)
     revoke = sh_actions.add_parser("revoke", parents=[common])
     revoke.add_argument("share_id")
     revoke.add_argument("--purge", action="store_true")

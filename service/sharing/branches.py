@@ -18,14 +18,12 @@ wins again on both sides.
 
 import json
 import logging
-import threading
 from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.metrics import FORGED_BRANCHES_REMOVED
-from service.sharing.lease import Lease
 from service.sharing.mango import matches
 from service.sharing.model import Event
 from service.sharing.replicator import REPLICATOR_DB
@@ -36,8 +34,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_ID = "branch-watch-checkpoints"
 CHANGES_PAGE = 1000
 ACTOR = "branch watch"
-LEASE_ID = "branch-watch-lease"
-LEASE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -204,13 +200,3 @@ def _db_name(url: str) -> str:
 def _seq_param(since: object) -> str:
     """CouchDB's sequences are opaque strings; pouchdb-server's are numbers."""
     return since if isinstance(since, str) else json.dumps(since)
-
-
-def watch_every(seconds: float, watch: BranchWatch, lease: Lease, stop: threading.Event) -> None:
-    """Run a pass every `seconds` while this process holds `lease`, until `stop` is set."""
-    while not stop.wait(seconds):
-        try:
-            if lease.hold():
-                watch.run()
-        except (CouchError, CouchUnavailable) as exc:
-            log.warning("branch watch pass failed: %s", exc)

@@ -6,6 +6,7 @@ from service.config import Settings
 from service.couch import CouchClient
 from service.sharing.branches import BranchWatch
 from service.sharing.credentials import DatabaseLocks, SecurityEditor
+from service.sharing.follow import RuleFollow
 from service.sharing.guard import GuardEditor
 from service.sharing.identity import Identity
 from service.sharing.lifecycle import ShareService
@@ -32,6 +33,9 @@ class Broker:
 
     def branch_watch(self) -> BranchWatch:
         return BranchWatch(self.couch, self.store)
+
+    def rule_follow(self) -> RuleFollow:
+        return RuleFollow(self.couch, self.store, self.shares)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":

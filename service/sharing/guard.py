@@ -9,32 +9,48 @@ import json
 
 from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.credentials import DatabaseLocks
+from service.sharing.rules import JS_HELPERS, RULE_TYPES, parse_rules, rules_js
 from service.sharing.selectors import SHARED_PREFIXES
 
 GUARD_ID = "_design/sharing-broker-guard"
 
 # The scope of a share user in one database: `read_only` refuses every write; otherwise a
 # doc must be of a shared kind, carry its kind's `_id` prefix and belong to a shared
-# collection (`collections` null: any), or be the share's own `db_sharing` doc.
+# collection (`collections` null: any; `item_collections`, when set, for items and
+# pictures), pass the share's rules (`rules`: one predicate per kind), and, for a picture,
+# belong to a shared item (`item_ids`, when set); or be the share's own `db_sharing` doc.
 VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
   var scopes = %(scopes)s;
+  var rules = %(rules)s;
   var prefixes = %(prefixes)s;
   var scope = scopes[userCtx.name];
   if (!scope) { return; }
+  var rule = rules[userCtx.name];
   function deny(why) { throw({forbidden: 'sharing-broker guard: ' + why}); }
   if (scope.read_only) { deny('this share may not write here'); }
-  function has(id) { return scope.collections === null || scope.collections.indexOf(id) !== -1; }
+  %(helpers)s
+  function unset(list) { return list === null || list === undefined; }
+  function among(list, id) { return unset(list) || list.indexOf(id) !== -1; }
+  function anyAmong(list, ids) {
+    if (unset(list)) { return true; }
+    ids = ids || [];
+    for (var i = 0; i < ids.length; i++) { if (list.indexOf(ids[i]) !== -1) { return true; } }
+    return false;
+  }
   function inScope(doc) {
     if (scope.db_sharing && doc._id === scope.db_sharing) { return true; }
     var prefix = prefixes[doc.type];
     if (!prefix || doc._id.indexOf(prefix) !== 0) { return false; }
     var data = doc.data || {};
-    if (doc.type === 'collection') { return has(doc._id.substring(prefix.length)); }
-    if (doc.type === 'item') { return has(data.collection_id); }
-    if (doc.type === 'item_image') { return has(data._item_collection_id); }
-    var ids = data._item_collection_ids || [];
-    for (var i = 0; i < ids.length; i++) { if (has(ids[i])) { return true; } }
-    return false;
+    var items = scope.item_collections || scope.collections;
+    if (doc.type === 'collection') {
+      return among(scope.collections, doc._id.substring(prefix.length)) && rule.collection(doc);
+    }
+    if (doc.type === 'item') { return among(items, data.collection_id) && rule.item(doc); }
+    if (doc.type === 'item_image') {
+      return among(items, data._item_collection_id) && among(scope.item_ids, data.item_id);
+    }
+    return anyAmong(items, data._item_collection_ids) && anyAmong(scope.item_ids, data._item_ids);
   }
   function idInScope(id) {
     if (scope.db_sharing && id === scope.db_sharing) { return true; }
@@ -56,7 +72,9 @@ def guard_doc(scopes: dict[str, dict], broker: str) -> dict:
     """The design doc for these scopes (share user name -> scope)."""
     source = VALIDATE % {
         "scopes": json.dumps(scopes, sort_keys=True),
+        "rules": _rule_predicates(scopes),
         "prefixes": json.dumps(SHARED_PREFIXES, sort_keys=True),
+        "helpers": JS_HELPERS.strip().replace("\n", "\n  "),
     }
     return {
         "_id": GUARD_ID,
@@ -64,6 +82,16 @@ def guard_doc(scopes: dict[str, dict], broker: str) -> dict:
         "validate_doc_update": source,
         "sharing_broker": {"broker": broker, "scopes": scopes},
     }
+
+
+def _rule_predicates(scopes: dict[str, dict]) -> str:
+    """`{user: {collection: fn, item: fn}}` in JavaScript, compiled from each scope's rules."""
+    entries = []
+    for name, scope in sorted(scopes.items()):
+        rules = parse_rules(scope["rules"]) if scope.get("rules") else []
+        kinds = ", ".join(f"{json.dumps(k)}: {rules_js(rules, k)}" for k in RULE_TYPES)
+        entries.append(f"{json.dumps(name)}: {{{kinds}}}")
+    return "{" + ", ".join(entries) + "}"
 
 
 class GuardEditor:

@@ -12,6 +12,7 @@ import base64
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
 from service.sharing.branches import history
@@ -28,11 +29,14 @@ from service.sharing.model import (
     Direction,
     Event,
     Operation,
+    Selection,
     Share,
     Status,
     now_iso,
 )
 from service.sharing.parts import (
+    GUARD_OWNER,
+    GUARD_RECIPIENT,
     O2R,
     R2O,
     SHARE_USER,
@@ -44,11 +48,13 @@ from service.sharing.parts import (
     ensure_current,
     wanted_parts,
 )
+from service.sharing.preview import Preview, matching_ids, preview
 from service.sharing.purge import purge_doc, purge_shared_docs
 from service.sharing.registry import Registry
 from service.sharing.replicator import REPLICATOR_DB, replicator_doc_id
+from service.sharing.rules import parse_rules
 from service.sharing.scan import docs_with_prefix
-from service.sharing.selectors import SHARED_PREFIXES, share_selector
+from service.sharing.selectors import SHARED_PREFIXES, Scope, share_selector
 from service.sharing.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -80,19 +86,17 @@ class ShareService:
         owner: str,
         recipient: str,
         access: Access,
-        collections: list[str] | None,
+        selection: Selection,
         actor: str,
         accepted: bool,
     ) -> Share:
         """Invite the recipient (`pending`), or provision at once when `accepted`."""
-        owner_db, recipient_db = self.registry.parties(owner, recipient)
-        if owner == recipient or owner_db.database == recipient_db.database:
-            raise InvalidRequest("owner and recipient must be different databases", "recipient")
-        collections = self._checked_collections(owner_db, recipient_db, collections)
-        share = Share.new(owner, recipient, access, collections)
+        owner_db, recipient_db = self._checked_parties(owner, recipient)
+        selection = self._checked_selection(owner_db, recipient_db, selection)
+        share = Share.new(owner, recipient, access, selection)
         if accepted:
             share.status = Status.PROVISIONING
-            share.operation = Operation("provision", access, collections)
+            share.operation = Operation.toward("provision", access, selection)
         else:
             share.expires_at = now_iso(self.invitation_ttl_seconds)
         self.store.claim_pair(share)
@@ -112,7 +116,7 @@ class ShareService:
         with self._audit(share, "accept", actor):
             self._require(share, Status.PENDING, "accepted")
             share.status = Status.PROVISIONING
-            share.operation = Operation("provision", share.access, share.collections)
+            share.operation = Operation.toward("provision", share.access, share.selection)
             self._save_transition(share)
             self._provision(share, roll_back_to=Status.PENDING)
         return share
@@ -131,25 +135,61 @@ class ShareService:
         etag: str,
         access: Access | None,
         collections: object,
+        rules: object,
         actor: str,
     ) -> Share:
-        """Change access or collections; the replicator docs and `db_sharing` follow."""
+        """Change access, collections or rules; replicator docs, guards and `db_sharing` follow.
+
+        `collections` and `rules` are `UNCHANGED` when not given.
+        """
         if etag != share.etag:
             raise PreconditionFailed("the share changed since it was read; read it again")
         self._expire_if_due(share, actor)
         with self._audit(share, "patch", actor):
             if share.status not in (Status.PENDING, Status.ACTIVE):
                 raise ConflictError(f"a share that is {share.status} cannot change")
-            new_access = access or share.access
-            new_collections = share.collections
-            if collections is not UNCHANGED:
-                dbs = self.registry.parties(share.owner, share.recipient)
-                new_collections = self._checked_collections(*dbs, collections)
+            new_access, selection = self._patched(share, access, collections, rules)
             if share.status is Status.ACTIVE:
-                self._change_parts(share, new_access, new_collections)
-            share.access, share.collections = new_access, new_collections
+                self._change_parts(share, new_access, selection)
+            share.access, share.collections, share.rules = (
+                new_access,
+                selection.collections,
+                selection.rules,
+            )
             self._finish(share, share.status)
         return share
+
+    def preview(self, share: Share, access=None, collections=UNCHANGED, rules=UNCHANGED):
+        """What the share carries to the recipient, or would carry after such a patch."""
+        access, selection = self._patched(share, access, collections, rules)
+        dbs = self.registry.parties(share.owner, share.recipient)
+        return self._preview(share, access, selection, dbs)
+
+    def preview_new(self, owner: str, recipient: str, access: Access, selection: Selection):
+        """What a share made with these settings would carry; nothing is written."""
+        dbs = self._checked_parties(owner, recipient)
+        selection = self._checked_selection(*dbs, selection)
+        return self._preview(Share.new(owner, recipient, access, selection), access, selection, dbs)
+
+    def _patched(
+        self, share: Share, access: Access | None, collections: object, rules: object
+    ) -> tuple[Access, Selection]:
+        """The access and selection a patch asks for, checked."""
+        selection = Selection(
+            share.collections if collections is UNCHANGED else collections,
+            share.rules if rules is UNCHANGED else rules,
+        )
+        if selection != share.selection:
+            dbs = self.registry.parties(share.owner, share.recipient)
+            selection = self._checked_selection(*dbs, selection)
+        return access or share.access, selection
+
+    def _preview(self, share: Share, access: Access, selection: Selection, dbs) -> Preview:
+        scope = self._scope(selection, access, dbs[0])
+        selector = share_selector(
+            share.owner, share.recipient, access, scope, Direction.OWNER_TO_RECIPIENT
+        )
+        return preview(self.couch, dbs[0].database, selector)
 
     def revoke(self, share: Share, purge: bool, actor: str) -> Share:
         """Stop replication, remove `db_sharing`, and purge the recipient's copies if asked.
@@ -193,15 +233,16 @@ class ShareService:
                 self.revoke(share, purge=False, actor=actor)
                 return "rolled back the provisioning"
             if share.status is Status.PROVISIONING:
-                self._converge(share, share.access, share.collections)
+                self._converge(share, share.access, share.selection)
                 self._finish(share, Status.ACTIVE)
                 return "finished the provisioning"
             # An active share in the middle of a change, a rotation, or undoing a change.
             rotating = operation.name == "rotate"
             if rotating:
                 operation.done.clear()  # a new password: every credential step again
-            self._converge(share, operation.access, operation.collections, rotate=rotating)
+            self._converge(share, operation.access, operation.selection, rotate=rotating)
             share.access, share.collections = operation.access, operation.collections
+            share.rules = operation.rules
             self._finish(share, Status.ACTIVE)
             return f"finished the {operation.name}"
 
@@ -210,10 +251,10 @@ class ShareService:
         with self._audit(share, "rotate credentials", actor):
             if share.status is not Status.ACTIVE:
                 raise ConflictError(f"a share that is {share.status} has no credentials")
-            share.operation = Operation("rotate", share.access, share.collections)
+            share.operation = Operation.toward("rotate", share.access, share.selection)
             self._save_transition(share)
             try:
-                self._converge(share, share.access, share.collections, rotate=True)
+                self._converge(share, share.access, share.selection, rotate=True)
             except COUCH_FAILURES:
                 log.warning("share %s: rotation stopped half-way; reconcile finishes it", share.id)
                 raise
@@ -226,16 +267,22 @@ class ShareService:
         A share user whose password no longer matches its replicator docs gets a new one.
         """
         dbs = self.registry.parties(share.owner, share.recipient)
-        parts = self._parts(share, share.access, share.collections, dbs)
+        parts = self._parts(share, share.access, share.selection, dbs)
         repaired = [name for name, part in parts.items() if self._repair_part(part)]
         user = parts[SHARE_USER].body
         if not self._logs_in(user["name"], user["password"]):
-            parts = self._parts(share, share.access, share.collections, dbs, rotate=True)
+            parts = self._parts(share, share.access, share.selection, dbs, rotate=True)
             for name in (SHARE_USER, O2R, R2O):
                 if parts[name].body is not None:
                     apply(self.couch, self.editors, parts[name])
             repaired.append("credentials")
         return repaired
+
+    def refresh_scope(self, share: Share) -> list[str]:
+        """Rewrite the guards and replicator docs whose rule-made id lists moved."""
+        parts = self._parts(share, share.access, share.selection)
+        names = (GUARD_OWNER, GUARD_RECIPIENT, O2R, R2O)
+        return [name for name in names if self._repair_part(parts[name])]
 
     def _repair_part(self, part: Part) -> bool:
         if part.body is None:
@@ -276,18 +323,18 @@ class ShareService:
         dbs: tuple[Database, Database] | None = None,
     ) -> None:
         try:  # a first provisioning: nothing to reuse, the credential is new
-            self._converge(share, share.access, share.collections, dbs, rotate=True)
+            self._converge(share, share.access, share.selection, dbs, rotate=True)
         except (*COUCH_FAILURES, SharingError):
             self._roll_back_provision(share, roll_back_to)
             raise
         self._finish(share, Status.ACTIVE)
 
-    def _change_parts(self, share: Share, access: Access, collections: list[str] | None):
-        old = (share.access, share.collections)
-        share.operation = Operation("patch", access, collections)
+    def _change_parts(self, share: Share, access: Access, selection: Selection):
+        old = (share.access, share.selection)
+        share.operation = Operation.toward("patch", access, selection)
         self.store.save_share(share)
         try:
-            self._converge(share, access, collections)
+            self._converge(share, access, selection)
         except (*COUCH_FAILURES, SharingError):
             self._roll_back_patch(share, *old)
             raise
@@ -320,12 +367,12 @@ class ShareService:
         self,
         share: Share,
         access: Access | None,
-        collections: list[str] | None,
+        selection: Selection | None,
         dbs: tuple[Database, Database] | None = None,
         rotate: bool = False,
     ):
-        """Bring the share's parts in line with (access, collections); `None` removes them."""
-        parts = self._parts(share, access, collections, dbs, rotate)
+        """Bring the share's parts in line with (access, selection); `None` removes them."""
+        parts = self._parts(share, access, selection, dbs, rotate)
         record = lambda name: self._record(share, name)  # noqa: E731
         converge(self.couch, self.editors, parts, share.operation.done, record)
 
@@ -333,15 +380,18 @@ class ShareService:
         self,
         share: Share,
         access: Access | None,
-        collections: list[str] | None,
+        selection: Selection | None,
         dbs: tuple[Database, Database] | None = None,
         rotate: bool = False,
     ) -> dict[str, Part]:
         owner_db, recipient_db = dbs or self.registry.parties(share.owner, share.recipient)
-        reverse = collections
-        if access is Access.READ_WRITE and collections is None:
-            reverse = self._own_collection_ids(owner_db)
-        target = Target(access, collections, owner_db.database, recipient_db.database, reverse)
+        scope = reverse = Scope(None)
+        if access is not None and selection is not None:
+            scope = self._scope(selection, access, owner_db)
+            reverse = scope
+            if access is Access.READ_WRITE and selection.collections is None:
+                reverse = replace(scope, collections=self._own_collection_ids(owner_db))
+        target = Target(access, scope, owner_db.database, recipient_db.database, reverse)
         credentials = self._credentials(share, access is not None and not rotate)
         return wanted_parts(share, target, credentials, self.replication_url, self.store.db)
 
@@ -371,11 +421,12 @@ class ShareService:
             purge_doc(self.couch, recipient_db, share.db_sharing_doc_id)
             self._record(share, "purge:db_sharing")
         if share.operation.purge and "purge:shared-docs" not in done:
+            # Without the rules: an item that matched once and no longer does goes too.
             selector = share_selector(
                 share.owner,
                 share.recipient,
                 share.access,
-                share.collections,
+                Scope(share.collections),
                 Direction.OWNER_TO_RECIPIENT,
             )
             purge_shared_docs(self.couch, recipient_db, share.owner, selector)
@@ -393,7 +444,7 @@ class ShareService:
     def _roll_back_provision(self, share: Share, back_to: Status | None) -> None:
         """Remove what was written; then forget the share, or return it to `back_to`."""
         try:
-            share.operation = Operation("roll back", None, None)
+            share.operation = Operation.toward("roll back", None, None)
             self._converge(share, None, None)
             if back_to is None:
                 self.store.delete_share(share)
@@ -406,13 +457,42 @@ class ShareService:
                 share.id,
             )
 
-    def _roll_back_patch(self, share: Share, access: Access, collections: list[str] | None):
+    def _roll_back_patch(self, share: Share, access: Access, selection: Selection):
         try:
-            share.operation = Operation("roll back", access, collections)
-            self._converge(share, access, collections)
+            share.operation = Operation.toward("roll back", access, selection)
+            self._converge(share, access, selection)
             self._finish(share, Status.ACTIVE)
         except (*COUCH_FAILURES, PreconditionFailed):
             log.warning("share %s: change failed and could not be undone", share.id)
+
+    def _checked_parties(self, owner: str, recipient: str) -> tuple[Database, Database]:
+        owner_db, recipient_db = self.registry.parties(owner, recipient)
+        if owner == recipient or owner_db.database == recipient_db.database:
+            raise InvalidRequest("owner and recipient must be different databases", "recipient")
+        return owner_db, recipient_db
+
+    def _checked_selection(
+        self, owner_db: Database, recipient_db: Database, selection: Selection
+    ) -> Selection:
+        """The selection with its collections checked and its rules valid (422 if not)."""
+        if selection.rules is not None:
+            parse_rules(selection.rules)
+        collections = self._checked_collections(owner_db, recipient_db, selection.collections)
+        return Selection(collections, selection.rules)
+
+    def _scope(self, selection: Selection, access: Access, owner_db: Database) -> Scope:
+        """What the owner->recipient replication carries, with the id lists rules need."""
+        rules = tuple(parse_rules(selection.rules)) if selection.rules else ()
+        scope = Scope(selection.collections, rules)
+        kinds = {rule.type for rule in rules}
+        if "collection" in kinds:
+            ids = matching_ids(self.couch, owner_db.database, "collection", scope)
+            scope = replace(scope, item_collections=ids)
+        if "item" in kinds:
+            scope = replace(
+                scope, item_ids=matching_ids(self.couch, owner_db.database, "item", scope)
+            )
+        return scope
 
     def _checked_collections(
         self, owner_db: Database, recipient_db: Database, collections: list[str] | None

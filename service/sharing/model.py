@@ -63,6 +63,14 @@ class Database:
         return cls(doc["config_uuid"], doc["database"], doc["server"], doc["registered_at"])
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What a share covers: collections (`None`: all) and custom rules (`None`: none)."""
+
+    collections: list[str] | None
+    rules: list[dict] | None = None
+
+
 @dataclass
 class Operation:
     """An operation in flight: its name, what it aims at, and the steps done so far."""
@@ -72,6 +80,18 @@ class Operation:
     collections: list[str] | None
     purge: bool = False
     done: list[str] = field(default_factory=list)
+    rules: list[dict] | None = None
+
+    @classmethod
+    def toward(cls, name: str, access: Access | None, selection: Selection | None) -> "Operation":
+        """An operation aiming at `access` and `selection` (`None`: nothing at all)."""
+        if selection is None:
+            return cls(name, access, None)
+        return cls(name, access, selection.collections, rules=selection.rules)
+
+    @property
+    def selection(self) -> Selection:
+        return Selection(self.collections, self.rules)
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "access": str(self.access) if self.access else None}
@@ -97,15 +117,28 @@ class Share:
     operation: Operation | None = None
     expires_at: str | None = None
     rev: str | None = None
+    rules: list[dict] | None = None
 
     @classmethod
-    def new(
-        cls, owner: str, recipient: str, access: Access, collections: list[str] | None
-    ) -> "Share":
+    def new(cls, owner: str, recipient: str, access: Access, selection: "Selection") -> "Share":
         """A new invitation, `pending`."""
         stamp = now_iso()
         share_id = str(uuid.uuid4())
-        return cls(share_id, owner, recipient, access, collections, Status.PENDING, stamp, stamp)
+        return cls(
+            share_id,
+            owner,
+            recipient,
+            access,
+            selection.collections,
+            Status.PENDING,
+            stamp,
+            stamp,
+            rules=selection.rules,
+        )
+
+    @property
+    def selection(self) -> "Selection":
+        return Selection(self.collections, self.rules)
 
     @property
     def current_status(self) -> Status:
@@ -135,6 +168,7 @@ class Share:
             "recipient": self.recipient,
             "access": str(self.access),
             "collections": self.collections,
+            "rules": self.rules,
             "status": str(self.status),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -160,6 +194,7 @@ class Share:
             operation=Operation.from_dict(operation) if operation else None,
             expires_at=doc.get("expires_at"),
             rev=doc.get("_rev"),
+            rules=doc.get("rules"),
         )
 
 

@@ -28,7 +28,7 @@ from service.sharing.credentials import (
 from service.sharing.guard import GuardEditor
 from service.sharing.model import Access, Direction, Share, now_epoch_ms
 from service.sharing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
-from service.sharing.selectors import share_selector
+from service.sharing.selectors import Scope, share_selector
 
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
 R2O = f"replication:{Direction.RECIPIENT_TO_OWNER}"
@@ -79,13 +79,16 @@ class Part:
 
 @dataclass(frozen=True)
 class Target:
-    """The state a share is brought to: `access=None` means no parts at all."""
+    """The state a share is brought to: `access=None` means no parts at all.
+
+    `scope` is what goes to the recipient; `reverse` what may come back in read-write.
+    """
 
     access: Access | None
-    collections: list[str] | None
+    scope: Scope
     owner_db: str
     recipient_db: str
-    reverse_collections: list[str] | None = None
+    reverse: Scope
 
 
 def wanted_parts(
@@ -105,7 +108,7 @@ def wanted_parts(
             share.owner,
             share.recipient,
             target.access or Access.READ,
-            target.collections,
+            target.scope,
             Direction.OWNER_TO_RECIPIENT,
         ),
         endpoint,
@@ -120,7 +123,7 @@ def wanted_parts(
             share.owner,
             share.recipient,
             Access.READ_WRITE,
-            target.reverse_collections,
+            target.reverse,
             Direction.RECIPIENT_TO_OWNER,
         ),
         endpoint,
@@ -151,13 +154,13 @@ def wanted_parts(
     # What the share user may write: into the owner's database only what comes back in
     # read-write sharing; into the recipient's, the shared docs and `db_sharing`.
     owner_scope = {
+        **guard_scope(target.reverse if two_way else Scope([])),
         "read_only": not two_way,
-        "collections": target.reverse_collections if two_way else [],
         "db_sharing": None,
     }
     recipient_scope = {
+        **guard_scope(target.scope),
         "read_only": False,
-        "collections": target.collections,
         "db_sharing": share.db_sharing_doc_id if two_way else None,
     }
     return {
@@ -172,6 +175,18 @@ def wanted_parts(
         DB_SHARING: Part(target.owner_db, db_sharing["_id"], db_sharing if two_way else None),
         R2O: Part(REPLICATOR_DB, r2o["_id"], r2o if two_way else None),
     }
+
+
+def guard_scope(scope: Scope) -> dict:
+    """The part of a guard scope that says which docs are in: the selector's own terms."""
+    guard = {"collections": scope.collections}
+    if scope.rules:
+        guard["rules"] = [{"type": r.type, "where": r.source} for r in scope.rules]
+    if scope.item_collections is not None:
+        guard["item_collections"] = scope.item_collections
+    if scope.item_ids is not None:
+        guard["item_ids"] = scope.item_ids
+    return guard
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ class Reconciler:
                 {"operation": {"$type": "object"}},
             ]
         }
-        for share in self._shares([unfinished]):
+        for share in self.store.each_share([unfinished]):
             finding = {
                 "kind": "unfinished operation",
                 "share_id": share.id,
@@ -98,7 +98,7 @@ class Reconciler:
             self._attempt(report, finding, lambda s=share: self.shares.resume(s, ACTOR))
 
     def _repair_active(self, report: Report) -> None:
-        for share in self._shares([{"status": str(Status.ACTIVE)}]):
+        for share in self.store.each_share([{"status": str(Status.ACTIVE)}]):
             finding = {"kind": "active share checked", "share_id": share.id}
             try:
                 repaired = self.shares.repair(share)
@@ -233,15 +233,6 @@ class Reconciler:
     def _remove(self, db: str, doc_id: str) -> str:
         ensure_absent(self.couch, db, doc_id)
         return "removed it"
-
-    def _shares(self, conditions: list[dict]):
-        """Every share matching the conditions, page by page."""
-        cursor = None
-        while True:
-            page, cursor = self.store.list_shares(conditions, cursor, 200)
-            yield from page
-            if cursor is None:
-                return
 
 
 def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:

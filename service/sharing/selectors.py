@@ -5,7 +5,10 @@ those prefixes can match whatever its `type` says: never `0000-config`, a design
 `integration*` or a `_history` doc.
 """
 
+from dataclasses import dataclass
+
 from service.sharing.model import Access, Direction
+from service.sharing.rules import Rule, rules_condition
 
 # Doc kind -> the `_id` prefix the Inventory app gives it.
 SHARED_PREFIXES = {
@@ -23,6 +26,31 @@ _COLLECTION_LINK = {
 }
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What one direction of a share carries.
+
+    `collections`: the collection docs that may cross (`None`: any). `rules`: custom rules
+    a collection or item must also pass. `item_collections`: the collections whose items
+    and pictures may cross, when a collection rule narrows them (`None`: `collections`).
+    `item_ids`: when an item rule narrows the items, the ids of those it lets through, so
+    their pictures follow them and no others do.
+    """
+
+    collections: list[str] | None
+    rules: tuple[Rule, ...] = ()
+    item_collections: list[str] | None = None
+    item_ids: list[str] | None = None
+
+    @property
+    def collections_of_items(self) -> list[str] | None:
+        return self.collections if self.item_collections is None else self.item_collections
+
+
+# Picture kind -> the field that links it to its item.
+_ITEM_LINK = {"item_image": ("data.item_id", False), "image": ("data._item_ids", True)}
+
+
 def _clause(*conditions: dict) -> dict:
     """All conditions at once, as an explicit `$and` (one field per condition)."""
     return {"$and": list(conditions)}
@@ -36,15 +64,25 @@ def _collection_ids(collections: list[str]) -> list[str]:
     return [f"{SHARED_PREFIXES['collection']}{c}" for c in collections]
 
 
-def _live_clauses(collections: list[str] | None) -> list[dict]:
-    """One clause per doc kind; `None` means every collection."""
-    clauses = []
-    for kind in SHARED_PREFIXES:
-        conditions = [_prefix(kind), {"type": {"$eq": kind}}]
-        if collections is not None:
-            conditions.append(_in_collections(kind, collections))
-        clauses.append(_clause(*conditions))
-    return clauses
+def _live_clauses(scope: Scope) -> list[dict]:
+    """One clause per doc kind."""
+    return [_clause(*kind_conditions(kind, scope)) for kind in SHARED_PREFIXES]
+
+
+def kind_conditions(kind: str, scope: Scope) -> list[dict]:
+    """The conditions a live doc of `kind` must meet to be in `scope`."""
+    conditions = [_prefix(kind), {"type": {"$eq": kind}}]
+    collections = scope.collections if kind == "collection" else scope.collections_of_items
+    if collections is not None:
+        conditions.append(_in_collections(kind, collections))
+    rule = rules_condition(list(scope.rules), kind)
+    if rule is not None:
+        conditions.append(rule)
+    if scope.item_ids is not None and kind in _ITEM_LINK:
+        link, is_list = _ITEM_LINK[kind]
+        ids = scope.item_ids
+        conditions.append({link: {"$elemMatch": {"$in": ids}} if is_list else {"$in": ids}})
+    return conditions
 
 
 def _in_collections(kind: str, collections: list[str]) -> dict:
@@ -74,11 +112,11 @@ def share_selector(
     owner: str,
     recipient: str,
     access: Access,
-    collections: list[str] | None,
+    scope: Scope,
     direction: Direction,
 ) -> dict:
     """The selector for one direction of a share."""
-    clauses = _live_clauses(collections) + _tombstone_clauses(collections)
+    clauses = _live_clauses(scope) + _tombstone_clauses(scope.collections)
     if access is Access.READ_WRITE and direction is Direction.OWNER_TO_RECIPIENT:
         clauses.append({"_id": {"$eq": f"db_sharing-{owner}--{recipient}"}})
     return {"$or": clauses}

@@ -5,6 +5,7 @@ shows up as a conflict instead of being overwritten.
 """
 
 import json
+from collections.abc import Iterator
 from contextlib import suppress
 
 from service.couch import CouchClient, DocumentConflict, NotFound
@@ -109,6 +110,15 @@ class StateStore:
         """A page of shares matching every Mango condition given."""
         docs, next_cursor = self._page("share", conditions, after, limit)
         return [Share.from_doc(d) for d in docs], next_cursor
+
+    def each_share(self, conditions: list[dict]) -> Iterator[Share]:
+        """Every share matching the conditions, page by page."""
+        cursor = None
+        while True:
+            page, cursor = self.list_shares(conditions, cursor, 200)
+            yield from page
+            if cursor is None:
+                return
 
     def has_live_share(self, config_uuid: str) -> bool:
         selector = {

@@ -28,6 +28,7 @@ def describe(
         "recipient": share.recipient,
         "access": str(share.access),
         "collections": share.collections,
+        "rules": share.rules,
         "status": str(share.current_status),
         "created_at": share.created_at,
         "updated_at": share.updated_at,

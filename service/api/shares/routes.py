@@ -2,7 +2,7 @@
 
 from dataclasses import asdict
 
-from flask import request, url_for
+from flask import jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
@@ -11,7 +11,9 @@ from service.api.auth import authenticate, caller
 from service.api.context import broker
 from service.api.fields import problems
 from service.api.shares.schemas import (
+    DryRunQuerySchema,
     EventListSchema,
+    PreviewSchema,
     RevokeQuerySchema,
     ShareCreateSchema,
     SharePageSchema,
@@ -21,7 +23,8 @@ from service.api.shares.schemas import (
 )
 from service.sharing.errors import ForbiddenError, InvalidRequest
 from service.sharing.lifecycle import UNCHANGED
-from service.sharing.model import Access, Share, Status
+from service.sharing.model import Access, Selection, Share, Status
+from service.sharing.preview import Preview
 from service.sharing.replicator import recorded_states, replication_status
 from service.sharing.store import status_selector
 from service.sharing.views import describe, replication_ids
@@ -95,21 +98,28 @@ class Shares(MethodView):
         return {"items": items, "next_cursor": next_cursor}
 
     @blp.arguments(ShareCreateSchema)
+    @blp.arguments(DryRunQuerySchema, location="query")
     @problems(blp, 400, 403, 404, 409, 422, 502)
     @blp.response(201, ShareSchema, headers=ETAG_HEADER)
+    @blp.alt_response(200, schema=PreviewSchema, description="With dry_run: what would go.")
     @blp.doc(parameters=[idempotency.DOC])
-    def post(self, body):
+    def post(self, body, query):
         """Invite a recipient to a share, or with auto_accept (admins) share at once"""
         who = caller()
         if not who.is_admin:
             if body["auto_accept"]:
                 raise ForbiddenError("only admins may skip the recipient's consent", "auto_accept")
             broker().policy.require_registered(who, body["owner"], "owner")
+        access = Access(body["access"])
+        selection = Selection(body["collections"], body["rules"])
+        if query["dry_run"]:
+            found = broker().shares.preview_new(body["owner"], body["recipient"], access, selection)
+            return _preview(found)
         share = broker().shares.create(
             body["owner"],
             body["recipient"],
-            Access(body["access"]),
-            body["collections"],
+            access,
+            selection,
             actor=who.actor,
             accepted=who.is_admin and body["auto_accept"] is not False,
         )
@@ -128,22 +138,22 @@ class ShareById(MethodView):
         return _view(share, _visible(share, roles), with_status=True), {"ETag": share.etag}
 
     @blp.arguments(SharePatchSchema)
+    @blp.arguments(DryRunQuerySchema, location="query")
     @blp.doc(parameters=[IF_MATCH, idempotency.DOC])
     @problems(blp, 400, 403, 404, 409, 412, 422, 428, 502)
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
-    def patch(self, body, share_id):
-        """Change a share's access or collections (the owner)"""
+    def patch(self, body, query, share_id):
+        """Change a share's access, collections or rules (the owner); dry_run previews it"""
+        share, roles = _share_for(share_id, "owner")
+        access = Access(body["access"]) if "access" in body else None
+        collections = body.get("collections", UNCHANGED)
+        rules = body.get("rules", UNCHANGED)
+        if query["dry_run"]:
+            return _preview(broker().shares.preview(share, access, collections, rules))
         etag = request.headers.get("If-Match")
         if not etag:
             abort(428, message="If-Match is required: send the ETag of the share as last read")
-        share, roles = _share_for(share_id, "owner")
-        share = broker().shares.patch(
-            share,
-            etag,
-            Access(body["access"]) if "access" in body else None,
-            body.get("collections", UNCHANGED),
-            actor=caller().actor,
-        )
+        share = broker().shares.patch(share, etag, access, collections, rules, actor=caller().actor)
         return _view(share, _visible(share, roles)), {"ETag": share.etag}
 
     @blp.arguments(RevokeQuerySchema, location="query")
@@ -192,6 +202,25 @@ class RotateCredentials(MethodView):
     def post(self, share_id):
         """Give the share's CouchDB user a new password (admins and the owner)"""
         return _act(share_id, "owner", broker().shares.rotate)
+
+
+@blp.route("/<share_id>/preview")
+class SharePreview(MethodView):
+    @problems(blp, 403, 404, 502)
+    @blp.response(200, PreviewSchema)
+    def get(self, share_id):
+        """What the share carries out of the owner's database: counts and first ids (the owner)"""
+        share, _roles = _share_for(share_id, "owner")
+        return _preview_body(broker().shares.preview(share))
+
+
+def _preview_body(found: Preview) -> dict:
+    return {"total": found.total, "counts": found.counts, "first_ids": found.first_ids}
+
+
+def _preview(found: Preview):
+    """A dry run's answer: 200 with the preview, past the operation's own response schema."""
+    return jsonify(PreviewSchema().dump(_preview_body(found)))
 
 
 @blp.route("/<share_id>/events")

@@ -5,6 +5,8 @@ from marshmallow import validate
 
 from service.api.fields import EXAMPLE_RECIPIENT, PageQuerySchema, config_uuid, page_of, timestamp
 from service.sharing.model import Access, Direction, Status
+from service.sharing.preview import FIRST
+from service.sharing.rules import MAX_REGEX, MAX_RULES, RULE_TYPES
 
 COLLECTION_ID = validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
@@ -26,11 +28,65 @@ def collections_field(**kwargs) -> ma.fields.List:
     )
 
 
+class RuleSchema(ma.Schema):
+    type = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(RULE_TYPES),
+        metadata={"description": "The doc type the rule filters.", "example": "item"},
+    )
+    where = ma.fields.Dict(
+        required=True,
+        metadata={
+            "description": "A Mango selector over fields under `data.`, with `$eq`, `$ne`,"
+            " `$in`, `$nin`, `$exists`, `$gt`, `$gte`, `$lt`, `$lte` (numbers), `$and`,"
+            " `$or`, `$not`, `$elemMatch`, `$all`, `$size` and `$regex` (up to"
+            f" {MAX_REGEX} characters, no quantified groups).",
+            "example": {"data.item_type": "container"},
+        },
+    )
+
+
+def rules_field(**kwargs) -> ma.fields.List:
+    return ma.fields.List(
+        ma.fields.Nested(RuleSchema),
+        allow_none=True,
+        validate=validate.Length(min=1, max=MAX_RULES),
+        metadata={
+            "description": "Custom rules that narrow what is shared; null for none. A doc of"
+            " a type some rule names crosses only if it passes one of that type's rules;"
+            " pictures follow their items.",
+        },
+        **kwargs,
+    )
+
+
+class DryRunQuerySchema(ma.Schema):
+    dry_run = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "Write nothing: answer 200 with what would be shared."},
+    )
+
+
+class PreviewSchema(ma.Schema):
+    total = ma.fields.Integer(metadata={"description": "Docs that leave the owner's database."})
+    counts = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Integer(),
+        metadata={"example": {"collection": 1, "item": 3, "item_image": 2, "image": 2}},
+    )
+    first_ids = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={"description": f"The first {FIRST} ids of each type, in `_id` order."},
+    )
+
+
 class ShareCreateSchema(ma.Schema):
     owner = config_uuid(required=True)
     recipient = config_uuid(EXAMPLE_RECIPIENT, required=True)
     access = ma.fields.String(required=True, validate=ACCESS, metadata={"example": "read"})
     collections = collections_field(load_default=None)
+    rules = rules_field(load_default=None)
     auto_accept = ma.fields.Boolean(
         load_default=None,
         metadata={
@@ -43,11 +99,12 @@ class ShareCreateSchema(ma.Schema):
 class SharePatchSchema(ma.Schema):
     access = ma.fields.String(validate=ACCESS, metadata={"example": "read-write"})
     collections = collections_field()
+    rules = rules_field()
 
     @ma.validates_schema
     def _changes_something(self, data, **_kwargs):
         if not data:
-            raise ma.ValidationError("Give access, collections or both.", "access")
+            raise ma.ValidationError("Give access, collections, rules or several.", "access")
 
 
 class ShareQuerySchema(PageQuerySchema):
@@ -108,6 +165,7 @@ class ShareSchema(ma.Schema):
     recipient = config_uuid(EXAMPLE_RECIPIENT)
     access = ma.fields.String(validate=ACCESS)
     collections = ma.fields.List(ma.fields.String(), allow_none=True)
+    rules = ma.fields.List(ma.fields.Nested(RuleSchema), allow_none=True)
     status = ma.fields.String(validate=validate.OneOf([str(s) for s in Status]))
     created_at = timestamp()
     updated_at = timestamp()

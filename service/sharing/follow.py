@@ -1,0 +1,81 @@
+"""Keeps rule-narrowed shares current as the owner's docs change.
+
+A share whose rules narrow its collections or items carries explicit id lists in its
+selector and guard: the collections a collection rule lets through, and the items whose
+pictures follow them. This follower reads each such share's owner database `_changes`
+since it last looked and, when a collection, item or picture changed, recomputes the
+lists and rewrites the selector and the guards if they moved.
+"""
+
+import logging
+from contextlib import suppress
+
+from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
+from service.sharing.errors import SharingError
+from service.sharing.lifecycle import ShareService
+from service.sharing.model import Status
+from service.sharing.selectors import SHARED_PREFIXES
+from service.sharing.store import StateStore
+
+log = logging.getLogger(__name__)
+CHECKPOINT_ID = "rule-follow-checkpoints"
+CHANGES_PAGE = 1000
+_SHARED = tuple(SHARED_PREFIXES.values())
+
+
+class RuleFollow:
+    """One pass over the shares that have rules."""
+
+    def __init__(self, couch: CouchClient, store: StateStore, shares: ShareService):
+        self.couch = couch
+        self.store = store
+        self.shares = shares
+
+    def run(self) -> dict[str, list[str]]:
+        """Share id -> the parts rewritten, for the shares whose lists moved."""
+        checkpoints = self._checkpoints()
+        since = dict(checkpoints.get("since", {}))
+        rewritten = {}
+        ruled = [{"status": str(Status.ACTIVE)}, {"rules": {"$type": "array"}}]
+        live = set()
+        for share in self.store.each_share(ruled):
+            live.add(share.id)
+            owner_db = self.store.get_database(share.owner)
+            if owner_db is None:
+                continue  # reconcile reports a share whose database is gone
+            try:
+                changed, since[share.id] = self._changed(owner_db.database, since.get(share.id))
+                if changed and (parts := self.shares.refresh_scope(share)):
+                    rewritten[share.id] = parts
+            except (CouchError, CouchUnavailable, SharingError) as exc:
+                log.warning("share %s: rules not followed this pass: %s", share.id, exc)
+        self._save(checkpoints, {k: v for k, v in since.items() if k in live})
+        return rewritten
+
+    def _changed(self, db: str, since: object) -> tuple[bool, object]:
+        """Whether a shared kind of doc changed after `since`, and the new `since`.
+
+        A share seen for the first time counts as changed, and is followed from now on.
+        """
+        if since is None:
+            return True, self.couch.get(db, "_changes", params={"since": "now"})["last_seq"]
+        changed = False
+        while True:
+            page = self.couch.get(db, "_changes", params={"since": since, "limit": CHANGES_PAGE})
+            changed = changed or any(row["id"].startswith(_SHARED) for row in page["results"])
+            since = page["last_seq"]
+            if len(page["results"]) < CHANGES_PAGE:
+                return changed, since
+
+    def _checkpoints(self) -> dict:
+        try:
+            return self.couch.get(self.store.db, CHECKPOINT_ID)
+        except NotFound:
+            return {"_id": CHECKPOINT_ID, "type": "rule-follow"}
+
+    def _save(self, current: dict, since: dict) -> None:
+        if since == current.get("since"):
+            return
+        # On a conflict another pass saved its own; this one's changes are looked at again.
+        with suppress(DocumentConflict):
+            self.couch.put(self.store.db, CHECKPOINT_ID, json={**current, "since": since})

@@ -1,0 +1,193 @@
+"""Rules, proven with random rule trees: they only narrow, and every engine agrees.
+
+- Compiled into a share's selector, no rule reaches past the type and `_id`-prefix guard or
+  the chosen collections, on the fixture database with hostile docs (`_find`, pouchdb-find).
+- The same parsed rule, compiled to Mango and to JavaScript, picks the same docs in the
+  Mango engine, in the broker's own evaluator, in Node, and in the real write guard.
+"""
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service.couch import CouchClient
+from service.sharing.guard import guard_doc
+from service.sharing.mango import matches
+from service.sharing.model import Access, Direction
+from service.sharing.preview import matching_ids
+from service.sharing.rules import JS_HELPERS, parse_rules, rules_condition, rules_js
+from service.sharing.selectors import SHARED_PREFIXES, Scope, share_selector
+from tests.helpers import find_ids
+from tests.pouchdb.demo import ALICE, BOB, alice_docs
+from tests.rule_strategies import datas, rules, selectors
+
+PREDICATE_JS = Path(__file__).resolve().parent / "js" / "predicate.js"
+EXAMPLES = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+HOSTILE = ["hostile-item", "_design/evil", "integration-x", "zzd-history-x", "0000-config"]
+ITEM_DATA = [
+    {"name": "Blender", "item_type": "container", "tags": ["Family", "a"], "count": 2},
+    {"name": "ab", "item_type": "item", "tags": [], "count": -1},
+    {"name": "x y", "tags": ["b"], "count": "3", "nested": {"level": 1}},
+    {"name": 3, "item_type": None, "tags": "a", "nested": {"level": "ab"}},
+]
+
+
+@pytest.fixture(scope="module")
+def owner_db(couch):
+    """Alice's docs, more items with pictures in both collections, and hostile docs."""
+    name = f"rules-{uuid.uuid4().hex[:8]}"
+    docs = [d for d in alice_docs() if d["_id"] != "0000-config"]
+    for n, data in enumerate(ITEM_DATA * 2):
+        collection = f"c0ll-uuid-{1 + n % 2}"
+        item_id, image_id = f"it3m-extra-{n}", f"1mg-extra-{n}"
+        docs += [
+            {
+                "_id": f"item-{item_id}",
+                "type": "item",
+                "data": {**data, "collection_id": collection},
+            },
+            {
+                "_id": f"item_image-{item_id}-{image_id}",
+                "type": "item_image",
+                "data": {"item_id": item_id, "_item_collection_id": collection},
+            },
+            {
+                "_id": f"zz20-image-{image_id}",
+                "type": "image",
+                "data": {"_item_ids": [item_id], "_item_collection_ids": [collection]},
+            },
+        ]
+    claim = {"type": "item", "data": {"collection_id": "c0ll-uuid-1", **ITEM_DATA[0]}}
+    docs += [{"_id": doc_id, **claim} for doc_id in HOSTILE]
+    couch.create_db(name, docs)
+    return name
+
+
+def _in_guard(doc_id: str, doc: dict, collections: list[str] | None) -> bool:
+    kind = doc.get("type")
+    if kind not in SHARED_PREFIXES or not doc_id.startswith(SHARED_PREFIXES[kind]):
+        return False
+    if collections is None:
+        return True
+    data = doc.get("data") or {}
+    linked = {
+        "collection": [doc_id.removeprefix("collection-")],
+        "item": [data.get("collection_id")],
+        "item_image": [data.get("_item_collection_id")],
+        "image": data.get("_item_collection_ids") or [],
+    }[kind]
+    return any(c in collections for c in linked)
+
+
+@EXAMPLES
+@given(raw=rules, collections=st.sampled_from([None, ["c0ll-uuid-1"]]))
+def test_no_rule_reaches_past_the_guard(couch, owner_db, raw, collections):
+    gateway = CouchClient(couch.url, *couch.admin)
+    parsed = tuple(parse_rules(raw))
+    scope = Scope(collections, parsed)
+    if any(r.type == "collection" for r in parsed):
+        scope = Scope(collections, parsed, matching_ids(gateway, owner_db, "collection", scope))
+    if any(r.type == "item" for r in parsed):
+        item_ids = matching_ids(gateway, owner_db, "item", scope)
+        scope = Scope(collections, parsed, scope.item_collections, item_ids)
+    o2r = Direction.OWNER_TO_RECIPIENT
+    narrowed = share_selector(ALICE, BOB, Access.READ, scope, o2r)
+    unruled = share_selector(ALICE, BOB, Access.READ, Scope(collections), o2r)
+
+    found = _find(couch, owner_db, narrowed)
+
+    assert set(found) <= set(_find(couch, owner_db, unruled))
+    for doc_id, doc in found.items():
+        assert _in_guard(doc_id, doc, collections), doc_id
+    pictures = {i for i, d in found.items() if d["type"] in ("item_image", "image")}
+    items = {i.removeprefix("item-") for i, d in found.items() if d["type"] == "item"}
+    for picture in pictures:  # a picture crosses only with an item that crosses
+        data = found[picture]["data"]
+        assert {data.get("item_id"), *data.get("_item_ids", [])} & items, picture
+
+
+@EXAMPLES
+@given(
+    where=selectors,
+    docs=st.lists(datas, min_size=1, max_size=8),
+)
+def test_mango_javascript_and_the_evaluator_agree(couch, where, docs):
+    parsed = parse_rules([{"type": "item", "where": where}])
+    selector = _items_passing(parsed)
+    items = [{"_id": f"item-{n}", "type": "item", "data": data} for n, data in enumerate(docs)]
+    db = f"differential-{uuid.uuid4().hex[:8]}"
+    couch.create_db(db, items)
+    try:
+        in_mango = find_ids(couch, db, selector)
+    finally:
+        couch.request("DELETE", db)
+    in_node = set(_run_js(rules_js(parsed, "item"), items))
+    in_python = {item["_id"] for item in items if matches(selector, item)}
+    assert in_mango == in_node == in_python, (where, items)
+
+
+@pytest.fixture(scope="module")
+def guarded(couch):
+    """A database with one member, a stand-in share user, judged by the broker's guard."""
+    db, name, password = (
+        f"guarded-{uuid.uuid4().hex[:8]}",
+        f"rule-user-{uuid.uuid4().hex[:6]}",
+        "pw",
+    )
+    couch.create_db(db, [])
+    couch.add_member(db, name, password)
+    return db, (name, password)
+
+
+@settings(EXAMPLES, max_examples=25)
+@given(where=selectors, docs=st.lists(datas, min_size=1, max_size=6))
+def test_the_guard_lets_through_exactly_what_mango_selects(couch, guarded, where, docs):
+    db, auth = guarded
+    raw = [{"type": "item", "where": where}]
+    scope = {"read_only": False, "collections": None, "rules": raw, "db_sharing": None}
+    guard = guard_doc({auth[0]: scope}, "test-broker")
+    current = couch.request("GET", f"{db}/{guard['_id']}")
+    if current.ok:
+        guard["_rev"] = current.json()["_rev"]
+    couch.put(f"{db}/{guard['_id']}", guard)
+    prefix = uuid.uuid4().hex[:8]
+    selector = _items_passing(parse_rules(raw), {"_id": {"$regex": f"^item-{prefix}-"}})
+    items = [{"_id": f"item-{prefix}-{n}", "type": "item", "data": d} for n, d in enumerate(docs)]
+
+    accepted = {
+        item["_id"]
+        for item in items
+        if requests.put(f"{couch.url}/{db}/{item['_id']}", json=item, auth=auth, timeout=10).ok
+    }
+
+    assert accepted == {item["_id"] for item in items if matches(selector, item)}
+    assert accepted == find_ids(couch, db, selector)
+
+
+def _items_passing(parsed, *conditions: dict) -> dict:
+    """Items that pass the rules, in the shape of the broker's selector clauses."""
+    return {"$and": [{"type": "item"}, *conditions, rules_condition(parsed, "item")]}
+
+
+def _find(couch, db: str, selector: dict) -> dict[str, dict]:
+    response = couch.request("POST", f"{db}/_find", json={"selector": selector, "limit": 10_000})
+    response.raise_for_status()
+    return {doc["_id"]: doc for doc in response.json()["docs"]}
+
+
+def _run_js(predicate: str, docs: list[dict]) -> list[str]:
+    payload = json.dumps({"helpers": JS_HELPERS, "predicate": predicate, "docs": docs})
+    done = subprocess.run(
+        ["node", str(PREDICATE_JS)], input=payload, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
