@@ -18,12 +18,12 @@ wins again on both sides.
 
 import json
 import logging
-from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.metrics import FORGED_BRANCHES_REMOVED
+from service.sharing.checkpoints import Checkpoints
 from service.sharing.mango import matches
 from service.sharing.model import Event
 from service.sharing.replicator import REPLICATOR_DB
@@ -93,6 +93,7 @@ class BranchWatch:
         self.couch = couch
         self.store = store
         self.state_db = store.db
+        self.checkpoints = Checkpoints(couch, store.db, CHECKPOINT_ID)
         self._inflows: list[Inflow] = []
         self._inflows_seq: object = None
 
@@ -100,15 +101,14 @@ class BranchWatch:
         inflows: dict[str, list[Inflow]] = {}
         for inflow in self._current_inflows():
             inflows.setdefault(inflow.target, []).append(inflow)
-        checkpoints = self._checkpoints()
-        since = dict(checkpoints.get("since", {}))
+        since = self.checkpoints.load()
         removed: list[Removal] = []
         for target, into in sorted(inflows.items()):
             try:
                 since[target] = self._follow(target, into, since.get(target, 0), removed)
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("branch watch could not read %s: %s", target, exc)
-        self._save_checkpoints(checkpoints, {t: s for t, s in since.items() if t in inflows})
+        self.checkpoints.save({t: s for t, s in since.items() if t in inflows})
         return removed
 
     def _current_inflows(self) -> list[Inflow]:
@@ -178,19 +178,6 @@ class BranchWatch:
             self.store.add_event(Event(removal.share_id, "remove forged branch", ACTOR, outcome))
         except (CouchError, CouchUnavailable):
             log.warning("share %s: forged-branch event not recorded", removal.share_id)
-
-    def _checkpoints(self) -> dict:
-        try:
-            return self.couch.get(self.state_db, CHECKPOINT_ID)
-        except NotFound:
-            return {"_id": CHECKPOINT_ID, "type": "branch-watch"}
-
-    def _save_checkpoints(self, current: dict, since: dict) -> None:
-        if since == current.get("since"):
-            return
-        # On a conflict another pass saved its own; this one's changes are judged again.
-        with suppress(DocumentConflict):
-            self.couch.put(self.state_db, CHECKPOINT_ID, json={**current, "since": since})
 
 
 def _db_name(url: str) -> str:

@@ -8,9 +8,9 @@ lists and rewrites the selector and the guards if they moved.
 """
 
 import logging
-from contextlib import suppress
 
-from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
+from service.couch import CouchClient, CouchError, CouchUnavailable
+from service.sharing.checkpoints import Checkpoints
 from service.sharing.errors import SharingError
 from service.sharing.lifecycle import ShareService
 from service.sharing.model import Status
@@ -30,11 +30,11 @@ class RuleFollow:
         self.couch = couch
         self.store = store
         self.shares = shares
+        self.checkpoints = Checkpoints(couch, store.db, CHECKPOINT_ID)
 
     def run(self) -> dict[str, list[str]]:
         """Share id -> the parts rewritten, for the shares whose lists moved."""
-        checkpoints = self._checkpoints()
-        since = dict(checkpoints.get("since", {}))
+        since = self.checkpoints.load()
         rewritten = {}
         ruled = [{"status": str(Status.ACTIVE)}, {"rules": {"$type": "array"}}]
         live = set()
@@ -49,7 +49,7 @@ class RuleFollow:
                     rewritten[share.id] = parts
             except (CouchError, CouchUnavailable, SharingError) as exc:
                 log.warning("share %s: rules not followed this pass: %s", share.id, exc)
-        self._save(checkpoints, {k: v for k, v in since.items() if k in live})
+        self.checkpoints.save({k: v for k, v in since.items() if k in live})
         return rewritten
 
     def _changed(self, db: str, since: object) -> tuple[bool, object]:
@@ -66,16 +66,3 @@ class RuleFollow:
             since = page["last_seq"]
             if len(page["results"]) < CHANGES_PAGE:
                 return changed, since
-
-    def _checkpoints(self) -> dict:
-        try:
-            return self.couch.get(self.store.db, CHECKPOINT_ID)
-        except NotFound:
-            return {"_id": CHECKPOINT_ID, "type": "rule-follow"}
-
-    def _save(self, current: dict, since: dict) -> None:
-        if since == current.get("since"):
-            return
-        # On a conflict another pass saved its own; this one's changes are looked at again.
-        with suppress(DocumentConflict):
-            self.couch.put(self.store.db, CHECKPOINT_ID, json={**current, "since": since})
