@@ -59,6 +59,9 @@ MATRIX = {
     ("POST", "/v1/shares/{id}/decline", None): [200, 403, 200, 404, 401, 401, 404],
     ("DELETE", "/v1/shares/{id}", None): [200, 200, 200, 404, 401, 401, 404],
     ("GET", "/v1/shares/{id}/events", None): [200, 200, 200, 404, 401, 401, 404],
+    ("GET", "/v1/shares/{id}/preview", None): [200, 200, 403, 404, 401, 401, 404],
+    ("PATCH", "/v1/shares/{id}?dry_run=true", "patch"): [200, 200, 403, 404, 401, 401, 404],
+    ("POST", "/v1/shares?dry_run=true", "alice-to-carol"): [200, 200, 403, 403, 401, 401, 403],
 }
 CASES = [
     pytest.param(method, path, body, who, expected[i], id=f"{method} {path} {body or ''} as {who}")
