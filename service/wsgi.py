@@ -9,6 +9,7 @@ from service.logs import configure_logging
 from service.sharing.followers import LEASE_ID, LEASE_SECONDS, follow_every
 from service.sharing.lease import Lease
 from service.sharing.reconcile import reconcile_every
+from service.sharing.updates import DatabaseUpdates
 
 configure_logging()
 try:
@@ -39,4 +40,5 @@ if settings.follow_interval_seconds:
         settings.follow_interval_seconds,
         [broker.branch_watch(), broker.rule_follow()],
         lease,
+        DatabaseUpdates(broker.couch),
     )

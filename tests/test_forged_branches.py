@@ -9,14 +9,16 @@ then show the watch taking the forged ones out again.
 """
 
 import re
+import threading
 import uuid
 from contextlib import contextmanager
 
 from service.sharing.branches import BranchWatch
-from service.sharing.followers import LEASE_ID
+from service.sharing.followers import LEASE_ID, follow_every
 from service.sharing.lease import Lease
 from service.sharing.mango import matches
 from service.sharing.store import StateStore
+from service.sharing.updates import DatabaseUpdates
 from tests.helpers import GUARD_ID, create_share, replicate, replicator_docs
 from tests.pouchdb.demo import ALICE, BOB
 
@@ -271,3 +273,65 @@ def test_a_long_lived_watch_sees_shares_made_after_it_started(app, client, couch
     plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", body)
 
     assert [r.doc_id for r in branch_watch.run()] == ["item-it3m-uuid-2"]
+
+
+def test_with_db_updates_a_pass_reads_only_the_databases_that_moved(
+    app, client, couch, couch3, registered, dbs, calls
+):
+    create_share(client, **RW)
+    db_updates = re.compile(re.escape(f"{couch.url}/_db_updates"))
+    # CouchDB 3's shape; pouchdb-server has no _db_updates.
+    couch3.add("GET", db_updates, json={"results": [], "last_seq": "7-g1AAAA"})
+    updates = DatabaseUpdates(app.extensions["sharing_broker"].couch)
+    assert updates.changed() is None  # the first look only learns where the feed is
+    couch3.replace(
+        "GET",
+        db_updates,
+        json={
+            "results": [{"db_name": dbs["alice"], "type": "updated", "seq": "8-g1AAAB"}],
+            "last_seq": "8-g1AAAB",
+        },
+    )
+    body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
+    plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", body)
+    calls.calls.clear()
+
+    changed = updates.changed()
+    removed = app.extensions["sharing_broker"].branch_watch().run(changed)
+
+    assert changed == {dbs["alice"]}
+    assert [r.doc_id for r in removed] == ["item-it3m-uuid-2"]
+    changes_read = {path for method, path in calls.calls if path.endswith("/_changes")}
+    assert changes_read == {f"{dbs['alice']}/_changes"}
+    assert ("GET", "_db_updates") in calls.calls
+
+
+def test_without_db_updates_every_database_is_read(app, dbs):
+    updates = DatabaseUpdates(app.extensions["sharing_broker"].couch)
+
+    assert updates.changed() is None  # pouchdb-server answers 400
+    assert updates.changed() is None
+
+
+def test_the_loop_runs_each_pass_only_while_it_holds_the_lease(app, settings):
+    couch = app.extensions["sharing_broker"].couch
+    seen, stop = [], threading.Event()
+
+    class Pass:
+        def run(self, changed):
+            seen.append(changed)
+            stop.set()
+
+    other = Lease(couch, settings.state_db, LEASE_ID, 30)
+    assert other.take()  # another worker holds it: the loop waits
+    ours = Lease(couch, settings.state_db, LEASE_ID, 30)
+    loop = threading.Thread(
+        target=follow_every, args=(0.05, [Pass()], ours, DatabaseUpdates(couch), stop)
+    )
+    loop.start()
+    assert not stop.wait(0.5) and seen == []
+    other.drop()
+    assert stop.wait(5)
+    loop.join(5)
+
+    assert seen == [None]  # pouchdb-server has no _db_updates: every database is read

@@ -97,13 +97,16 @@ class BranchWatch:
         self._inflows: list[Inflow] = []
         self._inflows_seq: object = None
 
-    def run(self) -> list[Removal]:
+    def run(self, changed: set[str] | None = None) -> list[Removal]:
+        """Judge the databases in `changed` (`None`: every one) since their checkpoints."""
         inflows: dict[str, list[Inflow]] = {}
         for inflow in self._current_inflows():
             inflows.setdefault(inflow.target, []).append(inflow)
         since = self.checkpoints.load()
         removed: list[Removal] = []
         for target, into in sorted(inflows.items()):
+            if changed is not None and target not in changed:
+                continue
             try:
                 since[target] = self._follow(target, into, since.get(target, 0), removed)
             except (CouchError, CouchUnavailable) as exc:

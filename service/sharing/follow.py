@@ -32,8 +32,11 @@ class RuleFollow:
         self.shares = shares
         self.checkpoints = Checkpoints(couch, store.db, CHECKPOINT_ID)
 
-    def run(self) -> dict[str, list[str]]:
-        """Share id -> the parts rewritten, for the shares whose lists moved."""
+    def run(self, changed: set[str] | None = None) -> dict[str, list[str]]:
+        """Share id -> the parts rewritten, for the shares whose lists moved.
+
+        Only owner databases in `changed` are read (`None`: every one).
+        """
         since = self.checkpoints.load()
         rewritten = {}
         ruled = [{"status": str(Status.ACTIVE)}, {"rules": {"$type": "array"}}]
@@ -43,9 +46,12 @@ class RuleFollow:
             owner_db = self.store.get_database(share.owner)
             if owner_db is None:
                 continue  # reconcile reports a share whose database is gone
+            quiet = changed is not None and owner_db.database not in changed
+            if quiet and share.id in since:
+                continue
             try:
-                changed, since[share.id] = self._changed(owner_db.database, since.get(share.id))
-                if changed and (parts := self.shares.refresh_scope(share)):
+                moved, since[share.id] = self._changed(owner_db.database, since.get(share.id))
+                if moved and (parts := self.shares.refresh_scope(share)):
                     rewritten[share.id] = parts
             except (CouchError, CouchUnavailable, SharingError) as exc:
                 log.warning("share %s: rules not followed this pass: %s", share.id, exc)
