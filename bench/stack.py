@@ -50,6 +50,8 @@ class Broker:
             "BROKER_BIND": f"127.0.0.1:{self.port}",
             "BROKER_WORKERS": str(workers),
             "BROKER_THREADS": str(threads),
+            # Seeded shares have no databases to follow; the followers' cost is counted apart.
+            "BROKER_FOLLOW_INTERVAL": "0",
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve"],

@@ -109,6 +109,8 @@ class BranchWatch:
                 continue
             try:
                 since[target] = self._follow(target, into, since.get(target, 0), removed)
+            except NotFound:
+                log.debug("branch watch: %s is gone; reconcile reports it", target)
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("branch watch could not read %s: %s", target, exc)
         self.checkpoints.save({t: s for t, s in since.items() if t in inflows})
