@@ -1,9 +1,9 @@
 """Every CouchDB call of provision, accept, patch, revoke and rotate, made to fail in turn.
 
-For each operation (create, accept, patch both ways, revoke, rotate), a clean run counts its
-CouchDB calls. Then, for every call, a fresh world runs the operation with that one call
-failing (a 5xx, a timeout or a dropped connection, taking turns from call to call), and
-another with the process crashing right after it; then reconcile. The outcome must be one
+For each operation (create, accept, patch both ways and to rules, revoke, rotate), a clean
+run counts its CouchDB calls. Then, for every call, a fresh world runs the operation with
+that one call failing (a 5xx, a timeout or a dropped connection, taking turns from call to
+call), and another with the process crashing right after it; then reconcile. The outcome must be one
 of two: a share with every part present, or none of its parts left.
 """
 
@@ -104,22 +104,24 @@ def setup_read_write(world, couch):
     return share_id, world.etag(share_id)
 
 
-def patch(access: str):
+def patch(**change):
     def operation(world, subject):
         share_id, etag = subject
         headers = {"If-Match": etag}
-        return world.client.patch(
-            f"/v1/shares/{share_id}", json={"access": access}, headers=headers
-        )
+        return world.client.patch(f"/v1/shares/{share_id}", json=change, headers=headers)
 
     return operation
+
+
+CONTAINERS = [{"type": "item", "where": {"data.item_type": "container"}}]
 
 
 SCENARIOS = {
     "create": (setup_create, lambda w, _: w.client.post("/v1/shares", json=RW)),
     "accept": (setup_invite, lambda w, s: w.client.post(f"/v1/shares/{s}/accept")),
-    "patch to read-write": (setup_read, patch("read-write")),
-    "patch to read": (setup_read_write, patch("read")),
+    "patch to read-write": (setup_read, patch(access="read-write")),
+    "patch to read": (setup_read_write, patch(access="read")),
+    "patch rules": (setup_read_write, patch(rules=CONTAINERS)),
     "revoke with purge": (
         setup_read_write,
         lambda w, s: w.client.delete(f"/v1/shares/{s[0]}?purge=true"),
