@@ -19,7 +19,7 @@ from service.sharing.lease import Lease
 from service.sharing.mango import matches
 from service.sharing.store import StateStore
 from service.sharing.updates import DatabaseUpdates
-from tests.helpers import GUARD_ID, create_share, replicate, replicator_docs
+from tests.helpers import GUARD_ID, create_share, find_ids, replicate, replicator_docs
 from tests.pouchdb.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -335,3 +335,20 @@ def test_the_loop_runs_each_pass_only_while_it_holds_the_lease(app, settings):
     loop.join(5)
 
     assert seen == [None]  # pouchdb-server has no _db_updates: every database is read
+
+
+def test_all_collections_leave_a_lookalike_out_of_the_way_back(client, couch, registered, dbs):
+    lookalike = {"type": "collection", "data": {"name": "Books", "config_uuid": ALICE}}
+    couch.put(f"{dbs['alice']}/collection-b0b-coll-1", lookalike)
+
+    share = create_share(client, access="read-write", collections=None)
+
+    r2o = replicator_docs(couch, share["id"])[f"sharing-broker-{share['id']}-recipient-to-owner"]
+    back = find_ids(couch, dbs["bob"], r2o["selector"])
+    assert "collection-b0b-coll-1" not in back  # Bob's own Books stay his
+    assert matches(r2o["selector"], item_in("c0ll-uuid-1"))
+    assert not matches(r2o["selector"], item_in("b0b-coll-1"))
+
+
+def item_in(collection: str) -> dict:
+    return {"_id": f"item-in-{collection}", "type": "item", "data": {"collection_id": collection}}

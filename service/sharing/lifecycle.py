@@ -151,21 +151,25 @@ class ShareService:
             new_access, selection = self._patched(share, access, collections, rules)
             if share.status is Status.ACTIVE:
                 self._change_parts(share, new_access, selection)
-            share.access, share.collections, share.rules = (
-                new_access,
-                selection.collections,
-                selection.rules,
-            )
+            share.adopt(new_access, selection)
             self._finish(share, share.status)
         return share
 
-    def preview(self, share: Share, access=None, collections=UNCHANGED, rules=UNCHANGED):
+    def preview(
+        self,
+        share: Share,
+        access: Access | None = None,
+        collections: object = UNCHANGED,
+        rules: object = UNCHANGED,
+    ) -> Preview:
         """What the share carries to the recipient, or would carry after such a patch."""
         access, selection = self._patched(share, access, collections, rules)
         dbs = self.registry.parties(share.owner, share.recipient)
         return self._preview(share, access, selection, dbs)
 
-    def preview_new(self, owner: str, recipient: str, access: Access, selection: Selection):
+    def preview_new(
+        self, owner: str, recipient: str, access: Access, selection: Selection
+    ) -> Preview:
         """What a share made with these settings would carry; nothing is written."""
         dbs = self._checked_parties(owner, recipient)
         selection = self._checked_selection(*dbs, selection)
@@ -241,8 +245,7 @@ class ShareService:
             if rotating:
                 operation.done.clear()  # a new password: every credential step again
             self._converge(share, operation.access, operation.selection, rotate=rotating)
-            share.access, share.collections = operation.access, operation.collections
-            share.rules = operation.rules
+            share.adopt(operation.access, operation.selection)
             self._finish(share, Status.ACTIVE)
             return f"finished the {operation.name}"
 
@@ -390,7 +393,8 @@ class ShareService:
             scope = self._scope(selection, access, owner_db)
             reverse = scope
             if access is Access.READ_WRITE and selection.collections is None:
-                reverse = replace(scope, collections=self._own_collection_ids(owner_db))
+                own = self._own_collection_ids(owner_db, recipient_db)
+                reverse = replace(scope, collections=own)
         target = Target(access, scope, owner_db.database, recipient_db.database, reverse)
         credentials = self._credentials(share, access is not None and not rotate)
         return wanted_parts(share, target, credentials, self.replication_url, self.store.db)
@@ -540,13 +544,17 @@ class ShareService:
             & history(self.couch.get(owner_db, doc_id, params={"revs": "true"}))
         ]
 
-    def _own_collection_ids(self, owner_db: Database) -> list[str]:
+    def _own_collection_ids(self, owner_db: Database, recipient_db: Database) -> list[str]:
+        """The owner's collections, but for ids the recipient holds on a history of their own:
+        those would carry the recipient's own items back to the owner."""
         prefix = SHARED_PREFIXES["collection"]
-        return [
-            doc["_id"].removeprefix(prefix)
+        keys = [
+            doc["_id"]
             for doc in docs_with_prefix(self.couch, owner_db.database, prefix)
             if _is_own_collection(doc, owner_db.config_uuid)
         ]
+        taken = set(self._foreign_ids(owner_db.database, recipient_db.database, keys))
+        return [key.removeprefix(prefix) for key in keys if key not in taken]
 
 
 def _is_own_collection(doc: dict | None, config_uuid: str) -> bool:

@@ -140,6 +140,10 @@ class Share:
     def selection(self) -> "Selection":
         return Selection(self.collections, self.rules)
 
+    def adopt(self, access: Access, selection: "Selection") -> None:
+        """Take on `access` and `selection`, as a finished change does."""
+        self.access, self.collections, self.rules = access, selection.collections, selection.rules
+
     @property
     def current_status(self) -> Status:
         """The status, with a pending invitation past `expires_at` read as expired."""
