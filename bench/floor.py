@@ -2,6 +2,7 @@
 
 import requests
 
+from bench.stack import collection_of
 from service.sharing.model import Access, Direction
 from service.sharing.selectors import Scope, share_selector
 
@@ -27,7 +28,11 @@ class Floor:
             (Direction.RECIPIENT_TO_OWNER, recipient_db, owner_db),
         ):
             selector = share_selector(
-                owner_uuid, recipient_uuid, Access.READ_WRITE, Scope(["c0ll-1"]), direction
+                owner_uuid,
+                recipient_uuid,
+                Access.READ_WRITE,
+                Scope([collection_of(owner_uuid)]),
+                direction,
             )
             doc = {
                 "source": self._db(source),

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench.counts import counting
 from bench.floor import Floor
-from bench.stack import ADMIN_TOKEN, Broker, make_databases
+from bench.stack import ADMIN_TOKEN, Broker, collection_of, make_databases
 from service.app import create_app
 from service.config import Settings
 from service.sharing.credentials import Credentials
@@ -34,7 +34,7 @@ from tests.pouchdb.server import PouchServer
 
 STATE_DB = "bench_state"
 SIZES = (100, 1_000, 10_000)
-COLLECTIONS = ["c0ll-1"]
+SEEDED_COLLECTIONS = ["c0ll-1"]  # seeded shares have no databases behind them
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -85,7 +85,7 @@ class Bench:
             "owner": owner,
             "recipient": recipient,
             "access": "read-write",
-            "collections": COLLECTIONS,
+            "collections": [collection_of(owner)],
             "auto_accept": auto_accept,
         }
         return self.broker.call("POST", "/v1/shares", json=body).json()["id"], pair
@@ -171,7 +171,7 @@ class Bench:
             "owner": owner,
             "recipient": recipient,
             "access": "read-write",
-            "collections": COLLECTIONS,
+            "collections": [collection_of(owner)],
         }
         counts = {}
         with counting() as sent:
@@ -201,9 +201,11 @@ class Bench:
             states, replications = [], []
             for i in range(self.seeded, self.seeded + batch):
                 owner, recipient = str(uuid.uuid4()), str(uuid.uuid4())
-                share = Share.new(owner, recipient, Access.READ_WRITE, Selection(COLLECTIONS))
+                share = Share.new(
+                    owner, recipient, Access.READ_WRITE, Selection(SEEDED_COLLECTIONS)
+                )
                 share.status = Status.ACTIVE
-                scope = Scope(COLLECTIONS)
+                scope = Scope(SEEDED_COLLECTIONS)
                 target = Target(Access.READ_WRITE, scope, f"seed-{i}-a", f"seed-{i}-b", scope)
                 parts = wanted_parts(share, target, credentials, self.couch.url, STATE_DB)
                 replications += [parts[O2R].body, parts[R2O].body]

@@ -18,13 +18,18 @@ def config_uuid(n: int) -> str:
     return str(uuid.UUID(int=n + 1, version=4))
 
 
+def collection_of(config_uuid: str) -> str:
+    """The id of a bench database's one collection: its own, as a real app's would be."""
+    return f"c0ll-{config_uuid}"
+
+
 def make_databases(couch: PouchServer, count: int) -> list[tuple[str, str]]:
     """`count` Inventory databases, each with its config and one collection of its own."""
     made = []
     for n in range(count):
         name, uid = f"bench-user-{n:03d}", config_uuid(n)
         collection = {
-            "_id": "collection-c0ll-1",
+            "_id": f"collection-{collection_of(uid)}",
             "type": "collection",
             "data": {"name": "Kitchen", "config_uuid": uid},
         }
