@@ -16,7 +16,6 @@ Deleting the leaf ends its branch; the tombstone travels back, and the doc's own
 wins again on both sides.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -140,7 +139,7 @@ class BranchWatch:
     def _follow(self, target: str, into: list[Inflow], since: object, removed: list) -> object:
         """Judge every doc with several leaves changed after `since`; return the new `since`."""
         while True:
-            params = {"since": _seq_param(since), "style": "all_docs", "limit": CHANGES_PAGE}
+            params = {"since": since, "style": "all_docs", "limit": CHANGES_PAGE}
             page = self.couch.get(target, "_changes", params=params)
             for row in page["results"]:
                 if len(row.get("changes", [])) > 1 and not row["id"].startswith("_design/"):
@@ -187,8 +186,3 @@ class BranchWatch:
 
 def _db_name(url: str) -> str:
     return unquote(url.rstrip("/").rsplit("/", 1)[-1])
-
-
-def _seq_param(since: object) -> str:
-    """CouchDB's sequences are opaque strings; pouchdb-server's are numbers."""
-    return since if isinstance(since, str) else json.dumps(since)

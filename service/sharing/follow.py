@@ -40,21 +40,21 @@ class RuleFollow:
         since = self.checkpoints.load()
         rewritten = {}
         ruled = [{"status": str(Status.ACTIVE)}, {"rules": {"$type": "array"}}]
-        live = set()
-        for share in self.store.each_share(ruled):
-            live.add(share.id)
-            owner_db = self.store.get_database(share.owner)
-            if owner_db is None:
+        shares = list(self.store.each_share(ruled))
+        databases = self.store.database_names({share.owner for share in shares})
+        for share in shares:
+            db = databases.get(share.owner)
+            if db is None:
                 continue  # reconcile reports a share whose database is gone
-            quiet = changed is not None and owner_db.database not in changed
-            if quiet and share.id in since:
+            if changed is not None and db not in changed and share.id in since:
                 continue
             try:
-                moved, since[share.id] = self._changed(owner_db.database, since.get(share.id))
+                moved, since[share.id] = self._changed(db, since.get(share.id))
                 if moved and (parts := self.shares.refresh_scope(share)):
                     rewritten[share.id] = parts
             except (CouchError, CouchUnavailable, SharingError) as exc:
                 log.warning("share %s: rules not followed this pass: %s", share.id, exc)
+        live = {share.id for share in shares}
         self.checkpoints.save({k: v for k, v in since.items() if k in live})
         return rewritten
 
