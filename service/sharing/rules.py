@@ -8,8 +8,8 @@ Both compile to CouchDB's semantics, written so pouchdb-find agrees: a condition
 missing field is false but for `$exists: false`; `$ne` and `$nin` need the field to exist;
 `$gt`, `$gte`, `$lt` and `$lte` compare numbers with numbers only. Values are strings,
 numbers, booleans, or lists of them. A `$regex` is short and has no quantified groups or
-look-arounds, so it means the same in JavaScript and in CouchDB's PCRE and cannot
-backtrack without bound.
+look-arounds, so it means the same in JavaScript and in CouchDB's PCRE, and its
+backtracking stays polynomial in the length of the text (not exponential).
 """
 
 import json
