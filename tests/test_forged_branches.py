@@ -313,9 +313,13 @@ def test_without_db_updates_every_database_is_read(app, dbs):
     assert updates.changed() is None
 
 
-def test_the_loop_runs_each_pass_only_while_it_holds_the_lease(app, settings):
+def test_the_loop_runs_every_pass_only_while_it_holds_the_lease(app, settings):
     couch = app.extensions["sharing_broker"].couch
     seen, stop = [], threading.Event()
+
+    class Broken:
+        def run(self, changed):
+            raise KeyError("a bug in one pass")
 
     class Pass:
         def run(self, changed):
@@ -326,7 +330,7 @@ def test_the_loop_runs_each_pass_only_while_it_holds_the_lease(app, settings):
     assert other.take()  # another worker holds it: the loop waits
     ours = Lease(couch, settings.state_db, LEASE_ID, 30)
     loop = threading.Thread(
-        target=follow_every, args=(0.05, [Pass()], ours, DatabaseUpdates(couch), stop)
+        target=follow_every, args=(0.05, [Broken(), Pass()], ours, DatabaseUpdates(couch), stop)
     )
     loop.start()
     assert not stop.wait(0.5) and seen == []

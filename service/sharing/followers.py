@@ -30,3 +30,5 @@ def follow_every(
                 follower.run(changed)
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("%s pass failed: %s", type(follower).__name__, exc)
+            except Exception:  # a bug in one pass must not stop the loop for good
+                log.exception("%s pass failed", type(follower).__name__)
