@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.metrics import FORGED_BRANCHES_REMOVED
-from service.sharing.checkpoints import Checkpoints
+from service.sharing.checkpoints import Checkpoints, changes_pages
 from service.sharing.mango import matches
 from service.sharing.model import Event
 from service.sharing.replicator import REPLICATOR_DB
@@ -31,7 +31,6 @@ from service.sharing.store import StateStore
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ID = "branch-watch-checkpoints"
-CHANGES_PAGE = 1000
 ACTOR = "branch watch"
 
 
@@ -91,7 +90,6 @@ class BranchWatch:
     def __init__(self, couch: CouchClient, store: StateStore):
         self.couch = couch
         self.store = store
-        self.state_db = store.db
         self.checkpoints = Checkpoints(couch, store.db, CHECKPOINT_ID)
         self._inflows: list[Inflow] = []
         self._inflows_seq: object = None
@@ -127,7 +125,7 @@ class BranchWatch:
         found = []
         for doc in docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"):
             label = doc.get("sharing_broker")
-            if not isinstance(label, dict) or label.get("broker") != self.state_db:
+            if not isinstance(label, dict) or label.get("broker") != self.store.db:
                 continue
             try:
                 source, target = (_db_name(doc[end]["url"]) for end in ("source", "target"))
@@ -138,15 +136,12 @@ class BranchWatch:
 
     def _follow(self, target: str, into: list[Inflow], since: object, removed: list) -> object:
         """Judge every doc with several leaves changed after `since`; return the new `since`."""
-        while True:
-            params = {"since": since, "style": "all_docs", "limit": CHANGES_PAGE}
-            page = self.couch.get(target, "_changes", params=params)
+        for page in changes_pages(self.couch, target, since, style="all_docs"):
             for row in page["results"]:
                 if len(row.get("changes", [])) > 1 and not row["id"].startswith("_design/"):
                     removed += self._judge(target, row["id"], into)
             since = page["last_seq"]
-            if len(page["results"]) < CHANGES_PAGE:
-                return since
+        return since
 
     def _judge(self, target: str, doc_id: str, into: list[Inflow]) -> list[Removal]:
         leaves = [

@@ -1,8 +1,21 @@
-"""Where a follower of `_changes` feeds got to: one doc of sequences in the state database."""
+"""Following `_changes` feeds: reading one page by page, and where each follower got to."""
 
+from collections.abc import Iterator
 from contextlib import suppress
 
 from service.couch import CouchClient, DocumentConflict, NotFound
+
+CHANGES_PAGE = 1000
+
+
+def changes_pages(couch: CouchClient, db: str, since: object, **params) -> Iterator[dict]:
+    """The `_changes` of `db` after `since`, a page at a time, to the end of the feed."""
+    while True:
+        page = couch.get(db, "_changes", params={**params, "since": since, "limit": CHANGES_PAGE})
+        yield page
+        if len(page["results"]) < CHANGES_PAGE:
+            return
+        since = page["last_seq"]
 
 
 class Checkpoints:

@@ -10,7 +10,7 @@ lists and rewrites the selector and the guards if they moved.
 import logging
 
 from service.couch import CouchClient, CouchError, CouchUnavailable
-from service.sharing.checkpoints import Checkpoints
+from service.sharing.checkpoints import Checkpoints, changes_pages
 from service.sharing.errors import SharingError
 from service.sharing.lifecycle import ShareService
 from service.sharing.model import Status
@@ -19,7 +19,6 @@ from service.sharing.store import StateStore
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ID = "rule-follow-checkpoints"
-CHANGES_PAGE = 1000
 _SHARED = tuple(SHARED_PREFIXES.values())
 
 
@@ -66,9 +65,7 @@ class RuleFollow:
         if since is None:
             return True, self.couch.get(db, "_changes", params={"since": "now"})["last_seq"]
         changed = False
-        while True:
-            page = self.couch.get(db, "_changes", params={"since": since, "limit": CHANGES_PAGE})
+        for page in changes_pages(self.couch, db, since):
             changed = changed or any(row["id"].startswith(_SHARED) for row in page["results"])
             since = page["last_seq"]
-            if len(page["results"]) < CHANGES_PAGE:
-                return changed, since
+        return changed, since
