@@ -3,7 +3,8 @@
 Supported: implicit AND, `$and`, `$or`, `$not`, `$nor`; on a field `$eq` (or a literal), `$ne`,
 `$in`, `$nin`, `$gt`, `$gte`, `$lt`, `$lte` (numbers), `$exists`, `$type`, `$regex`,
 `$size`, `$all` and `$elemMatch`, with CouchDB's meaning: a condition on a missing field is
-false but for `$exists: false`. Any other operator raises, so a selector this module cannot
+false but for `$exists: false`, negated or not (CouchDB pushes negations down to the fields),
+and a path through a value that is not an object meets no condition at all. Any other operator raises, so a selector this module cannot
 judge is never judged wrongly. Tests check it against the real Mango engine.
 """
 
@@ -11,6 +12,7 @@ import operator
 import re
 
 _MISSING = object()
+_BAD_PATH = object()
 _ORDER = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 _TYPES = {
     "null": lambda v: v is None,
@@ -22,38 +24,53 @@ _TYPES = {
 }
 
 
-def matches(selector: dict, doc: dict) -> bool:
-    """Whether `doc` matches `selector`."""
-    return all(_match_entry(key, condition, doc) for key, condition in selector.items())
+def matches(selector: dict, doc: dict, negated: bool = False) -> bool:
+    """Whether `doc` matches `selector` (or, `negated`, its negation).
+
+    CouchDB pushes a negation down to the field conditions (De Morgan) before it matches,
+    so a negated condition is still false on a missing field, but for `$exists`.
+    """
+    results = (_match_entry(key, condition, doc, negated) for key, condition in selector.items())
+    return any(results) if negated else all(results)
 
 
-def _match_entry(key: str, condition: object, doc: dict) -> bool:
-    if key == "$or":
-        return any(matches(sub, doc) for sub in condition)
-    if key == "$and":
-        return all(matches(sub, doc) for sub in condition)
+def _match_entry(key: str, condition: object, doc: dict, negated: bool) -> bool:
+    if key in ("$or", "$and"):
+        results = (matches(sub, doc, negated) for sub in condition)
+        return any(results) if (key == "$or") != negated else all(results)
     if key == "$not":
-        return not matches(condition, doc)
-    if key == "$nor":
-        return not any(matches(sub, doc) for sub in condition)
+        return matches(condition, doc, not negated)
+    if key == "$nor":  # not (A or B): not A and not B
+        results = (matches(sub, doc, not negated) for sub in condition)
+        return any(results) if negated else all(results)
     if key.startswith("$"):
         raise ValueError(f"unsupported combinator {key}")
-    return _match_value(_lookup(doc, key), condition)
+    return _match_value(_lookup(doc, key), condition, negated)
 
 
 def _lookup(doc: dict, path: str) -> object:
+    """The value at `path`; `_MISSING` where an object lacks the key, `_BAD_PATH` where
+    the path runs through anything but an object (no index is a number here)."""
     value: object = doc
     for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if not isinstance(value, dict):
+            return _BAD_PATH
+        if part not in value:
             return _MISSING
         value = value[part]
     return value
 
 
-def _match_value(value: object, condition: object) -> bool:
+def _match_value(value: object, condition: object, negated: bool = False) -> bool:
     if not (isinstance(condition, dict) and any(k.startswith("$") for k in condition)):
-        return value is not _MISSING and _equal(value, condition)
-    return all(_apply(op, arg, value) for op, arg in condition.items())
+        condition = {"$eq": condition}
+    if value is _BAD_PATH:  # CouchDB: no condition holds, not even a negated one
+        return False
+    if not negated:
+        return all(_apply(op, arg, value) for op, arg in condition.items())
+    if value is _MISSING:  # of the negated conditions, only `$exists: false` holds
+        return condition.get("$exists") is True
+    return not all(_apply(op, arg, value) for op, arg in condition.items())
 
 
 def _apply(op: str, arg: object, value: object) -> bool:

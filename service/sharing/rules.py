@@ -267,14 +267,19 @@ def _mango_condition(test: Test) -> dict:
 # Compiling to JavaScript: an expression over `doc`, using the helpers in JS_HELPERS.
 
 JS_HELPERS = """
+var BAD_PATH = {};
 function rget(doc, path) {
   var value = doc;
   for (var i = 0; i < path.length; i++) {
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) { return undefined; }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) { return BAD_PATH; }
     if (!Object.prototype.hasOwnProperty.call(value, path[i])) { return undefined; }
     value = value[path[i]];
   }
   return value;
+}
+function rfield(doc, path, test) {
+  var value = rget(doc, path);
+  return value !== BAD_PATH && test(value);
 }
 function req(a, b) { return a !== null && typeof a !== 'object' && a === b; }
 function rin(v, list) {
@@ -304,14 +309,32 @@ def rules_js(rules: list[Rule], doc_type: str) -> str:
     return f"function (doc) {{ return {body}; }}"
 
 
-def js(node: Node) -> str:
+def js(node: Node, negated: bool = False) -> str:
+    """The node as CouchDB judges its compiled Mango: a negation is pushed down to the
+    field tests (De Morgan), and a negated test is still false on a missing field, but
+    where the compiled test itself asks for the field (`$exists`, `$ne`, `$nin`)."""
     if node.kind in ("$and", "$or"):
-        joiner = " && " if node.kind == "$and" else " || "
-        return "(" + joiner.join(js(part) for part in node.parts) + ")"
+        joiner = " && " if (node.kind == "$and") != negated else " || "
+        return "(" + joiner.join(js(part, negated) for part in node.parts) + ")"
     if node.kind == "$not":
-        return f"!{js(node.parts[0])}"
-    value = f"rget(doc, {_lit(node.field.split('.'))})"
-    return "(" + " && ".join(_js_test(value, test) for test in node.tests) + ")"
+        return js(node.parts[0], not negated)
+    if not negated:
+        tests = " && ".join(_js_test("v", test) for test in node.tests)
+    else:
+        tests = " || ".join(_js_negated("v", test) for test in node.tests)
+    # A path through a value that is not an object meets no test, negated or not.
+    return f"rfield(doc, {_lit(node.field.split('.'))}, function (v) {{ return {tests}; }})"
+
+
+def _js_negated(v: str, test: Test) -> str:
+    if test.op in _ASKS_FOR_THE_FIELD:
+        return f"!{_js_test(v, test)}"
+    return f"({v} !== undefined && !{_js_test(v, test)})"
+
+
+# Tests whose compiled Mango checks `$exists` itself, so their negation holds on a missing
+# field: `$ne` and `$nin` are compiled with `$exists: true`.
+_ASKS_FOR_THE_FIELD = frozenset({"$exists", "$ne", "$nin"})
 
 
 def _js_test(v: str, test: Test) -> str:
