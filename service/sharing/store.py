@@ -12,6 +12,9 @@ from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.errors import ConflictError, NotFoundError, PreconditionFailed
 from service.sharing.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
 
+# How long a pair claim without its share record counts as a create still under way.
+CLAIM_GRACE_SECONDS = 60
+
 # Pages of records of one type in `_id` order: constant work per page at any size.
 PAGE_INDEX = {
     "index": {"fields": ["type", "_id"]},
@@ -137,13 +140,13 @@ class StateStore:
     def claim_pair(self, share: Share) -> None:
         """Claim the owner -> recipient pair for `share`, or raise ConflictError."""
         doc_id = _pair_id(share.owner, share.recipient)
-        doc = {"_id": doc_id, "type": "pair", "share_id": share.id}
+        doc = {"_id": doc_id, "type": "pair", "share_id": share.id, "claimed_at": now_iso()}
         try:
             self.couch.put(self.db, doc_id, json=doc)
             return
         except DocumentConflict:
             current = self.couch.get(self.db, doc_id)
-        if self._is_live(current["share_id"]):
+        if self._holds(current):
             raise ConflictError(
                 f"share {current['share_id']} already links this owner to this recipient;"
                 " change it with PATCH",
@@ -164,11 +167,17 @@ class StateStore:
         except (NotFound, DocumentConflict):
             pass  # already released, or claimed by a newer share
 
-    def _is_live(self, share_id: str) -> bool:
+    def _holds(self, claim: dict) -> bool:
+        """Whether a pair claim still stands: its share is live, or its share record is not
+        written yet because the create is under way (a fresh claim).
+
+        A claim older than a request can take, with no share record, was left by a crash.
+        """
         try:
-            return self.get_share(share_id).current_status in LIVE_STATUSES
+            return self.get_share(claim["share_id"]).current_status in LIVE_STATUSES
         except NotFoundError:
-            return False
+            claimed_at = claim.get("claimed_at")
+            return bool(claimed_at) and claimed_at > now_iso(-CLAIM_GRACE_SECONDS)
 
     def count_by_status(self) -> dict[str, int]:
         """How many share records are in each status, from a reduce view: one request."""
