@@ -17,12 +17,20 @@ PURGE_BATCH = 100  # CouchDB's default purge limit per request
 
 
 def purge_doc(couch: CouchClient, db: str, doc_id: str) -> int:
-    """Purge every live revision of one doc; return how many docs were purged."""
+    """Purge every leaf of one doc, tombstones too; return how many docs were purged.
+
+    A tombstone counts: replication may have carried the owner's deletion of the doc
+    just before it stopped.
+    """
     try:
-        doc = couch.get(db, doc_id, params={"conflicts": "true"})
+        rows = couch.get(db, doc_id, params={"open_revs": "all"})
     except NotFound:
         return 0
-    return _purge(couch, db, [doc])
+    leaves = [row["ok"]["_rev"] for row in rows if "ok" in row]
+    if not leaves:
+        return 0
+    couch.post(db, "_purge", json={doc_id: leaves})
+    return 1
 
 
 def purge_shared_docs(couch: CouchClient, db: str, owner: str, selector: dict) -> int:
