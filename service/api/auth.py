@@ -4,6 +4,8 @@ A user sends the credentials their app uses on CouchDB (HTTP Basic, or the `Auth
 cookie); CouchDB checks them. Too many failed logins from one client get 429.
 """
 
+import base64
+import binascii
 import hmac
 import threading
 import time
@@ -90,8 +92,20 @@ def _admin() -> Caller | None:
 def _user() -> Caller | None:
     authorization = request.headers.get("Authorization", "")
     if authorization.lower().startswith("basic "):
+        if not _well_formed_basic(authorization[6:].strip()):
+            return None  # CouchDB would answer 400 or even 500 to it
         return broker().identity.user({"Authorization": authorization})
     session = request.cookies.get("AuthSession")
     if session and not authorization:
         return broker().identity.user({"Cookie": f"AuthSession={session}"})
     return None
+
+
+def _well_formed_basic(value: str) -> bool:
+    """Base64 of `name:password`, in UTF-8, with a name."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    name, colon, _ = decoded.partition(":")
+    return bool(name and colon)

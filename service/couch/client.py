@@ -79,15 +79,15 @@ class CouchClient:
     def session_as(self, credentials: dict[str, str]) -> dict:
         """`GET /_session` as a user, sending only their Authorization or Cookie header.
 
-        Their credentials go to this server and nowhere else, and are not kept. A refusal
-        gives an empty dict.
+        Their credentials go to this server and nowhere else, and are not kept. A refusal,
+        or credentials CouchDB cannot parse, give an empty dict.
         """
         headers = {"Accept": "application/json", **credentials}
         try:
             response = requests.get(self.url("_session"), headers=headers, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise CouchUnavailable("GET /_session", type(exc).__name__) from None
-        if response.status_code in (401, 403):
+        if response.status_code in (400, 401, 403):  # 400: a malformed cookie or header
             return {}
         if response.status_code >= 400:
             raise error_for(response.status_code, {}, "GET /_session")
