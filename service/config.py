@@ -28,6 +28,10 @@ class Settings:
     reconcile_interval_seconds: float = 0.0
     follow_interval_seconds: float = 2.0
 
+    def __post_init__(self):
+        if not self.replication_url:  # CouchDB reaches the databases as the broker does
+            object.__setattr__(self, "replication_url", self.couchdb_url)
+
     def labelled_admin_tokens(self) -> list[tuple[str, str]]:
         """(label, token) per admin token; `label:token` entries name themselves."""
         pairs = []
