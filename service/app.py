@@ -5,6 +5,7 @@ import logging
 from flask import Flask
 
 from service.api import init_api
+from service.api.docs import ASSETS_URL
 from service.api.auth import FailedLogins
 from service.api.observability import init_observability
 from service.config import Settings
@@ -26,13 +27,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=ASSETS_URL,
         API_SPEC_OPTIONS={
             "info": {
                 "description": "Shares collections of Inventory app data between two CouchDB"
                 " databases, without anyone handing out a password."
             },
-            "security": [{"adminToken": []}],
+            # Any one of them: admin automation, or a CouchDB user's own credentials.
+            "security": [{"adminToken": []}, {"couchdbBasic": []}, {"couchdbSession": []}],
         },
     )
     app.extensions["sharing_broker"] = Broker.from_settings(settings)

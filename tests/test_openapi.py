@@ -1,5 +1,6 @@
 """The committed spec is the one the code generates, and it documents problem responses."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -32,3 +33,26 @@ def test_spec_is_openapi_3_1_with_summaries_and_problem_errors():
             assert operations[method].get("summary"), (method, path)
     problem = spec["components"]["responses"]["UNPROCESSABLE_ENTITY"]["content"]
     assert list(problem) == ["application/problem+json"]
+
+
+def test_the_spec_offers_users_their_couchdb_credentials_beside_the_admin_token():
+    spec = yaml.safe_load(openapi_yaml())
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["adminToken"] == {**schemes["adminToken"], "type": "http", "scheme": "bearer"}
+    assert schemes["couchdbBasic"]["scheme"] == "basic"
+    assert (schemes["couchdbSession"]["in"], schemes["couchdbSession"]["name"]) == (
+        "cookie",
+        "AuthSession",
+    )
+    assert spec["security"] == [{"adminToken": []}, {"couchdbBasic": []}, {"couchdbSession": []}]
+
+
+def test_swagger_ui_is_served_by_the_broker_not_a_cdn(client):
+    page = client.get("/docs").get_data(as_text=True)
+    scripts = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert "docs/assets/swagger-ui-bundle.js" in scripts
+    assert not [url for url in scripts if "//" in url]  # nothing from another host
+    for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
+        response = client.get(f"/docs/assets/{asset}")
+        assert response.status_code == 200 and len(response.data) > 1000, asset
+    assert client.get("/docs/assets/../../pyproject.toml").status_code == 404

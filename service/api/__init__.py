@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.api import problems
 from service.api.databases.routes import blp as databases_blp
+from service.api.docs import blp as docs_blp
 from service.api.health.routes import blp as health_blp
 from service.api.reconcile.routes import blp as reconcile_blp
 from service.api.shares.routes import blp as shares_blp
@@ -18,6 +19,24 @@ from service.sharing.errors import SharingError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "5"
+SECURITY_SCHEMES = {
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An admin token from BROKER_ADMIN_TOKENS: admin automation.",
+    },
+    "couchdbBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "A CouchDB user's own name and password, checked with CouchDB.",
+    },
+    "couchdbSession": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "AuthSession",
+        "description": "A CouchDB session cookie, from `POST /_session` on the same server.",
+    },
+}
 
 
 class BrokerApi(Api):
@@ -51,9 +70,11 @@ class BrokerApi(Api):
 def init_api(app: Flask) -> BrokerApi:
     """Register the blueprints, admin auth and the error handlers on `app`."""
     api = BrokerApi(app)
-    api.spec.components.security_scheme("adminToken", {"type": "http", "scheme": "bearer"})
+    for name, scheme in SECURITY_SCHEMES.items():
+        api.spec.components.security_scheme(name, scheme)
     for blueprint in (databases_blp, shares_blp, reconcile_blp, health_blp):
         api.register_blueprint(blueprint)
+    app.register_blueprint(docs_blp)
     app.register_error_handler(SharingError, _sharing_error)
     app.register_error_handler(CouchUnavailable, _couch_unavailable)
     app.register_error_handler(CouchError, _couch_error)
