@@ -30,7 +30,7 @@ from service.sharing.credentials import Credentials
 from service.sharing.model import Access, Selection, Share, Status
 from service.sharing.parts import O2R, R2O, Target, wanted_parts
 from service.sharing.selectors import Scope
-from tests.pouchdb.server import PouchServer
+from tests.servers.pouchdb import PouchServer
 
 STATE_DB = "bench_state"
 SIZES = (100, 1_000, 10_000)

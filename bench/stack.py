@@ -9,7 +9,8 @@ from pathlib import Path
 
 import requests
 
-from tests.pouchdb.server import PouchServer, free_port
+from tests.servers.admin import free_port
+from tests.servers.pouchdb import PouchServer
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"
 

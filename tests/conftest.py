@@ -1,7 +1,14 @@
-"""Fixtures: one pouchdb-server per test session, fresh databases and a broker app per test."""
+"""Fixtures: one CouchDB per test session, fresh databases and a broker app per test.
+
+The server is Apache CouchDB when one can be had (see `tests/servers/choose.py`), else
+pouchdb-server. Tests marked `couchdb` need what only Apache CouchDB does (replication,
+`_scheduler`, `_purge`, `_db_updates`) and are skipped on the fallback; tests marked
+`pouchdb_only` show how the broker copes with a server that lacks those.
+"""
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -13,18 +20,56 @@ import responses
 
 from service.app import create_app, ensure_state_db
 from service.config import Settings
-from tests.helpers import CallLog
-from tests.pouchdb.demo import ALICE, BOB, alice_docs, bob_docs
-from tests.pouchdb.server import PouchServer, free_port
+from tests.helpers import CallLog, remove_broker_footprint
+from tests.servers.admin import free_port
+from tests.servers.choose import start_server
+from tests.servers.demo import ALICE, BOB, alice_docs, bob_docs
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+SERVER = {}
+MARKS = {
+    "couchdb": "needs Apache CouchDB (replication, _scheduler, _purge, _db_updates)",
+    "pouchdb_only": "shows how the broker copes with pouchdb-server's gaps",
+    "fallback": "also runs in the pouchdb-server lane, so the fallback stays honest",
+}
+
+
+def pytest_configure(config):
+    for name, meaning in MARKS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_sessionstart(session):
+    # SIGTERM ends the run as Ctrl-C does, so the server started here is stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    SERVER["couch"] = start_server()
+
+
+def pytest_sessionfinish(session):
+    if "couch" in SERVER:
+        SERVER.pop("couch").stop()
+
+
+def pytest_report_header(config):
+    return f"CouchDB for the tests: {SERVER['couch'].describe()}"
+
+
+def pytest_collection_modifyitems(config, items):
+    kind = SERVER["couch"].kind
+    skip = {
+        "couchdb": pytest.mark.skip(reason=f"{MARKS['couchdb']}; this run has pouchdb-server"),
+        "pouchdb_only": pytest.mark.skip(reason="runs on pouchdb-server only"),
+    }
+    for item in items:
+        if kind != "couchdb" and "couchdb" in item.keywords:
+            item.add_marker(skip["couchdb"])
+        if kind != "pouchdb" and "pouchdb_only" in item.keywords:
+            item.add_marker(skip["pouchdb_only"])
 
 
 @pytest.fixture(scope="session")
 def couch():
-    server = PouchServer().start()
-    yield server
-    server.stop()
+    return SERVER["couch"]
 
 
 @pytest.fixture
@@ -35,25 +80,29 @@ def names():
 
 
 @pytest.fixture
-def dbs(couch, names):
+def dbs(couch, names, settings):
     """Alice's and Bob's databases, loaded from the reference fixture."""
     couch.create_db(names["alice"], alice_docs())
     couch.create_db(names["bob"], bob_docs())
     for person in ("alice", "bob"):  # members-only, as CouchDB 3 makes new databases
         couch.add_member(names[person], names[person])
-    return names
+    yield names
+    remove_broker_footprint(couch, settings.state_db)  # replications stop first
+    for name in names.values():
+        couch.delete(name)
 
 
 @pytest.fixture
 def settings(couch):
-    return Settings(
+    settings = Settings(
         couchdb_url=couch.url,
         couchdb_user=couch.admin[0],
         couchdb_password=couch.admin[1],
         admin_tokens=(ADMIN_TOKEN,),
-        replication_url="http://couchdb.internal:5984",
         state_db=f"broker_state_{uuid.uuid4().hex[:8]}",
     )
+    yield settings
+    remove_broker_footprint(couch, settings.state_db)
 
 
 @pytest.fixture
@@ -79,11 +128,9 @@ def registered(client, dbs):
 
 
 @pytest.fixture
-def couch3(couch):
-    """The real server, plus CouchDB-3-only endpoints (`_scheduler`, `_purge`) mocked.
-
-    Everything else passes through to pouchdb-server over HTTP.
-    """
+def faults(couch):
+    """A `responses` mock that lets every request through to the server but the faults
+    a test adds to it."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(couch.url)
         yield mock
@@ -106,7 +153,7 @@ def people(couch, dbs, registered, names):
     in their database's `_security`.
     """
     suffix = names["alice"].rsplit("-", 1)[1]
-    carol_db = f"inventory-carol-{suffix}"
+    carol_db = names["carol"] = f"inventory-carol-{suffix}"
     couch.create_db(carol_db, [{"_id": "0000-config", "uuid": CAROL}])
     users = {}
     for person, db in [
@@ -123,7 +170,9 @@ def people(couch, dbs, registered, names):
             couch.put(f"_users/org.couchdb.user:{name}", user)
         users[person] = (name, password)
     users["carol_db"] = carol_db
-    return users
+    yield users
+    for person in ("alice", "bob", "carol", "dave"):
+        couch.delete_doc("_users", f"org.couchdb.user:{users[person][0]}")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import requests
 
 from service.sharing.model import Access, Share, Status
 from service.sharing.views import replication_ids
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
 
 DB_SHARING = f"db_sharing-{ALICE}--{BOB}"
 

@@ -1,14 +1,17 @@
 """Helpers for tests that look into the users' databases and `_replicator`."""
 
+import time
+from urllib.parse import quote
+
 from service.couch import CouchClient
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
 
 
 def replicator_docs(couch, share_id: str) -> dict[str, dict]:
     """The share's docs in `_replicator`, without the fields CouchDB adds."""
     docs = couch.all_docs("_replicator")
     return {
-        doc_id: {k: v for k, v in doc.items() if k != "_rev"}
+        doc_id: {k: v for k, v in doc.items() if k not in ("_rev", "owner")}
         for doc_id, doc in docs.items()
         if doc_id.startswith(f"sharing-broker-{share_id}-")
     }
@@ -64,3 +67,53 @@ def create_share(client, **fields) -> dict:
     response = client.post("/v1/shares", json={**body, **fields})
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+def remove_broker_footprint(couch, state_db: str) -> None:
+    """Remove what a test's broker left on the server: its replicator docs, its share users
+    and its state database, so replications from earlier tests do not pile up."""
+    label = {"sharing_broker.broker": state_db}
+    removed = []
+    for db in ("_replicator", "_users"):
+        response = couch.request("POST", f"{db}/_find", json={"selector": label, "limit": 10_000})
+        for doc in response.json().get("docs", []) if response.ok else []:
+            couch.delete(f"{db}/{quote(doc['_id'], safe=':')}", rev=doc["_rev"])
+            removed.append(doc["_id"])
+    if couch.replicates:  # let the jobs stop before their databases go
+        wait_for(lambda: not {job[0] for job in replication_jobs(couch)} & set(removed), "stop")
+    couch.delete(state_db)
+
+
+def wait_for(check, what: str, seconds: float = 30.0, every: float = 0.2, couch=None):
+    """Poll `check()` until it gives something truthy, and return that; replication is
+    asynchronous. Fails naming `what` once `seconds` have passed, with the replication
+    jobs' states when given the server."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            jobs = f"; jobs: {replication_jobs(couch)}" if couch is not None else ""
+            raise AssertionError(f"not within {seconds:.0f} s: {what}{jobs}")
+        time.sleep(every)
+
+
+def replication_jobs(couch) -> list[tuple]:
+    """Each replicator doc's state in `_scheduler/docs`, with its last error."""
+    docs = couch.get("_scheduler/docs/_replicator").get("docs", [])
+    return [(d["doc_id"], d["state"], (d.get("info") or {}).get("error")) for d in docs]
+
+
+def doc_state(couch, db: str, doc_id: str) -> str:
+    """`live`, `deleted` (a tombstone), or `missing` (never there, or purged)."""
+    response = couch.request("GET", f"{db}/{quote(doc_id, safe='')}")
+    if response.ok:
+        return "live"
+    return "deleted" if response.json().get("reason") == "deleted" else "missing"
+
+
+def scheduler_doc(couch, doc_id: str) -> dict:
+    """What CouchDB's `_scheduler/docs` says of one replicator doc; {} when it has no job."""
+    response = couch.request("GET", f"_scheduler/docs/_replicator/{doc_id}")
+    return response.json() if response.ok else {}

@@ -12,6 +12,8 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import ADMIN_TOKEN
 
+pytestmark = pytest.mark.fallback  # also run on pouchdb-server
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -4,6 +4,8 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN
 
+pytestmark = pytest.mark.fallback  # also run on pouchdb-server
+
 V1_CALLS = [
     ("GET", "/v1/databases"),
     ("POST", "/v1/databases"),

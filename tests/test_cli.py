@@ -7,8 +7,9 @@ import requests
 
 from service.cli import main
 from tests.conftest import ADMIN_TOKEN
-from tests.pouchdb.demo import ALICE, BOB
-from tests.pouchdb.server import free_port
+from tests.helpers import wait_for
+from tests.servers.admin import free_port
+from tests.servers.demo import ALICE, BOB
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -17,7 +18,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_register_share_patch_and_revoke(live_broker, dbs, capsys):
+def test_register_share_patch_and_revoke(live_broker, couch, dbs, capsys):
     for name in (dbs["alice"], dbs["bob"]):
         code, out, _ = run(capsys, "databases", "register", name, "--json")
         assert code == 0 and json.loads(out)["database"] == name
@@ -45,8 +46,12 @@ def test_register_share_patch_and_revoke(live_broker, dbs, capsys):
     assert code == 0 and json.loads(out)["access"] == "read-write"
     code, out, _ = run(capsys, "shares", "list", "--database", ALICE)
     assert code == 0 and share["id"] in out and "read-write" in out
-    code, out, _ = run(capsys, "shares", "show", share["id"], "--json")
-    assert json.loads(out)["replications"][0]["replication_status"]["state"] == "unknown"
+
+    def state() -> str:
+        _, out, _ = run(capsys, "shares", "show", share["id"], "--json")
+        return json.loads(out)["replications"][0]["replication_status"]["state"]
+
+    assert wait_for(lambda: state() == ("running" if couch.replicates else "unknown"), "state")
     code, out, _ = run(capsys, "shares", "revoke", share["id"])
     assert code == 0 and "revoked" in out
     code, _, err = run(capsys, "databases", "remove", BOB)

@@ -1,6 +1,10 @@
 """Registering databases by the Configuration UUID in their `0000-config`."""
 
-from tests.pouchdb.demo import ALICE, BOB
+import pytest
+
+from tests.servers.demo import ALICE, BOB
+
+pytestmark = pytest.mark.fallback  # also run on pouchdb-server
 
 
 def test_register_reads_the_uuid_from_0000_config(client, dbs):

@@ -8,21 +8,21 @@ import requests
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import create_share
-from tests.pouchdb.demo import ALICE, BOB
-from tests.pouchdb.server import free_port
+from tests.helpers import create_share, doc_state, wait_for
+from tests.servers.admin import free_port
+from tests.servers.demo import ALICE, BOB
 
 DB_SHARING = f"db_sharing-{ALICE}--{BOB}"
 RW = {"owner": ALICE, "recipient": BOB, "access": "read-write", "collections": ["c0ll-uuid-1"]}
 
 
-def fail(couch3, couch, method: str, path_pattern: str, body=None):
+def fail(faults, couch, method: str, path_pattern: str, body=None):
     """Make one kind of request to the real server fail."""
     url = re.compile(re.escape(couch.url) + "/" + path_pattern)
     if body is None:
         body = {"error": "internal_server_error", "reason": "injected"}
-        return couch3.add(method, url, status=500, json=body)
-    return couch3.add(method, url, body=body)
+        return faults.add(method, url, status=500, json=body)
+    return faults.add(method, url, body=body)
 
 
 def broker_docs(couch, dbs) -> dict[str, list[str]]:
@@ -69,29 +69,29 @@ def test_unreachable_couchdb_gives_503_with_retry_after():
     ids=["db_sharing 500", "o2r 500", "r2o 500", "r2o timeout", "r2o dropped"],
 )
 def test_a_failed_create_is_rolled_back(
-    client, couch3, couch, registered, dbs, method, path, fault
+    client, faults, couch, registered, dbs, method, path, fault
 ):
-    injected = fail(couch3, couch, method, path, fault)
+    injected = fail(faults, couch, method, path, fault)
     response = client.post("/v1/shares", json=RW)
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert broker_docs(couch, dbs) == {"replicator": [], "db_sharing": []}
     assert client.get("/v1/shares").get_json()["items"] == []
-    couch3.remove(injected)
+    faults.remove(injected)
     create_share(client, **RW)  # the pair was released
 
 
-def test_a_create_that_cannot_be_rolled_back_stays_visible(client, couch3, couch, registered, dbs):
-    faults = [
-        fail(couch3, couch, "PUT", r"_replicator/sharing-broker-.*-recipient-to-owner"),
-        fail(couch3, couch, "DELETE", r"_replicator/.*"),
+def test_a_create_that_cannot_be_rolled_back_stays_visible(client, faults, couch, registered, dbs):
+    injected = [
+        fail(faults, couch, "PUT", r"_replicator/sharing-broker-.*-recipient-to-owner"),
+        fail(faults, couch, "DELETE", r"_replicator/.*"),
     ]
     assert client.post("/v1/shares", json=RW).status_code == 503
     (share,) = client.get("/v1/shares").get_json()["items"]
     assert share["status"] == "provisioning"
     assert share["operation"]["name"] == "roll back"
-    for fault in faults:
-        couch3.remove(fault)
+    for fault in injected:
+        faults.remove(fault)
     assert client.delete(f"/v1/shares/{share['id']}").get_json()["status"] == "revoked"
     assert broker_docs(couch, dbs) == {"replicator": [], "db_sharing": []}
 
@@ -106,24 +106,26 @@ def test_a_create_that_cannot_be_rolled_back_stays_visible(client, couch3, couch
     ids=["stop r2o", "remove db_sharing", "stop o2r"],
 )
 def test_a_revoke_that_stops_half_way_is_finished_by_revoking_again(
-    client, couch3, couch, registered, dbs, path
+    client, faults, couch, registered, dbs, path
 ):
     share = create_share(client, **RW)
-    injected = fail(couch3, couch, "DELETE", path)
+    injected = fail(faults, couch, "DELETE", path)
     response = client.delete(f"/v1/shares/{share['id']}")
     assert response.status_code == 503
     stuck = client.get(f"/v1/shares/{share['id']}").get_json()
     assert stuck["status"] == "revoking"
     assert stuck["operation"]["name"] == "revoke"
-    couch3.remove(injected)
+    faults.remove(injected)
     assert client.delete(f"/v1/shares/{share['id']}").get_json()["status"] == "revoked"
     assert broker_docs(couch, dbs) == {"replicator": [], "db_sharing": []}
 
 
-def test_a_failed_purge_is_finished_by_revoking_again(client, couch3, couch, registered, dbs):
+@pytest.mark.couchdb
+def test_a_failed_purge_is_finished_by_revoking_again(client, faults, couch, registered, dbs):
     share = create_share(client, **RW)
-    couch.put(f"{dbs['bob']}/{DB_SHARING}", {"type": "db_sharing", "data": {}})
-    injected = fail(couch3, couch, "POST", r"inventory-bob-\w+/_purge")
+    arrived = lambda: DB_SHARING in couch.all_docs(dbs["bob"])  # noqa: E731
+    wait_for(arrived, "db_sharing at Bob's", couch=couch)
+    injected = fail(faults, couch, "POST", r"inventory-bob-\w+/_purge")
     assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 503
     stuck = client.get(f"/v1/shares/{share['id']}").get_json()
     assert stuck["operation"]["done"] == [
@@ -136,24 +138,20 @@ def test_a_failed_purge_is_finished_by_revoking_again(client, couch3, couch, reg
         "member:owner",
         "share_user",
     ]
-    couch3.remove(injected)
-    couch3.post(
-        re.compile(re.escape(couch.url) + r"/inventory-bob-\w+/_purge"),
-        status=201,
-        json={"purge_seq": None, "purged": {}},
-    )
+    faults.remove(injected)
     assert client.delete(f"/v1/shares/{share['id']}").get_json()["status"] == "revoked"
+    assert doc_state(couch, dbs["bob"], DB_SHARING) == "missing"
 
 
-def test_a_failed_patch_is_undone(client, couch3, couch, registered, dbs):
+def test_a_failed_patch_is_undone(client, faults, couch, registered, dbs):
     share = create_share(client)
     etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
-    injected = fail(couch3, couch, "PUT", r"_replicator/sharing-broker-.*-recipient-to-owner")
+    injected = fail(faults, couch, "PUT", r"_replicator/sharing-broker-.*-recipient-to-owner")
     response = client.patch(
         f"/v1/shares/{share['id']}", json={"access": "read-write"}, headers={"If-Match": etag}
     )
     assert response.status_code == 503
-    couch3.remove(injected)
+    faults.remove(injected)
     after = client.get(f"/v1/shares/{share['id']}").get_json()
     assert (after["status"], after["access"], after["operation"]) == ("active", "read", None)
     assert broker_docs(couch, dbs)["db_sharing"] == []

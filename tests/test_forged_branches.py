@@ -2,16 +2,18 @@
 
 On Apache CouchDB the replicator writes a doc created on the other side under an existing id
 as a new branch with no common ancestor, calls the guard with `oldDoc = null`, and the longer
-branch wins. pouchdb-server cannot show this: in a database with any validate_doc_update it
-silently drops every `new_edits: false` write to an existing doc. So these tests write
-branches as CouchDB's replicator would, with the guard set aside for that one write, and
-then show the watch taking the forged ones out again.
+branch wins. `tests/test_replication.py` shows that with real replications. These tests
+write the branches by hand, as CouchDB's replicator would, with the guard set aside for that
+one write, so each shape of forgery is shown on both servers: pouchdb-server silently drops
+every `new_edits: false` write to an existing doc in a database with a validate_doc_update.
 """
 
 import re
 import threading
 import uuid
 from contextlib import contextmanager
+
+import pytest
 
 from service.sharing.branches import BranchWatch
 from service.sharing.followers import LEASE_ID, follow_every
@@ -20,7 +22,7 @@ from service.sharing.mango import matches
 from service.sharing.store import StateStore
 from service.sharing.updates import DatabaseUpdates
 from tests.helpers import GUARD_ID, create_share, find_ids, replicate, replicator_docs
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
 
@@ -249,17 +251,17 @@ def test_another_brokers_replications_are_not_watched(app, client, registered, d
 
 
 def test_a_database_that_fails_is_judged_again_next_pass(
-    app, client, couch, couch3, dbs, registered
+    app, client, couch, faults, dbs, registered
 ):
     create_share(client, **RW)
     own = couch.get(f"{dbs['alice']}/item-it3m-uuid-2")
     body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
     plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", body)
     changes = re.compile(re.escape(f"{couch.url}/{dbs['alice']}/_changes"))
-    couch3.add("GET", changes, status=500, json={"error": "unknown_error", "reason": "injected"})
+    faults.add("GET", changes, status=500, json={"error": "unknown_error", "reason": "injected"})
 
     assert watch(app) == []
-    couch3.remove("GET", changes)
+    faults.remove("GET", changes)
 
     assert [r.doc_id for r in watch(app)] == ["item-it3m-uuid-2"]
     assert couch.get(f"{dbs['alice']}/item-it3m-uuid-2") == own
@@ -275,37 +277,7 @@ def test_a_long_lived_watch_sees_shares_made_after_it_started(app, client, couch
     assert [r.doc_id for r in branch_watch.run()] == ["item-it3m-uuid-2"]
 
 
-def test_with_db_updates_a_pass_reads_only_the_databases_that_moved(
-    app, client, couch, couch3, registered, dbs, calls
-):
-    create_share(client, **RW)
-    db_updates = re.compile(re.escape(f"{couch.url}/_db_updates"))
-    # CouchDB 3's shape; pouchdb-server has no _db_updates.
-    couch3.add("GET", db_updates, json={"results": [], "last_seq": "7-g1AAAA"})
-    updates = DatabaseUpdates(app.extensions["sharing_broker"].couch)
-    assert updates.changed() is None  # the first look only learns where the feed is
-    couch3.replace(
-        "GET",
-        db_updates,
-        json={
-            "results": [{"db_name": dbs["alice"], "type": "updated", "seq": "8-g1AAAB"}],
-            "last_seq": "8-g1AAAB",
-        },
-    )
-    body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
-    plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", body)
-    calls.calls.clear()
-
-    changed = updates.changed()
-    removed = app.extensions["sharing_broker"].branch_watch().run(changed)
-
-    assert changed == {dbs["alice"]}
-    assert [r.doc_id for r in removed] == ["item-it3m-uuid-2"]
-    changes_read = {path for method, path in calls.calls if path.endswith("/_changes")}
-    assert changes_read == {f"{dbs['alice']}/_changes"}
-    assert ("GET", "_db_updates") in calls.calls
-
-
+@pytest.mark.pouchdb_only  # on Apache CouchDB: tests/test_replication.py
 def test_without_db_updates_every_database_is_read(app, dbs):
     updates = DatabaseUpdates(app.extensions["sharing_broker"].couch)
 
@@ -338,7 +310,7 @@ def test_the_loop_runs_every_pass_only_while_it_holds_the_lease(app, settings):
     assert stop.wait(5)
     loop.join(5)
 
-    assert seen == [None]  # pouchdb-server has no _db_updates: every database is read
+    assert seen == [None]  # a first pass (or a server without _db_updates) reads every database
 
 
 def test_all_collections_leave_a_lookalike_out_of_the_way_back(client, couch, registered, dbs):

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.helpers import GUARD_ID, create_share, replicator_docs
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
 SHARED_ITEM = {"type": "item", "data": {"collection_id": "c0ll-uuid-1", "config_uuid": BOB}}

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import replicator_docs
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
 
 BODY = {"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["c0ll-uuid-1"]}
 

@@ -8,7 +8,7 @@ import requests
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import assert_consistent
 from tests.helpers import create_share, replicator_docs
-from tests.pouchdb.demo import ALICE
+from tests.servers.demo import ALICE
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
 

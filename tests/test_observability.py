@@ -12,7 +12,7 @@ from service.logs import JsonFormatter, RequestIdFilter
 from service.sharing.reconcile import reconcile_every
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import create_share, replicator_docs
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
 
 
 def metric(text: str, name: str, **labels) -> float:

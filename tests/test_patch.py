@@ -1,7 +1,7 @@
 """Changing a share: the replicator docs and `db_sharing` follow, guarded by If-Match."""
 
 from tests.helpers import create_share, find_ids, replicator_docs
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
 from tests.test_selectors import COLLECTION_1, COLLECTION_2
 
 DB_SHARING = f"db_sharing-{ALICE}--{BOB}"

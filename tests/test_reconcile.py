@@ -9,7 +9,7 @@ from service.cli import main
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent, broker_parts
 from tests.helpers import create_share
-from tests.pouchdb.demo import ALICE
+from tests.servers.demo import ALICE
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
 

@@ -7,7 +7,7 @@ changes.
 import pytest
 
 from tests.helpers import create_share
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
 

@@ -9,7 +9,9 @@ import pytest
 import requests
 
 from tests.helpers import GUARD_ID, create_share, find_ids, replicator_docs
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
+
+pytestmark = pytest.mark.fallback  # also run on pouchdb-server
 
 CONTAINERS = [{"type": "item", "where": {"data.item_type": "container"}}]
 PLAIN = [{"type": "item", "where": {"data.item_type": {"$ne": "container"}}}]

@@ -16,11 +16,12 @@ CANARY = "canary-5ecret-never-shown"
 @pytest.fixture
 def canary_client(couch, settings):
     """A broker whose service account's password is the canary."""
+    name = f"broker-{settings.state_db}"
     couch.put(
-        f"_users/org.couchdb.user:broker-{settings.state_db}",
-        {"name": f"broker-{settings.state_db}", "password": CANARY, "roles": [], "type": "user"},
+        f"_users/org.couchdb.user:{name}",
+        {"name": name, "password": CANARY, "roles": [], "type": "user"},
     )
-    couch.put(f"_config/admins/broker-{settings.state_db}", CANARY)
+    couch.set_config("admins", name, CANARY)
     canary = Settings(
         couchdb_url=couch.url,
         couchdb_user=f"broker-{settings.state_db}",
@@ -32,10 +33,12 @@ def canary_client(couch, settings):
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"
     assert client.get("/readyz").status_code == 200
-    return client
+    yield client
+    couch.delete(f"{couch.config_path}/admins/{name}")
+    couch.delete_doc("_users", f"org.couchdb.user:{name}")
 
 
-def test_no_response_or_log_line_holds_the_password(canary_client, couch, dbs, caplog, couch3):
+def test_no_response_or_log_line_holds_the_password(canary_client, couch, dbs, caplog, faults):
     caplog.set_level(logging.DEBUG)
     client = canary_client
     bodies = []
@@ -45,7 +48,7 @@ def test_no_response_or_log_line_holds_the_password(canary_client, couch, dbs, c
     assert CANARY not in str(couch.all_docs("_replicator"))  # share users replicate
     bodies.append(client.get(f"/v1/shares/{share['id']}"))
     bodies.append(client.get("/v1/shares"))
-    couch3.put(
+    faults.put(
         f"{couch.url}/_replicator/sharing-broker-{share['id']}-recipient-to-owner",
         status=500,
         json={"error": "boom", "reason": f"http://x:{CANARY}@host"},

@@ -12,7 +12,9 @@ import pytest
 from service.sharing.mango import matches
 from service.sharing.model import Access, Direction
 from service.sharing.selectors import Scope, share_selector
-from tests.pouchdb.demo import ALICE, BOB, alice_docs
+from tests.servers.demo import ALICE, BOB, alice_docs
+
+pytestmark = pytest.mark.fallback  # also run on pouchdb-server
 
 SHARED = {"collection": "c0ll-uuid-1"}
 HOSTILE_IDS = [

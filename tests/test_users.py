@@ -10,7 +10,9 @@ import pytest
 from service.app import create_app
 from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.helpers import replicator_docs, revisions
-from tests.pouchdb.demo import ALICE, BOB
+from tests.servers.demo import ALICE, BOB
+
+pytestmark = pytest.mark.fallback  # also run on pouchdb-server
 
 INVITE = {"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["c0ll-uuid-1"]}
 

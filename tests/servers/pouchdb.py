@@ -1,13 +1,12 @@
-"""Starts and stops pouchdb-server, the CouchDB-compatible peer for tests and local runs.
+"""pouchdb-server: the fallback where no Apache CouchDB can be had.
 
 It runs in memory on a free loopback port. Its replicator daemon watches a database nobody
 writes to, since it crashes on selector replications; `_replicator` is then a plain
-database, which is all the broker needs to write its docs.
+database, which is all the broker needs to write its docs. No document ever crosses on it.
 """
 
 import json
 import secrets
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,30 +14,32 @@ from pathlib import Path
 
 import requests
 
-HERE = Path(__file__).resolve().parent
-BINARY = HERE / "node_modules" / ".bin" / "pouchdb-server"
-ADMIN_USER = "admin"
+from tests.servers.admin import AdminHttp, free_port
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pouchdb"
+BINARY = PACKAGE / "node_modules" / ".bin" / "pouchdb-server"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PouchServer:
+class PouchServer(AdminHttp):
     """One pouchdb-server process and its admin credentials."""
+
+    kind = "pouchdb"
+    replicates = False
+    config_path = "_config"
 
     def __init__(self, port: int | None = None, password: str | None = None):
         self.port = port or free_port()
-        self.admin = (ADMIN_USER, password or secrets.token_urlsafe(24))
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(f"http://127.0.0.1:{self.port}", ("admin", password or _password()))
         self._dir = tempfile.TemporaryDirectory(prefix="pouchdb-server-")
         self._process: subprocess.Popen | None = None
 
+    @staticmethod
+    def available() -> bool:
+        return BINARY.exists()
+
     def start(self) -> "PouchServer":
-        if not BINARY.exists():
-            raise RuntimeError(f"{BINARY} is missing: run `npm ci` in {HERE}")
+        if not self.available():
+            raise RuntimeError(f"{BINARY} is missing: run `npm ci` in {PACKAGE}")
         workdir = Path(self._dir.name)
         config = {
             "admins": {self.admin[0]: self.admin[1]},
@@ -52,6 +53,7 @@ class PouchServer:
             cwd=workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C reaches it through stop(), not twice
         )
         self._wait_until_up()
         self.put("_replicator")
@@ -64,6 +66,7 @@ class PouchServer:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
+                self._process.wait()
             self._process = None
         self._dir.cleanup()
 
@@ -79,38 +82,6 @@ class PouchServer:
                 time.sleep(0.1)
         raise RuntimeError(f"pouchdb-server did not answer on {self.url} in {seconds}s")
 
-    # Admin helpers over HTTP
 
-    def request(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{self.url}/{path}", auth=self.admin, timeout=10, **kwargs)
-
-    def put(self, path: str, body: object = None) -> dict:
-        response = self.request("PUT", path, json=body)
-        response.raise_for_status()
-        return response.json()
-
-    def get(self, path: str, **params) -> dict:
-        response = self.request("GET", path, params=params)
-        response.raise_for_status()
-        return response.json()
-
-    def create_db(self, name: str, docs: list[dict]) -> None:
-        self.put(name)
-        if docs:
-            response = self.request("POST", f"{name}/_bulk_docs", json={"docs": docs})
-            response.raise_for_status()
-            failed = [r for r in response.json() if "error" in r]
-            if failed:
-                raise RuntimeError(f"loading {name} failed: {failed}")
-
-    def add_member(self, db: str, name: str, password: str | None = None) -> None:
-        """Make `name` the one member of `db`, creating the user if a password is given."""
-        if password is not None:
-            user = {"name": name, "password": password, "roles": [], "type": "user"}
-            self.put(f"_users/org.couchdb.user:{name}", user)
-        members = {"names": [name], "roles": []}
-        self.put(f"{db}/_security", {"admins": {"names": [], "roles": []}, "members": members})
-
-    def all_docs(self, db: str) -> dict[str, dict]:
-        rows = self.get(f"{db}/_all_docs", include_docs="true")["rows"]
-        return {row["id"]: row["doc"] for row in rows}
+def _password() -> str:
+    return secrets.token_urlsafe(24)
