@@ -5,8 +5,8 @@ import logging
 from flask import Flask
 
 from service.api import init_api
-from service.api.docs import ASSETS_URL
 from service.api.auth import FailedLogins
+from service.api.docs import ASSETS_URL
 from service.api.observability import init_observability
 from service.config import Settings
 from service.couch import CouchError, CouchUnavailable

@@ -4,8 +4,9 @@ Supported: implicit AND, `$and`, `$or`, `$not`, `$nor`; on a field `$eq` (or a l
 `$in`, `$nin`, `$gt`, `$gte`, `$lt`, `$lte` (numbers), `$exists`, `$type`, `$regex`,
 `$size`, `$all` and `$elemMatch`, with CouchDB's meaning: a condition on a missing field is
 false but for `$exists: false`, negated or not (CouchDB pushes negations down to the fields),
-and a path through a value that is not an object meets no condition at all. Any other operator raises, so a selector this module cannot
-judge is never judged wrongly. Tests check it against the real Mango engine.
+and a path through a value that is not an object meets no condition at all. Any other
+operator raises, so a selector this module cannot judge is never judged wrongly. Tests check
+it against the real Mango engine.
 """
 
 import operator
