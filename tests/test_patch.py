@@ -1,6 +1,8 @@
 """Changing a share: the replicator docs and `db_sharing` follow, guarded by If-Match."""
 
-from tests.helpers import create_share, find_ids, replicator_docs
+import pytest
+
+from tests.helpers import create_share, doc_state, find_ids, replicator_docs, wait_for
 from tests.servers.demo import ALICE, BOB
 from tests.test_selectors import COLLECTION_1, COLLECTION_2
 
@@ -91,3 +93,16 @@ def test_a_revoked_share_cannot_change(client, registered):
     share = create_share(client)
     client.delete(f"/v1/shares/{share['id']}")
     assert patch(client, share["id"], {"access": "read-write"}).status_code == 409
+
+
+@pytest.mark.couchdb
+def test_read_write_to_read_purges_the_recipients_db_sharing(client, couch, registered, dbs):
+    """The owner's deletion of db_sharing may never arrive: the recipient's guard refuses
+    db_sharing from the moment the share is read-only. So the broker purges the copy."""
+    share = create_share(client, access="read-write")
+    arrived = lambda: DB_SHARING in couch.all_docs(dbs["bob"])  # noqa: E731
+    wait_for(arrived, "db_sharing at Bob's", couch=couch)
+
+    assert patch(client, share["id"], {"access": "read"}).status_code == 200
+
+    assert doc_state(couch, dbs["bob"], DB_SHARING) == "missing"

@@ -6,9 +6,10 @@ import threading
 import pytest
 
 from service.cli import main
+from service.sharing.model import now_iso
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent, broker_parts
-from tests.helpers import create_share
+from tests.helpers import create_share, doc_state
 from tests.servers.demo import ALICE
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -134,3 +135,42 @@ def test_the_cli_runs_reconcile(live_broker, dbs, capsys):
     assert main(["reconcile", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"repaired": []' in out
+
+
+def test_a_lock_left_by_a_dead_process_is_waited_out(client, couch, settings, registered, dbs):
+    share = create_share(client, **RW)
+    name = f"sharing-broker-{share['id']}"
+    security = couch.get(f"{dbs['alice']}/_security")
+    security["members"]["names"].remove(name)
+    couch.put(f"{dbs['alice']}/_security", security)
+    lock_id = f"lock:security:{dbs['alice']}"
+    lock = {"_id": lock_id, "type": "lock", "holder": "a-dead-process", "until": now_iso(12)}
+    couch.put(f"{settings.state_db}/{lock_id}", lock)
+
+    report = reconcile(client)
+
+    assert report["errors"] == []
+    part = {"kind": "missing, changed or failed part", "share_id": share["id"]}
+    assert {**part, "part": "member:owner", "action": "rewrote it"} in report["repaired"]
+    assert name in couch.get(f"{dbs['alice']}/_security")["members"]["names"]
+
+
+@pytest.mark.couchdb  # it purges
+def test_a_copy_of_db_sharing_left_with_the_recipient_is_purged(
+    client, couch, settings, registered, dbs
+):
+    share = create_share(client, access="read", collections=["c0ll-uuid-1"])
+    label = {"broker": settings.state_db, "share_id": share["id"]}
+    left = {
+        "type": "db_sharing",
+        "data": {"permissions": ["read", "write"]},
+        "sharing_broker": label,
+    }
+    couch.put(f"{dbs['bob']}/{DB_SHARING}", left)  # from when the share was read-write
+
+    report = reconcile(client)
+
+    assert report["errors"] == []
+    finding = {"kind": "orphan copy of a db_sharing doc", "database": dbs["bob"]}
+    assert {**finding, "doc_id": DB_SHARING, "action": "purged it"} in report["repaired"]
+    assert doc_state(couch, dbs["bob"], DB_SHARING) == "missing"

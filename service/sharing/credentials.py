@@ -70,12 +70,18 @@ class SecurityEditor:
         self.locks = locks
 
     def ensure_member(self, db: str, name: str, present: bool) -> bool:
-        """Return whether `_security` was changed."""
-        if self._member(self.couch.get(db, "_security"), name) == present:
+        """Return whether `_security` was changed.
+
+        A database that is gone has no members: removing one from it is done already,
+        adding one is refused (409).
+        """
+        if self._member(self._security(db, present), name) == present:
             return False  # nothing to change: no need to lock
         with self.locks.hold(db):
             for _ in range(3):
-                security = self.couch.get(db, "_security")
+                security = self._security(db, present)
+                if security is None:
+                    return False  # the database went away meanwhile: nothing to remove
                 if self._member(security, name) == present:
                     return False
                 members = dict(security.get("members") or {})
@@ -91,9 +97,18 @@ class SecurityEditor:
                     return True
         raise DocumentConflict(409, "conflict", "_security kept changing", f"PUT /{db}/_security")
 
+    def _security(self, db: str, wanted: bool) -> dict | None:
+        """The database's `_security`; `None` if the database is gone and nothing is wanted."""
+        try:
+            return self.couch.get(db, "_security")
+        except NotFound:
+            if wanted:
+                raise ConflictError("a database of this share no longer exists") from None
+            return None
+
     @staticmethod
-    def _member(security: dict, name: str) -> bool:
-        return name in ((security.get("members") or {}).get("names") or [])
+    def _member(security: dict | None, name: str) -> bool:
+        return security is not None and name in ((security.get("members") or {}).get("names") or [])
 
 
 class DatabaseLocks:
@@ -101,14 +116,15 @@ class DatabaseLocks:
 
     A lock doc names its holder and expires after `ttl` seconds, so a crashed holder cannot
     block the database for longer. A lock this process holds in CouchDB but in no thread is
-    a leftover of a request that died mid-way, and is taken over at once.
+    a leftover of a request that died mid-way, and is taken over at once. A waiter waits a
+    little longer than `ttl`, so a lock left by a process that died is always waited out.
     """
 
-    def __init__(self, couch: CouchClient, state_db: str, ttl: float = 15.0, wait: float = 10.0):
+    def __init__(self, couch: CouchClient, state_db: str, ttl: float = 15.0):
         self.couch = couch
         self.state_db = state_db
         self.ttl = ttl
-        self.wait = wait
+        self.wait = ttl + 2.0
         self.holder = uuid.uuid4().hex
         self._local: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

@@ -245,6 +245,7 @@ class ShareService:
             if rotating:
                 operation.done.clear()  # a new password: every credential step again
             self._converge(share, operation.access, operation.selection, rotate=rotating)
+            self._withdraw_write_permission(share, operation.access)
             share.adopt(operation.access, operation.selection)
             self._finish(share, Status.ACTIVE)
             return f"finished the {operation.name}"
@@ -338,6 +339,7 @@ class ShareService:
         self.store.save_share(share)
         try:
             self._converge(share, access, selection)
+            self._withdraw_write_permission(share, access)
         except (*COUCH_FAILURES, SharingError):
             self._roll_back_patch(share, *old)
             raise
@@ -418,12 +420,25 @@ class ShareService:
         share.operation.done.append(step)
         self.store.save_share(share)
 
+    def _withdraw_write_permission(self, share: Share, access: Access | None) -> None:
+        """Going from read-write to read-only: purge the recipient's `db_sharing` copy.
+
+        The owner's deletion of it cannot be trusted to arrive: the recipient's guard now
+        refuses `db_sharing`, and may do so before the replication carries the tombstone.
+        """
+        if share.access is Access.READ_WRITE and access is Access.READ:
+            recipient_db = self.registry.parties(share.owner, share.recipient)[1].database
+            self._purge_db_sharing(share, recipient_db)
+
+    def _purge_db_sharing(self, share: Share, recipient_db: str) -> None:
+        if "purge:db_sharing" not in share.operation.done:
+            purge_doc(self.couch, recipient_db, share.db_sharing_doc_id)
+            self._record(share, "purge:db_sharing")
+
     def _purge_recipient(self, share: Share, recipient_db: str) -> None:
         """Always withdraw the recipient's `db_sharing` copy; purge shared docs if asked."""
         done = share.operation.done
-        if "purge:db_sharing" not in done:
-            purge_doc(self.couch, recipient_db, share.db_sharing_doc_id)
-            self._record(share, "purge:db_sharing")
+        self._purge_db_sharing(share, recipient_db)
         if share.operation.purge and "purge:shared-docs" not in done:
             # Without the rules: an item that matched once and no longer does goes too.
             selector = share_selector(
@@ -478,10 +493,20 @@ class ShareService:
     def _checked_selection(
         self, owner_db: Database, recipient_db: Database, selection: Selection
     ) -> Selection:
-        """The selection with its collections checked and its rules valid (422 if not)."""
+        """The selection with its collections checked and its rules valid (422 if not).
+
+        A party whose database no longer exists is refused (409).
+        """
         if selection.rules is not None:
             parse_rules(selection.rules)
-        collections = self._checked_collections(owner_db, recipient_db, selection.collections)
+        try:
+            collections = self._checked_collections(owner_db, recipient_db, selection.collections)
+        except NotFound:
+            for party, db in (("owner", owner_db), ("recipient", recipient_db)):
+                if not self.registry.exists(db.database):
+                    detail = f"the database of {db.config_uuid} no longer exists"
+                    raise ConflictError(detail, party) from None
+            raise
         return Selection(collections, selection.rules)
 
     def _scope(self, selection: Selection, access: Access, owner_db: Database) -> Scope:

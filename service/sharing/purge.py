@@ -34,8 +34,15 @@ def purge_doc(couch: CouchClient, db: str, doc_id: str) -> int:
 
 
 def purge_shared_docs(couch: CouchClient, db: str, owner: str, selector: dict) -> int:
-    """Purge from `db` the owner's docs that `selector` carries; return how many."""
-    return _purge(couch, db, list(_owner_docs(couch, db, owner, selector)))
+    """Purge from `db` the owner's docs that `selector` carries; return how many.
+
+    A database that is gone holds nothing to purge.
+    """
+    try:
+        docs = list(_owner_docs(couch, db, owner, selector))
+    except NotFound:
+        return 0
+    return _purge(couch, db, docs)
 
 
 def _owner_docs(couch: CouchClient, db: str, owner: str, selector: dict) -> Iterator[dict]:

@@ -20,6 +20,7 @@ from service.sharing.lease import Lease
 from service.sharing.lifecycle import ShareService
 from service.sharing.model import Access, Database, Share, Status
 from service.sharing.parts import DB_SHARING, ensure_absent
+from service.sharing.purge import purge_doc
 from service.sharing.replicator import REPLICATOR_DB
 from service.sharing.scan import docs_with_prefix
 from service.sharing.store import StateStore
@@ -103,7 +104,16 @@ class Reconciler:
             try:
                 repaired = self.shares.repair(share)
             except FAILURES as exc:
-                report.errors.append({**finding, "error": str(exc)})
+                gone = self._gone_databases(share)
+                if gone:  # nothing left to share: revoke, so its credential goes too
+                    gone_finding = {
+                        "kind": "database gone",
+                        "share_id": share.id,
+                        "databases": gone,
+                    }
+                    self._attempt(report, gone_finding, lambda s=share: self._revoke(s))
+                else:
+                    report.errors.append({**finding, "error": str(exc)})
                 continue
             for part in repaired:
                 entry = {
@@ -141,6 +151,9 @@ class Reconciler:
         while True:
             databases, cursor = self.store.list_databases(cursor, 200)
             for database in databases:
+                if not self.shares.registry.exists(database.database):
+                    report.found.append({"kind": "database gone", "database": database.database})
+                    continue
                 for check in (self._check_db_sharing, self._check_members, self._check_guard):
                     try:
                         check(report, database)
@@ -178,21 +191,23 @@ class Reconciler:
         )
 
     def _check_db_sharing(self, report: Report, database: Database) -> None:
-        """Drop the broker's db_sharing docs that no live read-write share needs."""
-        db = database.database
-        docs = list(docs_with_prefix(self.couch, db, f"db_sharing-{database.config_uuid}--"))
+        """Drop the broker's db_sharing docs that no live read-write share needs: deleted
+        where the database is the owner's, purged where a replication copied it."""
+        db, config_uuid = database.database, database.config_uuid
+        ours = self._ours(list(docs_with_prefix(self.couch, db, f"{DB_SHARING}-")))
 
         def needed(doc_id: str, share: Share | None) -> bool:
             two_way = _live(share) and share.access is Access.READ_WRITE
             return two_way and share.db_sharing_doc_id == doc_id
 
-        self._prune(
-            report,
-            self._ours(docs),
-            needed,
-            lambda doc_id: {"kind": f"orphan {DB_SHARING} doc", "database": db, "doc_id": doc_id},
-            lambda doc_id: self._remove(db, doc_id),
-        )
+        def prune(docs: dict[str, str], kind: str, remove) -> None:
+            finding = lambda doc_id: {"kind": kind, "database": db, "doc_id": doc_id}  # noqa: E731
+            self._prune(report, docs, needed, finding, lambda doc_id: remove(db, doc_id))
+
+        owned = {i: s for i, s in ours.items() if i.startswith(f"{DB_SHARING}-{config_uuid}--")}
+        copies = {i: s for i, s in ours.items() if i.endswith(f"--{config_uuid}")}
+        prune(owned, f"orphan {DB_SHARING} doc", self._remove)
+        prune(copies, f"orphan copy of a {DB_SHARING} doc", self._purge)
 
     def _remove_forged_branches(self, report: Report) -> None:
         """A pass of the branch watch, so a reconcile also catches what it missed."""
@@ -214,6 +229,15 @@ class Reconciler:
             if not needed(key, shares.get(share_id)):
                 self._attempt(report, finding(key), lambda k=key: remove(k))
 
+    def _gone_databases(self, share: Share) -> list[str]:
+        """The share's databases that no longer exist in CouchDB."""
+        names = self.store.database_names({share.owner, share.recipient})
+        return [db for db in names.values() if not self.shares.registry.exists(db)]
+
+    def _revoke(self, share: Share) -> str:
+        self.shares.revoke(share, purge=False, actor=ACTOR)
+        return "revoked the share"
+
     def _user_exists(self, name: str) -> bool:
         try:
             self.couch.get(USERS_DB, user_doc_id(name))
@@ -233,6 +257,10 @@ class Reconciler:
     def _remove(self, db: str, doc_id: str) -> str:
         ensure_absent(self.couch, db, doc_id)
         return "removed it"
+
+    def _purge(self, db: str, doc_id: str) -> str:
+        purge_doc(self.couch, db, doc_id)
+        return "purged it"
 
 
 def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:

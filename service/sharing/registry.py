@@ -56,6 +56,14 @@ class Registry:
             raise ConflictError(f"{config_uuid} takes part in a live share; revoke it first")
         self.store.remove_database(config_uuid)
 
+    def exists(self, database: str) -> bool:
+        """Whether CouchDB still has the database."""
+        try:
+            self.couch.request("HEAD", (database,))
+            return True
+        except NotFound:
+            return False
+
     def _read_config_uuid(self, database: str) -> str:
         try:
             self.couch.get(database)
