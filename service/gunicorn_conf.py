@@ -8,6 +8,7 @@ the proxies trusted to set X-Forwarded-For / -Proto. Set it to your ingress's ad
 
 import json
 import os
+import sys
 import tempfile
 
 bind = os.environ.get("BROKER_BIND", "0.0.0.0:8000")
@@ -52,3 +53,10 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    """A worker stopping gracefully gives up its leases, so another takes over at once."""
+    app_module = sys.modules.get("service.wsgi")  # absent if the worker failed to boot
+    if app_module is not None:
+        app_module.shutdown()

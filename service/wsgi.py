@@ -6,7 +6,7 @@ import threading
 from service.app import create_app, ensure_state_db
 from service.config import ConfigError
 from service.logs import configure_logging
-from service.sharing.followers import LEASE_ID, LEASE_SECONDS, follow_every
+from service.sharing.followers import LEASE_ID, follow_every, lease_seconds
 from service.sharing.lease import Lease
 from service.sharing.reconcile import reconcile_every
 from service.sharing.updates import DatabaseUpdates
@@ -21,10 +21,22 @@ except ConfigError as exc:
 
 settings = app.config["BROKER_SETTINGS"]
 broker = app.extensions["sharing_broker"]
+STOP = threading.Event()
+_threads: list[threading.Thread] = []
 
 
 def _in_background(name: str, loop, *args) -> None:
-    threading.Thread(target=loop, args=(*args, threading.Event()), daemon=True, name=name).start()
+    thread = threading.Thread(target=loop, args=(*args, STOP), daemon=True, name=name)
+    thread.start()
+    _threads.append(thread)
+
+
+def shutdown(seconds: float = 5.0) -> None:
+    """Stop the background loops and let them give up their leases (gunicorn's
+    `worker_exit` calls this on a graceful stop)."""
+    STOP.set()
+    for thread in _threads:
+        thread.join(seconds)
 
 
 # Every worker runs the loops; leases in the state database let one work at a time.
@@ -33,11 +45,12 @@ if settings.reconcile_interval_seconds:
         "reconcile", reconcile_every, settings.reconcile_interval_seconds, broker.reconciler
     )
 if settings.follow_interval_seconds:
-    lease = Lease(broker.couch, broker.store.db, LEASE_ID, LEASE_SECONDS)
+    interval = settings.follow_interval_seconds
+    lease = Lease(broker.couch, broker.store.db, LEASE_ID, lease_seconds(interval))
     _in_background(
         "followers",
         follow_every,
-        settings.follow_interval_seconds,
+        interval,
         [broker.branch_watch(), broker.rule_follow()],
         lease,
         DatabaseUpdates(broker.couch),

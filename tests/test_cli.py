@@ -88,9 +88,9 @@ def test_serve_writes_json_access_logs_without_credentials(live_broker, couch):
     url = os.environ["BROKER_URL"]
     requests.get(f"{url}/healthz", headers={"X-Request-ID": "req-42"}, timeout=5)
     requests.get(f"{url}/v1/databases", auth=("someone", "canary-pass-77"), timeout=5)
-    live_broker.terminate()
-    out, err = live_broker.communicate(timeout=30)
-    logs = out.decode() + err.decode()
+    live_broker.stop()
+    out, err = live_broker.output()
+    logs = out + err
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     health = next(line for line in lines if line["path"] == "/healthz")
     assert health["status"] == "200" and health["request_id"] == "req-42"

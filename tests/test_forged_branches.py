@@ -21,7 +21,15 @@ from service.sharing.lease import Lease
 from service.sharing.mango import matches
 from service.sharing.store import StateStore
 from service.sharing.updates import DatabaseUpdates
-from tests.helpers import GUARD_ID, create_share, find_ids, replicate, replicator_docs
+from tests.conftest import BrokerProcess
+from tests.helpers import (
+    GUARD_ID,
+    create_share,
+    find_ids,
+    replicate,
+    replicator_docs,
+    wait_for,
+)
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -328,3 +336,31 @@ def test_all_collections_leave_a_lookalike_out_of_the_way_back(client, couch, re
 
 def item_in(collection: str) -> dict:
     return {"_id": f"item-in-{collection}", "type": "item", "data": {"collection_id": collection}}
+
+
+def test_a_restarted_broker_removes_a_forged_branch_within_an_interval(
+    client, couch, settings, registered, dbs
+):
+    """A graceful stop gives the followers' lease up, so a rolling deploy leaves no window
+    in which nobody watches."""
+    create_share(client, **RW)
+    lease = f"{settings.state_db}/{LEASE_ID}"
+    first = BrokerProcess(couch, settings, BROKER_FOLLOW_INTERVAL="1")
+    try:
+        wait_for(lambda: couch.request("GET", lease).ok, "the first broker taking the lease")
+    finally:
+        first.stop()
+    assert couch.request("GET", lease).status_code == 404  # given up, not left to lapse
+
+    second = BrokerProcess(couch, settings, BROKER_FOLLOW_INTERVAL="1")
+    try:
+        own = couch.get(f"{dbs['alice']}/item-it3m-uuid-2")
+        body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
+        plant(couch, [dbs["bob"], dbs["alice"]], "item-it3m-uuid-2", body)
+        wait_for(
+            lambda: couch.get(f"{dbs['alice']}/item-it3m-uuid-2") == own,
+            "the forged branch removed by the new broker",
+            seconds=5,
+        )
+    finally:
+        second.stop()
