@@ -102,3 +102,17 @@ def test_delete_refused_while_shared_then_allowed(client, registered):
     assert client.delete(f"/v1/databases/{BOB}").status_code == 204
     assert client.get(f"/v1/databases/{BOB}").status_code == 404
     assert client.delete(f"/v1/databases/{BOB}").status_code == 404
+
+
+@pytest.mark.parametrize("field", ["database", "owner", "collections"])
+def test_an_identifier_with_a_trailing_newline_is_refused(client, registered, dbs, field):
+    """`$` in a pattern matches before a final newline; every identifier is matched whole."""
+    if field == "database":
+        response = client.post("/v1/databases", json={"database": dbs["alice"] + "\n"})
+    else:
+        body = {"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["c0ll-uuid-1"]}
+        body[field] = ALICE + "\n" if field == "owner" else ["c0ll-uuid-1\n"]
+        response = client.post("/v1/shares", json=body)
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert field in str(response.get_json()["errors"])

@@ -5,7 +5,17 @@ from http import HTTPStatus
 import marshmallow as ma
 from marshmallow import validate
 
-CONFIG_UUID = validate.Regexp(
+
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match: with `re.match`, `$` lets `value\n` through."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
+CONFIG_UUID = FullMatch(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
     error="Not a valid Configuration UUID (lowercase UUID).",
 )

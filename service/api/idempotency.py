@@ -31,7 +31,7 @@ def begin():
     key = request.headers.get(HEADER)
     if request.method not in ("POST", "PATCH", "DELETE") or key is None:
         return None
-    if not KEY.match(key):
+    if not KEY.fullmatch(key):
         return problem(
             400, f"{HEADER} must be 1 to 200 printable characters", {HEADER: ["invalid"]}
         )

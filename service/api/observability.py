@@ -26,7 +26,7 @@ class SharesByStatus:
 
 def _begin() -> None:
     sent = request.headers.get("X-Request-ID", "")
-    g.request_id = sent if REQUEST_ID.match(sent) else uuid.uuid4().hex
+    g.request_id = sent if REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
     g.started = time.perf_counter()
 
 

@@ -3,10 +3,10 @@
 import marshmallow as ma
 from marshmallow import validate
 
-from service.api.fields import config_uuid, page_of, timestamp
+from service.api.fields import FullMatch, config_uuid, page_of, timestamp
 
 # CouchDB's rule for database names.
-DATABASE_NAME = validate.Regexp(
+DATABASE_NAME = FullMatch(
     r"^[a-z][a-z0-9_$()+/-]*$",
     error="Not a CouchDB database name: a lowercase letter, then a-z 0-9 _ $ ( ) + - /.",
 )

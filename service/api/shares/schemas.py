@@ -3,12 +3,19 @@
 import marshmallow as ma
 from marshmallow import validate
 
-from service.api.fields import EXAMPLE_RECIPIENT, PageQuerySchema, config_uuid, page_of, timestamp
+from service.api.fields import (
+    EXAMPLE_RECIPIENT,
+    FullMatch,
+    PageQuerySchema,
+    config_uuid,
+    page_of,
+    timestamp,
+)
 from service.sharing.model import Access, Direction, Status
 from service.sharing.preview import FIRST
 from service.sharing.rules import MAX_REGEX, MAX_RULES, RULE_TYPES
 
-COLLECTION_ID = validate.Regexp(
+COLLECTION_ID = FullMatch(
     r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
     error="Not a collection id: the id after `collection-`, letters, digits, - and _.",
 )
