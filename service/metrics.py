@@ -10,6 +10,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -29,6 +30,13 @@ COUCH_SECONDS = Histogram(
 )
 RECONCILE_REPAIRS = Counter(
     "sharing_broker_reconcile_repairs_total", "Repairs made by reconcile", ["kind"]
+)
+# Set by whichever worker holds the followers' lease; the others never set it.
+REPLICATIONS = Gauge(
+    "sharing_broker_replications",
+    "The broker's replications that are not running, by state, as last recorded",
+    ["state"],
+    multiprocess_mode="livemax",
 )
 FORGED_BRANCHES_REMOVED = Counter(
     "sharing_broker_forged_branches_removed_total", "Forged branches the watcher deleted"

@@ -51,7 +51,7 @@ if settings.follow_interval_seconds:
         "followers",
         follow_every,
         interval,
-        [broker.branch_watch(), broker.rule_follow()],
+        [broker.branch_watch(), broker.rule_follow(), broker.state_recorder()],
         lease,
         DatabaseUpdates(broker.couch),
     )

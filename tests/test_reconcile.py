@@ -73,16 +73,20 @@ def test_a_stray_broker_replicator_doc_is_removed_and_others_are_not(
     }
     couch.put("_replicator/sharing-broker-stray-owner-to-recipient", stray)
     someone_elses = {**stray, "sharing_broker": None}
-    couch.put("_replicator/someone-elses-replication", someone_elses)
-    report = reconcile(client)
+    theirs = f"someone-elses-replication-{settings.state_db}"
+    couch.put(f"_replicator/{theirs}", someone_elses)
+    try:
+        report = reconcile(client)
+        replicator = couch.all_docs("_replicator")
+    finally:
+        couch.delete_doc("_replicator", theirs)
     assert {
         "kind": "orphan replicator doc",
         "doc_id": "sharing-broker-stray-owner-to-recipient",
         "action": "removed it",
     } in report["repaired"]
-    replicator = couch.all_docs("_replicator")
     assert "sharing-broker-stray-owner-to-recipient" not in replicator
-    assert "someone-elses-replication" in replicator
+    assert theirs in replicator
 
 
 def test_a_leftover_db_sharing_is_removed_but_a_hand_made_one_stays(

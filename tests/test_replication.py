@@ -321,3 +321,58 @@ def test_pictures_of_an_item_that_comes_to_match_follow_it(app, client, couch, r
         "the pictures at Bob's",
         couch=couch,
     )
+
+
+def share_with_carol(client, people) -> dict:
+    assert client.post("/v1/databases", json={"database": people["carol_db"]}).status_code == 201
+    return create_share(client, recipient=CAROL)
+
+
+def test_a_list_tells_running_and_crashing_replications_apart(
+    app, client, couch, registered, dbs, people
+):
+    running, crashing = create_share(client), share_with_carol(client, people)
+    ok, broken = running["replications"][0]["id"], crashing["replications"][0]["id"]
+    couch.delete_doc("_users", f"org.couchdb.user:sharing-broker-{crashing['id']}")
+    wait_for(
+        lambda: scheduler_doc(couch, broken).get("state") == "crashing", "a crash", couch=couch
+    )
+    wait_for(lambda: scheduler_doc(couch, ok).get("state") == "running", "running", couch=couch)
+
+    assert app.extensions["sharing_broker"].state_recorder().run() is not None
+
+    listed = client.get(f"/v1/shares?database={ALICE}&with_status=true").get_json()["items"]
+    states = {s["id"]: s["replications"][0]["replication_status"] for s in listed}
+    assert states[running["id"]]["state"] == "running" and states[running["id"]]["as_of"]
+    assert states[crashing["id"]]["state"] == "crashing" and states[crashing["id"]]["error"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'sharing_broker_replications{state="crashing"} 1.0' in metrics
+
+
+def test_reconcile_repairs_and_restarts_a_crashing_replication(
+    client, couch, registered, dbs, people
+):
+    share = share_with_carol(client, people)
+    carol, name = people["carol_db"], f"sharing-broker-{share['id']}"
+    o2r = share["replications"][0]["id"]
+    wait_for(lambda: doc_state(couch, carol, ITEM) == "live", "the item at Carol's", couch=couch)
+    security = couch.get(f"{carol}/_security")
+    security["members"]["names"].remove(name)  # by hand: the share user loses Carol's db
+    couch.put(f"{carol}/_security", security)
+    late = {"_id": "item-late", "type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
+    couch.put(f"{dbs['alice']}/item-late", late)
+    wait_for(lambda: scheduler_doc(couch, o2r).get("state") == "crashing", "a crash", couch=couch)
+
+    report = client.post("/v1/reconcile").get_json()
+
+    assert report["errors"] == []
+    kinds = {(r["kind"], r.get("part"), r["action"]) for r in report["repaired"]}
+    assert ("missing, changed or failed part", "member:recipient", "rewrote it") in kinds
+    assert ("crashing replication", None, "restarted it") in kinds
+    # Far sooner than CouchDB's 30-second backoff after a crash.
+    wait_for(
+        lambda: doc_state(couch, carol, "item-late") == "live",
+        "the new item at Carol's",
+        seconds=15,
+        couch=couch,
+    )

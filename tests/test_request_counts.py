@@ -6,7 +6,7 @@ changes.
 
 import pytest
 
-from tests.helpers import create_share
+from tests.helpers import create_share, wait_for
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -31,9 +31,13 @@ def test_invite_then_accept(client, registered, calls):
     assert counted(calls, lambda: client.post(f"/v1/shares/{share_id}/accept")) == 40
 
 
-def test_revoke_read_write(client, registered, calls):
+@pytest.mark.couchdb
+def test_revoke_read_write(client, couch, registered, dbs, calls):
     share = create_share(client, **RW)
-    assert counted(calls, lambda: client.delete(f"/v1/shares/{share['id']}")) == 48
+    db_sharing = f"db_sharing-{ALICE}--{BOB}"
+    arrived = lambda: db_sharing in couch.all_docs(dbs["bob"])  # noqa: E731
+    wait_for(arrived, "db_sharing at Bob's", couch=couch)  # its copy is purged: two requests
+    assert counted(calls, lambda: client.delete(f"/v1/shares/{share['id']}")) == 49
 
 
 def test_get_with_status(client, registered, calls):
@@ -42,12 +46,12 @@ def test_get_with_status(client, registered, calls):
 
 
 @pytest.mark.parametrize("extra_shares", [0, 3])
-def test_list_with_status_is_three_requests_whatever_the_size(
+def test_list_with_status_is_four_requests_whatever_the_size(
     client, registered, calls, extra_shares, couch, names
 ):
     create_share(client, **RW)
     for n in range(extra_shares):
-        db = f"{names['alice']}-extra-{n}"
+        db = names[f"extra-{n}"] = f"{names['alice']}-extra-{n}"  # dropped with the others
         couch.create_db(
             db, [{"_id": "0000-config", "uuid": f"00000000-0000-4000-8000-00000000000{n}"}]
         )
@@ -55,7 +59,8 @@ def test_list_with_status_is_three_requests_whatever_the_size(
         client.post("/v1/databases", json={"database": db})
         create_share(client, owner=f"00000000-0000-4000-8000-00000000000{n}", collections=None)
     page = lambda: client.get("/v1/shares?with_status=true&limit=50")  # noqa: E731
-    assert counted(calls, page) == 3
+    # The page, the registrations, the replicator docs and the recorded states.
+    assert counted(calls, page) == 4
     states = [
         r["replication_status"]["state"]
         for s in page().get_json()["items"]

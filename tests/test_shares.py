@@ -206,6 +206,7 @@ def test_get_reports_live_status_from_the_scheduler(client, couch, registered):
         "docs_written": 4,
         "doc_write_failures": 0,
         "error": None,
+        "as_of": None,  # live, not recorded
     }
 
 

@@ -25,7 +25,7 @@ from service.metrics import FORGED_BRANCHES_REMOVED
 from service.sharing.checkpoints import Checkpoints, changes_pages
 from service.sharing.mango import matches
 from service.sharing.model import Event
-from service.sharing.replicator import REPLICATOR_DB
+from service.sharing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
 from service.sharing.scan import docs_with_prefix
 from service.sharing.store import StateStore
 
@@ -123,7 +123,7 @@ class BranchWatch:
     def inflows(self) -> list[Inflow]:
         """Every replication this broker labelled as its own, from `_replicator`."""
         found = []
-        for doc in docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"):
+        for doc in docs_with_prefix(self.couch, REPLICATOR_DB, REPLICATOR_PREFIX):
             label = doc.get("sharing_broker")
             if not isinstance(label, dict) or label.get("broker") != self.store.db:
                 continue

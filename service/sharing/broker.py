@@ -14,6 +14,7 @@ from service.sharing.parts import Editors
 from service.sharing.policy import Policy
 from service.sharing.reconcile import Reconciler
 from service.sharing.registry import Registry
+from service.sharing.states import StateRecorder
 from service.sharing.store import StateStore
 
 
@@ -36,6 +37,9 @@ class Broker:
 
     def rule_follow(self) -> RuleFollow:
         return RuleFollow(self.couch, self.store, self.shares)
+
+    def state_recorder(self) -> StateRecorder:
+        return StateRecorder(self.couch, self.store)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":

@@ -19,10 +19,11 @@ from service.sharing.errors import SharingError
 from service.sharing.lease import Lease
 from service.sharing.lifecycle import ShareService
 from service.sharing.model import Access, Database, Share, Status
-from service.sharing.parts import DB_SHARING, ensure_absent
+from service.sharing.parts import DB_SHARING, ensure_absent, restart_replication
 from service.sharing.purge import purge_doc
-from service.sharing.replicator import REPLICATOR_DB
+from service.sharing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
 from service.sharing.scan import docs_with_prefix
+from service.sharing.states import scheduler_states
 from service.sharing.store import StateStore
 from service.sharing.views import replication_ids
 
@@ -99,6 +100,7 @@ class Reconciler:
             self._attempt(report, finding, lambda s=share: self.shares.resume(s, ACTOR))
 
     def _repair_active(self, report: Report) -> None:
+        crashing = scheduler_states(self.couch, ("crashing",)) or {}
         for share in self.store.each_share([{"status": str(Status.ACTIVE)}]):
             finding = {"kind": "active share checked", "share_id": share.id}
             try:
@@ -115,18 +117,23 @@ class Reconciler:
                 else:
                     report.errors.append({**finding, "error": str(exc)})
                 continue
-            for part in repaired:
-                entry = {
-                    "kind": "missing, changed or failed part",
-                    "share_id": share.id,
-                    "part": part,
-                }
-                report.found.append(entry)
-                report.repaired.append({**entry, "action": "rewrote it"})
-                RECONCILE_REPAIRS.labels(entry["kind"]).inc()
+            self._report_repairs(report, share, repaired)
+            for doc_id in sorted(set(replication_ids(share)) & set(crashing)):
+                finding = {"kind": "crashing replication", "share_id": share.id}
+                finding.update(doc_id=doc_id, error=crashing[doc_id]["error"])
+                restart = lambda d=doc_id, r=repaired: self._restart(d, r)  # noqa: E731
+                self._attempt(report, finding, restart)
+
+    @staticmethod
+    def _report_repairs(report: Report, share: Share, repaired: list[str]) -> None:
+        for part in repaired:
+            entry = {"kind": "missing, changed or failed part", "share_id": share.id, "part": part}
+            report.found.append(entry)
+            report.repaired.append({**entry, "action": "rewrote it"})
+            RECONCILE_REPAIRS.labels(entry["kind"]).inc()
 
     def _remove_orphan_replications(self, report: Report) -> None:
-        docs = list(docs_with_prefix(self.couch, REPLICATOR_DB, "sharing-broker-"))
+        docs = list(docs_with_prefix(self.couch, REPLICATOR_DB, REPLICATOR_PREFIX))
         self._prune(
             report,
             self._ours(docs),
@@ -233,6 +240,15 @@ class Reconciler:
         """The share's databases that no longer exist in CouchDB."""
         names = self.store.database_names({share.owner, share.recipient})
         return [db for db in names.values() if not self.shares.registry.exists(db)]
+
+    def _restart(self, doc_id: str, repaired: list[str]) -> str:
+        """Restart a crashing replication whose cause may be repaired now, rather than wait
+        out CouchDB's backoff; a repair that rewrote its doc restarted it already."""
+        direction = doc_id.rsplit("-", 3)[-3:]
+        if "credentials" in repaired or f"replication:{'-'.join(direction)}" in repaired:
+            return "restarted by the repair"
+        restart_replication(self.couch, doc_id)
+        return "restarted it"
 
     def _revoke(self, share: Share) -> str:
         self.shares.revoke(share, purge=False, actor=ACTOR)

@@ -8,11 +8,12 @@ from service.couch import CouchClient, NotFound
 from service.sharing.model import Direction, Share
 
 REPLICATOR_DB = "_replicator"
+REPLICATOR_PREFIX = "sharing-broker-"
 
 
 def replicator_doc_id(share_id: str, direction: Direction) -> str:
     """Deterministic, so writing the same share again is idempotent."""
-    return f"sharing-broker-{share_id}-{direction}"
+    return f"{REPLICATOR_PREFIX}{share_id}-{direction}"
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,15 @@ def replicator_doc(
 
 @dataclass(frozen=True)
 class ReplicationStatus:
-    """What `_scheduler/docs` says of one replication; `unknown` where it says nothing."""
+    """What `_scheduler/docs` says of one replication; `unknown` where it says nothing.
+
+    `as_of` is when a recorded state was read; a live one has none."""
 
     state: str
     docs_written: int | None = None
     doc_write_failures: int | None = None
     error: str | None = None
+    as_of: str | None = None
 
 
 def replication_status(couch: CouchClient, doc_id: str) -> ReplicationStatus:
@@ -72,34 +76,10 @@ def replication_status(couch: CouchClient, doc_id: str) -> ReplicationStatus:
         state=body.get("state") or "unknown",
         docs_written=info.get("docs_written"),
         doc_write_failures=info.get("doc_write_failures"),
-        error=_redacted(info.get("error")),
+        error=redacted(info.get("error")),
     )
 
 
-def recorded_states(couch: CouchClient, doc_ids: list[str]) -> dict[str, ReplicationStatus]:
-    """Many replications' states in one request, from their `_replicator` docs.
-
-    CouchDB writes only the final states (`failed`, `completed`) into a replicator doc; a
-    doc that is gone reads `missing`, any other `unknown` (GET one share for its live state).
-    `_scheduler/docs` has no documented way to ask for a list of doc ids.
-    """
-    if not doc_ids:
-        return {}
-    rows = couch.post(
-        REPLICATOR_DB, "_all_docs", json={"keys": doc_ids}, params={"include_docs": "true"}
-    )["rows"]
-    states = {}
-    for row in rows:
-        doc = row.get("doc")
-        if doc is None:
-            states[row["key"]] = ReplicationStatus(state="missing")
-        else:
-            reason = doc.get("_replication_state_reason")
-            state = doc.get("_replication_state") or "unknown"
-            states[row["key"]] = ReplicationStatus(state=state, error=_redacted(reason))
-    return states
-
-
-def _redacted(error: object) -> str | None:
+def redacted(error: object) -> str | None:
     """An error text with any `user:password@` in URLs taken out."""
     return re.sub(r"//[^/\s@]*@", "//", error) if isinstance(error, str) else None

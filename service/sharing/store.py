@@ -90,6 +90,11 @@ class StateStore:
         except NotFound:
             raise NotFoundError(f"no share {share_id}") from None
 
+    def get_doc(self, doc_id: str) -> dict | None:
+        """Any doc of the state database by its id, or None."""
+        found = self._fetch([doc_id])
+        return found[0] if found else None
+
     def get_shares(self, share_ids: set[str]) -> dict[str, Share]:
         """The share records with these ids that exist, in one request."""
         found = self._fetch([Share.doc_id(i) for i in sorted(share_ids)])

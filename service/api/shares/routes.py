@@ -25,7 +25,8 @@ from service.sharing.errors import ForbiddenError, InvalidRequest
 from service.sharing.lifecycle import UNCHANGED
 from service.sharing.model import Access, Selection, Share, Status
 from service.sharing.preview import Preview
-from service.sharing.replicator import recorded_states, replication_status
+from service.sharing.replicator import replication_status
+from service.sharing.states import recorded_states
 from service.sharing.store import status_selector
 from service.sharing.views import describe, replication_ids
 
@@ -92,8 +93,8 @@ class Shares(MethodView):
         names = store.database_names(everyone if caller().is_admin else {database})
         status_of = None
         if query["with_status"]:
-            ids = [doc_id for share in shares for doc_id in replication_ids(share)]
-            status_of = recorded_states(broker().couch, ids).__getitem__
+            changed_at = {i: s.updated_at for s in shares for i in replication_ids(s)}
+            status_of = recorded_states(broker().couch, store, changed_at).__getitem__
         items = [describe(s, names, status_of) for s in shares]
         return {"items": items, "next_cursor": next_cursor}
 

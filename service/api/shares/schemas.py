@@ -119,9 +119,11 @@ class ShareQuerySchema(PageQuerySchema):
     with_status = ma.fields.Boolean(
         load_default=False,
         metadata={
-            "description": "Add each replication's recorded state, read for the whole page"
-            " at once from the `_replicator` docs: `failed`, `completed`, `missing` or"
-            " `unknown`. GET one share for its live state from `_scheduler/docs`."
+            "description": "Add each replication's recorded state, for the whole page at"
+            " once: what `_scheduler/docs` said when the broker last asked (`as_of`, every"
+            " 15 s): `running`, `initializing`, `pending`, `crashing` or `failed`; `missing`"
+            " if its replicator doc is gone; `unknown` if not asked since the share changed."
+            " GET one share for its live state."
         },
     )
     role = ma.fields.String(
@@ -149,6 +151,13 @@ class ReplicationStatusSchema(ma.Schema):
     docs_written = ma.fields.Integer(allow_none=True)
     doc_write_failures = ma.fields.Integer(allow_none=True)
     error = ma.fields.String(allow_none=True)
+    as_of = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "When a recorded state was read from CouchDB; none for a live one.",
+        },
+    )
 
 
 class ReplicationSchema(ma.Schema):

@@ -1,0 +1,113 @@
+"""The states of the broker's replications, recorded from `_scheduler/docs` for lists.
+
+Reading one replication's live state costs a request; a page of fifty shares would cost a
+hundred. So a follower asks CouchDB every `every_seconds` for the replications that are not
+running (`initializing`, `pending`, `crashing`, `failed`: few, in a healthy server) and
+records them, with the time it asked, in one doc of the state database. A list shows a
+replication as that recorded state, `running` if it was not among them, `missing` if its
+replicator doc is gone, or `unknown` where nothing was recorded since the share last
+changed, each with the time it stands for (`as_of`).
+"""
+
+import time
+from collections.abc import Mapping
+
+from service.couch import CouchClient, CouchError, DocumentConflict
+from service.metrics import REPLICATIONS
+from service.sharing.model import now_iso
+from service.sharing.replicator import (
+    REPLICATOR_DB,
+    REPLICATOR_PREFIX,
+    ReplicationStatus,
+    redacted,
+)
+from service.sharing.store import StateStore
+
+STATES_DOC_ID = "replication-states"
+NOT_RUNNING = ("initializing", "pending", "crashing", "failed")
+PAGE = 500
+
+
+class StateRecorder:
+    """A follower pass: records the not-running states, at most every `every_seconds`."""
+
+    def __init__(self, couch: CouchClient, store: StateStore, every_seconds: float = 15.0):
+        self.couch = couch
+        self.store = store
+        self.every_seconds = every_seconds
+        self._last = float("-inf")
+
+    def run(self, changed: set[str] | None = None) -> dict[str, dict] | None:
+        """Record now if it is time; return what was recorded (None: not now, or no
+        `_scheduler` on this server)."""
+        if time.monotonic() - self._last < self.every_seconds:
+            return None
+        self._last = time.monotonic()
+        states = scheduler_states(self.couch, NOT_RUNNING)
+        if states is None:
+            return None
+        self._save({"type": STATES_DOC_ID, "checked_at": now_iso(), "states": states})
+        for state in NOT_RUNNING:
+            REPLICATIONS.labels(state).set(sum(s["state"] == state for s in states.values()))
+        return states
+
+    def _save(self, body: dict) -> None:
+        for _ in range(3):
+            current = self.store.get_doc(STATES_DOC_ID)
+            doc = {**body, "_id": STATES_DOC_ID}
+            if current is not None:
+                doc["_rev"] = current["_rev"]
+            try:
+                self.couch.put(self.store.db, STATES_DOC_ID, json=doc)
+                return
+            except DocumentConflict:
+                continue
+
+
+def scheduler_states(couch: CouchClient, states: tuple[str, ...]) -> dict[str, dict] | None:
+    """Doc id -> {state, error} of the broker's replications in one of `states`, from
+    `_scheduler/docs` (a request per 500); None on a server without `_scheduler`."""
+    params = {"states": ",".join(states), "limit": str(PAGE)}
+    found, skip = {}, 0
+    while True:
+        try:
+            page = couch.get(
+                "_scheduler", "docs", REPLICATOR_DB, params={**params, "skip": str(skip)}
+            )
+        except CouchError as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+        docs = page.get("docs") or []
+        for doc in docs:
+            if str(doc.get("doc_id", "")).startswith(REPLICATOR_PREFIX):
+                error = redacted((doc.get("info") or {}).get("error"))
+                found[doc["doc_id"]] = {"state": doc.get("state"), "error": error}
+        if len(docs) < PAGE:
+            return found
+        skip += PAGE
+
+
+def recorded_states(
+    couch: CouchClient, store: StateStore, changed_at: Mapping[str, str]
+) -> dict[str, ReplicationStatus]:
+    """The recorded state of each replicator doc id in `changed_at` (id -> when its share
+    last changed), in two requests whatever their number."""
+    if not changed_at:
+        return {}
+    rows = couch.post(REPLICATOR_DB, "_all_docs", json={"keys": list(changed_at)})["rows"]
+    present = {row["key"] for row in rows if "value" in row and not row["value"].get("deleted")}
+    recorded = store.get_doc(STATES_DOC_ID) or {}
+    as_of = recorded.get("checked_at")
+    states = {}
+    for doc_id, changed in changed_at.items():
+        entry = (recorded.get("states") or {}).get(doc_id)
+        if doc_id not in present:
+            states[doc_id] = ReplicationStatus(state="missing")
+        elif as_of is None or as_of < changed:
+            states[doc_id] = ReplicationStatus(state="unknown")
+        elif entry is not None:
+            states[doc_id] = ReplicationStatus(entry["state"], error=entry["error"], as_of=as_of)
+        else:
+            states[doc_id] = ReplicationStatus(state="running", as_of=as_of)
+    return states
