@@ -27,6 +27,8 @@ class Settings:
     invitation_ttl_seconds: int = 7 * 24 * 3600
     reconcile_interval_seconds: float = 0.0
     follow_interval_seconds: float = 2.0
+    # The proxies trusted to name the client in X-Forwarded-For (gunicorn reads it too).
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
 
     def __post_init__(self):
         if not self.replication_url:  # CouchDB reaches the databases as the broker does
@@ -68,6 +70,11 @@ class Settings:
             invitation_ttl_seconds=int(_seconds(env, "BROKER_INVITATION_TTL_SECONDS", 604800)),
             reconcile_interval_seconds=_seconds(env, "BROKER_RECONCILE_INTERVAL", 0.0, zero=True),
             follow_interval_seconds=_seconds(env, "BROKER_FOLLOW_INTERVAL", 2.0, zero=True),
+            forwarded_allow_ips=tuple(
+                ip.strip()
+                for ip in (_optional(env, "BROKER_FORWARDED_ALLOW_IPS") or "127.0.0.1").split(",")
+                if ip.strip()
+            ),
         )
 
 

@@ -330,3 +330,40 @@ def test_no_response_or_log_line_holds_a_password_or_cookie(app, couch, people, 
         body = response.get_data(as_text=True) + str(dict(response.headers))
         assert not any(secret in body for secret in secrets)
     assert not any(secret in caplog.text for secret in secrets)
+
+
+def test_the_limit_counts_each_client_behind_a_trusted_proxy(app, people):
+    """Behind an ingress every request comes from the proxy's address; X-Forwarded-For
+    names the client, and one client's failures lock out only that client."""
+    client = app.test_client()  # from 127.0.0.1, the trusted proxy by default
+    # Bob's password, not Alice's: CouchDB 3.4+ itself locks out a user after failed logins.
+    wrong = {**basic(people["bob"][0], "not-the-password"), "X-Forwarded-For": "203.0.113.5"}
+    statuses = [client.get("/v1/shares", headers=wrong).status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    other = {**headers_for(people, "alice"), "X-Forwarded-For": "203.0.113.9"}
+    assert client.get(f"/v1/shares?database={ALICE}", headers=other).status_code == 200
+
+
+def test_an_untrusted_peer_cannot_pick_its_bucket(app, people):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.7"  # not a trusted proxy
+    for n in range(5):
+        spoofed = {**headers_for(people, "wrong password"), "X-Forwarded-For": f"192.0.2.{n}"}
+        assert client.get("/v1/shares", headers=spoofed).status_code == 401
+    assert client.get("/v1/shares", headers=headers_for(people, "alice")).status_code == 429
+
+
+def test_a_valid_admin_token_is_never_refused_for_rate(app, people):
+    client = app.test_client()
+    for _ in range(6):
+        client.get("/v1/shares", headers=headers_for(people, "wrong password"))
+    assert client.get("/v1/shares", headers=headers_for(people, "admin")).status_code == 200
+
+
+def test_a_request_without_credentials_is_no_failed_login(app, people):
+    client = app.test_client()
+    assert [client.get("/v1/shares").status_code for _ in range(10)] == [401] * 10
+    assert (
+        client.get(f"/v1/shares?database={ALICE}", headers=headers_for(people, "alice")).status_code
+        == 200
+    )

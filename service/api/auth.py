@@ -55,26 +55,62 @@ def caller() -> Caller:
 
 
 def authenticate():
-    """`before_request` hook: identify the caller, or answer 401 or 429."""
+    """`before_request` hook: identify the caller, or answer 401 or 429.
+
+    A valid admin token is never refused for rate reasons: it is a long random secret. A
+    request with no credentials is no failed login. The limit counts per client, as the
+    trusted proxies name it.
+    """
     if request.method == "OPTIONS":
         return None
-    client = request.remote_addr or "unknown"
+    admin = _admin()
+    if admin is not None:
+        g.caller = admin
+        return None
+    if not _presents_credentials():
+        return _unauthorized()
+    client = client_address()
     failures: FailedLogins = current_app.extensions["sharing_broker_failed_logins"]
     wait = failures.retry_after(client)
     if wait:
         return problem(
             429, "too many failed logins; try again later", headers={"Retry-After": str(wait)}
         )
-    found = _admin() or _user()
+    found = _user()
     if found is None:
         failures.record(client)
-        return problem(
-            401,
-            "send an admin bearer token, or your CouchDB credentials",
-            headers={"WWW-Authenticate": CHALLENGE},
-        )
+        return _unauthorized()
     g.caller = found
     return None
+
+
+def client_address() -> str:
+    """The client's address: the socket's peer, or, when that peer is a trusted proxy, the
+    nearest address in X-Forwarded-For that is not one of the trusted proxies."""
+    trusted = current_app.config["BROKER_SETTINGS"].forwarded_allow_ips
+    address = request.remote_addr or "unknown"
+    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed([a for a in forwarded if a]):
+        if not _trusted(address, trusted):
+            break
+        address = hop
+    return address
+
+
+def _trusted(address: str, trusted: tuple[str, ...]) -> bool:
+    return "*" in trusted or address in trusted
+
+
+def _presents_credentials() -> bool:
+    return bool(request.headers.get("Authorization") or request.cookies.get("AuthSession"))
+
+
+def _unauthorized():
+    return problem(
+        401,
+        "send an admin bearer token, or your CouchDB credentials",
+        headers={"WWW-Authenticate": CHALLENGE},
+    )
 
 
 def _admin() -> Caller | None:
