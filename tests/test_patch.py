@@ -106,3 +106,17 @@ def test_read_write_to_read_purges_the_recipients_db_sharing(client, couch, regi
     assert patch(client, share["id"], {"access": "read"}).status_code == 200
 
     assert doc_state(couch, dbs["bob"], DB_SHARING) == "missing"
+
+
+def test_if_match_star_matches_the_share_as_it_is(client, registered):
+    share = create_share(client)
+    response = patch(client, share["id"], {"access": "read-write"}, etag="*")
+    assert response.status_code == 200
+    assert response.get_json()["access"] == "read-write"
+    stale = '"not-the-etag"'
+    current = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
+    assert patch(client, share["id"], {"access": "read"}, etag=stale).status_code == 412
+    assert (
+        patch(client, share["id"], {"access": "read"}, etag=f"{stale}, {current}").status_code
+        == 200
+    )

@@ -278,3 +278,10 @@ def test_list_refuses_a_role_without_a_database(client):
     response = client.get("/v1/shares?role=owner")
     assert response.status_code == 422
     assert "role" in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize("cursor", ["!", "not-a-cursor", "share:x"])
+def test_a_garbage_cursor_is_422(client, registered, cursor):
+    response = client.get(f"/v1/shares?cursor={cursor}")
+    assert response.status_code == 422
+    assert "cursor" in response.get_json()["errors"]

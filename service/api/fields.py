@@ -36,7 +36,10 @@ class PageQuerySchema(ma.Schema):
     """Cursor pagination: pass `next_cursor` of one page as `cursor` for the next."""
 
     limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = ma.fields.String(validate=validate.Length(min=1, max=200))
+    cursor = ma.fields.String(
+        validate=FullMatch(CONFIG_UUID.regex, error="Not a cursor: pass next_cursor as it came."),
+        metadata={"description": "`next_cursor` of the page before."},
+    )
 
 
 def page_of(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:

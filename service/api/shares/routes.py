@@ -151,9 +151,12 @@ class ShareById(MethodView):
         rules = body.get("rules", UNCHANGED)
         if query["dry_run"]:
             return _preview(broker().shares.preview(share, access, collections, rules))
-        etag = request.headers.get("If-Match")
-        if not etag:
+        if_match = request.headers.get("If-Match")
+        if not if_match:
             abort(428, message="If-Match is required: send the ETag of the share as last read")
+        # RFC 9110: a list of ETags, or `*` for whatever the share is now.
+        listed = {tag.strip() for tag in if_match.split(",")}
+        etag = share.etag if "*" in listed or share.etag in listed else if_match
         share = broker().shares.patch(share, etag, access, collections, rules, actor=caller().actor)
         return _view(share, _visible(share, roles)), {"ETag": share.etag}
 
