@@ -34,7 +34,7 @@ access_log_format = json.dumps(
         "status": "%(s)s",
         "bytes": "%(B)s",
         "duration_us": "%(D)s",
-        "request_id": "%({x-request-id}i)s",
+        "request_id": "%({x-request-id}o)s",  # the caller's, or the one generated for it
         "user_agent": "%(a)s",
     }
 )

@@ -87,13 +87,16 @@ def test_no_token_exits_2(capsys, monkeypatch):
 def test_serve_writes_json_access_logs_without_credentials(live_broker, couch):
     url = os.environ["BROKER_URL"]
     requests.get(f"{url}/healthz", headers={"X-Request-ID": "req-42"}, timeout=5)
-    requests.get(f"{url}/v1/databases", auth=("someone", "canary-pass-77"), timeout=5)
+    refused = requests.get(f"{url}/v1/databases", auth=("someone", "canary-pass-77"), timeout=5)
     live_broker.stop()
     out, err = live_broker.output()
     logs = out + err
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     health = next(line for line in lines if line["path"] == "/healthz")
     assert health["status"] == "200" and health["request_id"] == "req-42"
+    # A request that sent no id is logged with the one generated for it, as answered.
+    generated = next(line for line in lines if line["path"] == "/v1/databases")
+    assert generated["request_id"] == refused.headers["X-Request-ID"] != "-"
     assert "canary-pass-77" not in logs
     assert ADMIN_TOKEN not in logs
 

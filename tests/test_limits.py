@@ -41,3 +41,11 @@ def test_brackets_inside_strings_do_not_count(client):
     response = client.post("/v1/databases", json={"database": "[{" * 100})
     assert response.status_code == 422
     assert nesting(b'{"a": "[[[\\"[[", "b": [1]}') == 2
+
+
+def test_a_body_that_is_not_json_is_415(client):
+    response = client.post("/v1/databases", data="database=inventory-alice")
+    assert response.status_code == 415
+    assert "application/json" in response.get_json()["detail"]
+    form = client.post("/v1/shares", data={"owner": ALICE}, content_type="multipart/form-data")
+    assert form.status_code == 415

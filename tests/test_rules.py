@@ -216,3 +216,20 @@ def test_pictures_follow_items_that_come_to_match(app, client, couch, kitchen):
     crossing = find_ids(couch, kitchen["alice"], selector())
     assert {new_item["_id"], new_link["_id"], new_image["_id"]} <= crossing
     assert follow.run() == {}  # nothing changed since
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ({"data.name": "x" * 1001}, "at most 1000 characters"),
+        ({"data.name": {"$regex": 'say "hi"'}}, "no quotes"),
+        ({"data.count": {"$gt": 2**60}}, "between -2^53 and 2^53"),
+    ],
+)
+def test_a_refused_value_says_what_the_limit_is(client, registered, where, says):
+    rules = [{"type": "item", "where": where}]
+    response = client.post(
+        "/v1/shares", json={"owner": ALICE, "recipient": BOB, "access": "read", "rules": rules}
+    )
+    assert response.status_code == 422
+    assert says in response.get_json()["detail"]

@@ -1,4 +1,4 @@
-"""Bounds on request bodies: their size (413) and how deeply their JSON nests (400).
+"""Bounds on request bodies: JSON (415), their size (413), how deeply they nest (400).
 
 A body is refused before anything parses it: the size from `Content-Length` (and by
 werkzeug's `MAX_CONTENT_LENGTH` while reading), the nesting by one pass over its bytes.
@@ -23,6 +23,9 @@ def _check_body():
         return _too_large()
     if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
         return None
+    if not request.is_json:
+        detail = "send the body as JSON, with Content-Type: application/json"
+        return problem(415, detail, {"request": [detail]})
     body = request.get_data(cache=True)
     if len(body) > MAX_BODY_BYTES:
         return _too_large()

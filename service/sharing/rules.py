@@ -23,6 +23,7 @@ MAX_NODES = 64
 MAX_DEPTH = 6
 MAX_LIST = 100
 MAX_REGEX = 64
+MAX_STRING = 1000
 MAX_RULES = 20
 _FIELD = re.compile(r"data(\.[A-Za-z_][A-Za-z0-9_]{0,63}){1,4}")
 _REGEX_CHARS = re.compile(r"[A-Za-z0-9 _\-.,:;#@/^$*+?|()\[\]\\]*")
@@ -119,7 +120,7 @@ def _test(op: str, arg: object, path: str, depth: int) -> Test:
     if op in _COMPARISONS:
         if isinstance(arg, bool) or not isinstance(arg, int | float):
             raise InvalidRequest(f"{op} compares numbers only", path)
-        return Test(op, arg)
+        return Test(op, _scalar(arg, path))  # JavaScript and CouchDB agree below 2^53
     if op in ("$eq", "$ne"):
         return Test(op, _scalar(arg, path))
     if op in _LIST_OPS:
@@ -151,10 +152,14 @@ def _test(op: str, arg: object, path: str, depth: int) -> Test:
 
 
 def _scalar(value: object, path: str) -> object:
-    if isinstance(value, str) and len(value) <= 1000:
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise InvalidRequest(f"strings in rules hold at most {MAX_STRING} characters", path)
         return value
     if isinstance(value, bool) or (isinstance(value, int | float) and abs(value) < 2**53):
         return value
+    if isinstance(value, int | float):
+        raise InvalidRequest("numbers in rules lie between -2^53 and 2^53", path)
     raise InvalidRequest("values are strings, numbers or booleans", path)
 
 
@@ -162,7 +167,11 @@ def _regex(pattern: object, path: str) -> str:
     if not isinstance(pattern, str) or not 0 < len(pattern) <= MAX_REGEX:
         raise InvalidRequest(f"$regex takes a pattern of 1 to {MAX_REGEX} characters", path)
     if not _REGEX_CHARS.fullmatch(pattern) or _REGEX_ESCAPES.search(pattern):
-        raise InvalidRequest("$regex allows letters, digits, punctuation and \\d \\w", path)
+        raise InvalidRequest(
+            "$regex allows letters, digits, spaces, _ - . , : ; # @ / ^ $ * + ? | ( ) [ ],"
+            " a backslash before one of them, and \\d \\w; no quotes or other characters",
+            path,
+        )
     if "(?" in pattern or re.search(r"\)[*+?]", pattern):
         raise InvalidRequest("$regex allows no look-arounds and no quantified groups", path)
     try:
