@@ -48,13 +48,14 @@ CALLERS = ["admin", "alice", "bob", "carol", "anonymous", "wrong password", "dav
 MATRIX = {
     ("POST", "/v1/databases", "alice-db"): [200, 200, 403, 403, 401, 401, 403],
     ("GET", "/v1/databases", None): [200, 403, 403, 403, 401, 401, 403],
-    ("GET", f"/v1/databases/{ALICE}", None): [200, 200, 403, 403, 401, 401, 403],
-    ("DELETE", f"/v1/databases/{ALICE}", None): [409, 409, 403, 403, 401, 401, 403],
-    ("GET", f"/v1/shares?database={ALICE}", None): [200, 200, 403, 403, 401, 401, 403],
-    ("GET", f"/v1/shares?database={BOB}", None): [200, 403, 200, 403, 401, 401, 403],
+    # A UUID the caller cannot act for is answered as an unknown one: 404.
+    ("GET", f"/v1/databases/{ALICE}", None): [200, 200, 404, 404, 401, 401, 404],
+    ("DELETE", f"/v1/databases/{ALICE}", None): [409, 409, 404, 404, 401, 401, 404],
+    ("GET", f"/v1/shares?database={ALICE}", None): [200, 200, 404, 404, 401, 401, 404],
+    ("GET", f"/v1/shares?database={BOB}", None): [200, 404, 200, 404, 401, 401, 404],
     ("GET", "/v1/shares", None): [200, 422, 422, 422, 401, 401, 422],
-    ("POST", "/v1/shares", "alice-to-carol"): [201, 201, 403, 403, 401, 401, 403],
-    ("POST", "/v1/shares", "again"): [409, 409, 403, 403, 401, 401, 403],
+    ("POST", "/v1/shares", "alice-to-carol"): [201, 201, 404, 404, 401, 401, 404],
+    ("POST", "/v1/shares", "again"): [409, 409, 404, 404, 401, 401, 404],
     ("GET", "/v1/shares/{id}", None): [200, 200, 200, 404, 401, 401, 404],
     ("PATCH", "/v1/shares/{id}", "patch"): [200, 200, 403, 404, 401, 401, 404],
     ("POST", "/v1/shares/{id}/accept", None): [200, 403, 200, 404, 401, 401, 404],
@@ -63,7 +64,7 @@ MATRIX = {
     ("GET", "/v1/shares/{id}/events", None): [200, 200, 200, 404, 401, 401, 404],
     ("GET", "/v1/shares/{id}/preview", None): [200, 200, 403, 404, 401, 401, 404],
     ("PATCH", "/v1/shares/{id}?dry_run=true", "patch"): [200, 200, 403, 404, 401, 401, 404],
-    ("POST", "/v1/shares?dry_run=true", "alice-to-carol"): [200, 200, 403, 403, 401, 401, 403],
+    ("POST", "/v1/shares?dry_run=true", "alice-to-carol"): [200, 200, 404, 404, 401, 401, 404],
 }
 CASES = [
     pytest.param(method, path, body, who, expected[i], id=f"{method} {path} {body or ''} as {who}")
@@ -283,13 +284,17 @@ def test_the_authsession_cookie_works_like_basic(app, couch, people):
     assert client.get(f"/v1/shares?database={ALICE}").status_code == 401
 
 
-def test_a_failed_login_is_never_cached(app, couch, people):
+def test_a_failed_login_is_never_cached(app, couch, people, names):
     client = app.test_client()
-    headers = basic("erin", "first-password-x")
+    erin = f"erin-{names['alice']}"
+    headers = basic(erin, "first-password-x")
     assert client.get("/v1/shares?database=" + ALICE, headers=headers).status_code == 401
-    user = {"name": "erin", "password": "first-password-x", "roles": [], "type": "user"}
-    couch.put("_users/org.couchdb.user:erin", user)
-    assert client.get("/v1/shares?database=" + ALICE, headers=headers).status_code == 403
+    user = {"name": erin, "password": "first-password-x", "roles": [], "type": "user"}
+    couch.put(f"_users/org.couchdb.user:{erin}", user)
+    try:  # now she logs in, and may not act for Alice's database
+        assert client.get("/v1/shares?database=" + ALICE, headers=headers).status_code == 404
+    finally:
+        couch.delete_doc("_users", f"org.couchdb.user:{erin}")
 
 
 def test_repeated_failed_logins_get_429(app, people):
@@ -367,3 +372,21 @@ def test_a_request_without_credentials_is_no_failed_login(app, people):
         client.get(f"/v1/shares?database={ALICE}", headers=headers_for(people, "alice")).status_code
         == 200
     )
+
+
+UNKNOWN = "00000000-0000-4000-8000-0000000000ff"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/databases/{uuid}", "/v1/shares?database={uuid}"],
+)
+def test_a_uuid_the_caller_cannot_act_for_looks_unknown(app, people, path):
+    """Registered to someone else, or not registered at all: the same answer, and no name."""
+    client = app.test_client()
+    carol = headers_for(people, "carol")
+    theirs = client.get(path.format(uuid=ALICE), headers=carol)
+    unknown = client.get(path.format(uuid=UNKNOWN), headers=carol)
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.get_data(as_text=True) == unknown.get_data(as_text=True).replace(UNKNOWN, ALICE)
+    assert "inventory-alice" not in theirs.get_data(as_text=True)

@@ -19,8 +19,12 @@ class Policy:
             raise ForbiddenError(f"you cannot read the database {database}", field)
 
     def require_registered(self, caller: Caller, config_uuid: str, field: str) -> Database:
+        """The registration, if the caller may act for it. One they may not is answered
+        exactly as an unknown UUID, so no one learns which UUIDs are registered, or as what.
+        """
         found = self.registry.get(config_uuid, field)
-        self.require_database(caller, found.database, field)
+        if not self.identity.can_read(caller, found.database):
+            raise self.registry.unknown(config_uuid, field)
         return found
 
     def roles(self, caller: Caller, share: Share) -> set[str]:

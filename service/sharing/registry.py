@@ -38,8 +38,12 @@ class Registry:
     def get(self, config_uuid: str, field: str | None = None) -> Database:
         found = self.store.get_database(config_uuid)
         if found is None:
-            raise NotFoundError(f"no database is registered as {config_uuid}", field=field)
+            raise self.unknown(config_uuid, field)
         return found
+
+    @staticmethod
+    def unknown(config_uuid: str, field: str | None = None) -> NotFoundError:
+        return NotFoundError(f"no database is registered as {config_uuid}", field=field)
 
     def parties(self, owner: str, recipient: str) -> tuple[Database, Database]:
         """Both databases of a share, in one request."""
