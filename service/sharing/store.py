@@ -14,6 +14,11 @@ from service.sharing.model import LIVE_STATUSES, Database, Event, Share, Status,
 
 # How long a pair claim without its share record counts as a create still under way.
 CLAIM_GRACE_SECONDS = 60
+# The state database is the broker's alone: only server admins may read or write it.
+ADMINS_ONLY = {
+    "admins": {"names": [], "roles": ["_admin"]},
+    "members": {"names": [], "roles": ["_admin"]},
+}
 
 # Pages of records of one type in `_id` order: constant work per page at any size.
 PAGE_INDEX = {
@@ -31,19 +36,40 @@ class StateStore:
         self.couch = couch
         self.db = db
         self._indexed = False
+        self._locked = False
 
     def ensure(self) -> None:
-        """Create the state database and its index if they do not exist yet."""
+        """Create the state database and its index if they do not exist yet, and lock it to
+        server admins (once per process)."""
         try:
             self.couch.get(self.db)
         except NotFound:
             with suppress(DocumentConflict):  # another replica created it first
                 self.couch.put(self.db)
+            self._locked = self._indexed = False  # a new database: lock and index it
+        if not self._locked:
+            if self.exposure() is not None:
+                self.couch.put(self.db, "_security", json=ADMINS_ONLY)
+            self._locked = True
         if not self._indexed:
             self.couch.post(self.db, "_index", json=PAGE_INDEX)  # idempotent
             with suppress(DocumentConflict):  # already there
                 self.couch.put(self.db, STATS_DDOC["_id"], json=STATS_DDOC)
             self._indexed = True
+
+    def exposure(self) -> str | None:
+        """Why someone besides the server admins can read the state database, or None.
+
+        A share record read there tells who shares with whom; one written there would be
+        provisioned by reconcile.
+        """
+        security = self.couch.get(self.db, "_security")
+        members = security.get("members") or {}
+        if not members.get("names") and not members.get("roles"):
+            return "its _security lists no members, so every CouchDB user may read and write it"
+        if security != {**security, **ADMINS_ONLY}:
+            return f"its _security lets others in: {json.dumps(security, sort_keys=True)}"
+        return None
 
     # Database registrations
 

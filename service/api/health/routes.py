@@ -29,16 +29,25 @@ class Liveness(MethodView):
 class Readiness(MethodView):
     @blp.doc(security=[])
     @blp.response(200, HealthSchema)
-    @blp.alt_response(503, description="CouchDB is unreachable or refuses the broker")
+    @blp.alt_response(
+        503,
+        description="CouchDB is unreachable or refuses the broker, or others can read the"
+        " state database",
+    )
     def get(self):
-        """Check CouchDB, the service credentials and the state database"""
+        """Check CouchDB, the service credentials, and the state database and its lock"""
         b = broker()
         try:
             session = b.couch.get("_session")
             if not (session.get("userCtx") or {}).get("name"):
                 return problem(503, "CouchDB does not accept the service credentials")
             b.store.ensure()
+            exposure = b.store.exposure()
             b.couch.get(REPLICATOR_DB)
         except (CouchError, CouchUnavailable) as exc:
             return problem(503, f"not ready: {exc}")
+        if exposure is not None:
+            return problem(
+                503, f"not ready: the state database {b.store.db} is exposed: {exposure}"
+            )
         return {"status": "ok"}
