@@ -29,6 +29,7 @@ from service.config import Settings
 from service.sharing.credentials import Credentials
 from service.sharing.model import Access, Selection, Share, Status
 from service.sharing.parts import O2R, R2O, Target, wanted_parts
+from service.sharing.seal import Seal
 from service.sharing.selectors import Scope
 from tests.servers.pouchdb import PouchServer
 
@@ -75,6 +76,7 @@ class Bench:
         )
         self.client = create_app(settings).test_client()
         self.client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"
+        self.seal = Seal(settings.record_key)  # the served broker derives the same key
         self.seeded = 0
 
     # Broker operations over HTTP
@@ -210,7 +212,7 @@ class Bench:
                 parts = wanted_parts(share, target, credentials, self.couch.url, STATE_DB)
                 replications += [parts[O2R].body, parts[R2O].body]
                 states += [
-                    share.to_doc(),
+                    self.seal.signed(share.to_doc()),
                     {"_id": f"pair:{owner}--{recipient}", "type": "pair", "share_id": share.id},
                 ]
             for db, docs in ((STATE_DB, states), ("_replicator", replications)):

@@ -1,11 +1,14 @@
 """Settings read from the environment; each may also come from a file named by <NAME>_FILE."""
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 DEFAULT_SERVER = "default"
+RECORD_KEY_LABEL = b"sharing-broker record seal"
 
 
 class ConfigError(Exception):
@@ -29,10 +32,15 @@ class Settings:
     follow_interval_seconds: float = 2.0
     # The proxies trusted to name the client in X-Forwarded-For (gunicorn reads it too).
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    # Seals the broker's records; by default derived from the service password.
+    record_key: str = field(default="", repr=False)
 
     def __post_init__(self):
         if not self.replication_url:  # CouchDB reaches the databases as the broker does
             object.__setattr__(self, "replication_url", self.couchdb_url)
+        if not self.record_key:
+            derived = hmac.new(self.couchdb_password.encode(), RECORD_KEY_LABEL, hashlib.sha256)
+            object.__setattr__(self, "record_key", derived.hexdigest())
 
     def labelled_admin_tokens(self) -> list[tuple[str, str]]:
         """(label, token) per admin token; `label:token` entries name themselves."""
@@ -70,6 +78,7 @@ class Settings:
             invitation_ttl_seconds=int(_seconds(env, "BROKER_INVITATION_TTL_SECONDS", 604800)),
             reconcile_interval_seconds=_seconds(env, "BROKER_RECONCILE_INTERVAL", 0.0, zero=True),
             follow_interval_seconds=_seconds(env, "BROKER_FOLLOW_INTERVAL", 2.0, zero=True),
+            record_key=_record_key(env),
             forwarded_allow_ips=tuple(
                 ip.strip()
                 for ip in (_optional(env, "BROKER_FORWARDED_ALLOW_IPS") or "127.0.0.1").split(",")
@@ -118,3 +127,10 @@ def _seconds(env: Mapping[str, str], name: str, default: float, zero: bool = Fal
     if value < 0 or (value == 0 and not zero):
         raise ConfigError(f"{name} must be positive")
     return value
+
+
+def _record_key(env: Mapping[str, str]) -> str:
+    key = _optional(env, "BROKER_RECORD_KEY") or ""
+    if key and len(key) < 32:
+        raise ConfigError("BROKER_RECORD_KEY needs at least 32 characters")
+    return key

@@ -72,3 +72,14 @@ def test_serve_stops_with_one_line_naming_the_missing_setting(monkeypatch, capsy
         "sharing-broker: BROKER_COUCHDB_URL is not set"
         " (set BROKER_COUCHDB_URL or BROKER_COUCHDB_URL_FILE)"
     )
+
+
+def test_the_record_key_is_given_or_derived_and_never_shown():
+    derived = Settings.from_env(BASE)
+    assert len(derived.record_key) == 64 and "s3cret-canary" not in derived.record_key
+    assert derived.record_key == Settings.from_env(BASE).record_key  # every replica agrees
+    given = Settings.from_env({**BASE, "BROKER_RECORD_KEY": "k" * 32})
+    assert given.record_key == "k" * 32
+    assert "k" * 32 not in repr(given) and derived.record_key not in repr(derived)
+    with pytest.raises(ConfigError, match="BROKER_RECORD_KEY"):
+        Settings.from_env({**BASE, "BROKER_RECORD_KEY": "short"})

@@ -19,6 +19,7 @@ from service.sharing.branches import BranchWatch
 from service.sharing.followers import LEASE_ID, follow_every
 from service.sharing.lease import Lease
 from service.sharing.mango import matches
+from service.sharing.seal import Seal
 from service.sharing.store import StateStore
 from service.sharing.updates import DatabaseUpdates
 from tests.conftest import BrokerProcess
@@ -248,7 +249,7 @@ def test_only_one_holder_has_the_watch_lease(app, couch, settings):
 def test_another_brokers_replications_are_not_watched(app, client, registered, dbs):
     create_share(client, **RW)
     couch = app.extensions["sharing_broker"].couch
-    other = BranchWatch(couch, StateStore(couch, "another_broker"))
+    other = BranchWatch(couch, StateStore(couch, "another_broker", Seal("another-key" * 4)))
 
     assert other.inflows() == []
     ours = app.extensions["sharing_broker"].branch_watch().inflows()

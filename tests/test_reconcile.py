@@ -6,11 +6,12 @@ import threading
 import pytest
 
 from service.cli import main
-from service.sharing.model import now_iso
+from service.sharing.model import Access, Database, Selection, Share, Status, now_iso
+from service.sharing.seal import Seal
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent, broker_parts
 from tests.helpers import create_share, doc_state
-from tests.servers.demo import ALICE
+from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
 
@@ -99,7 +100,8 @@ def test_a_leftover_db_sharing_is_removed_but_a_hand_made_one_stays(
     )
     state_path = f"{settings.state_db}/share:{share['id']}"
     record = couch.get(state_path)
-    couch.put(state_path, {**record, "status": "revoked"})  # the record says revoked
+    revoked = Seal(settings.record_key).signed({**record, "status": "revoked"})
+    couch.put(state_path, revoked)  # the broker's record says revoked
     reconcile(client)
     assert broker_parts(couch, dbs) == {
         "replications": set(),
@@ -178,3 +180,39 @@ def test_a_copy_of_db_sharing_left_with_the_recipient_is_purged(
     finding = {"kind": "orphan copy of a db_sharing doc", "database": dbs["bob"]}
     assert {**finding, "doc_id": DB_SHARING, "action": "purged it"} in report["repaired"]
     assert doc_state(couch, dbs["bob"], DB_SHARING) == "missing"
+
+
+def test_a_share_record_the_broker_did_not_write_is_never_provisioned(
+    client, couch, settings, registered, dbs
+):
+    """As anyone could write one where the state database is left open."""
+    forged = Share.new(ALICE, BOB, Access.READ_WRITE, Selection(None))  # all of Alice's, to Bob
+    forged.status = Status.ACTIVE
+    couch.put(f"{settings.state_db}/{Share.doc_id(forged.id)}", forged.to_doc())
+
+    report = reconcile(client)
+
+    refused = {"kind": "unsealed record", "record": Share.doc_id(forged.id)}
+    assert {**refused, "error": "not written by this broker: refused"} in report["errors"]
+    assert client.get(f"/v1/shares/{forged.id}").status_code == 404
+    assert (
+        couch.all_docs("_replicator")
+        .keys()
+        .isdisjoint({f"sharing-broker-{forged.id}-owner-to-recipient"})
+    )
+    for db in dbs.values():
+        names = couch.get(f"{db}/_security")["members"]["names"]
+        assert f"sharing-broker-{forged.id}" not in names
+
+
+def test_a_registration_the_broker_did_not_write_is_refused_and_replaced(
+    client, couch, settings, dbs
+):
+    squatted = Database(ALICE, dbs["bob"], "default", now_iso())  # Alice's UUID, Bob's db
+    couch.put(f"{settings.state_db}/{Database.doc_id(ALICE)}", squatted.to_doc())
+    assert client.get(f"/v1/databases/{ALICE}").status_code == 404
+
+    response = client.post("/v1/databases", json={"database": dbs["alice"]})
+
+    assert response.status_code == 201
+    assert client.get(f"/v1/databases/{ALICE}").get_json()["database"] == dbs["alice"]

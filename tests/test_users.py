@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from service.app import create_app
+from service.sharing.seal import Seal
 from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.helpers import replicator_docs, revisions
 from tests.servers.demo import ALICE, BOB
@@ -133,10 +134,9 @@ def test_decline_writes_nothing_and_frees_the_pair(app, couch, dbs, people, invi
 
 def expire(couch, settings, share_id: str) -> None:
     """Move an invitation's expiry into the past, as time would."""
-    doc = couch.get(f"{settings.state_db}/share:{share_id}")
-    couch.put(
-        f"{settings.state_db}/share:{share_id}", {**doc, "expires_at": "2000-01-01T00:00:00Z"}
-    )
+    path = f"{settings.state_db}/share:{share_id}"
+    doc = {**couch.get(path), "expires_at": "2000-01-01T00:00:00Z"}
+    couch.put(path, Seal(settings.record_key).signed(doc))  # as the broker would write it
 
 
 def test_an_expired_invitation_cannot_be_accepted(app, couch, settings, people, invitation):

@@ -14,6 +14,7 @@ from service.sharing.parts import Editors
 from service.sharing.policy import Policy
 from service.sharing.reconcile import Reconciler
 from service.sharing.registry import Registry
+from service.sharing.seal import Seal
 from service.sharing.states import StateRecorder
 from service.sharing.store import StateStore
 
@@ -49,7 +50,7 @@ class Broker:
             settings.couchdb_password,
             timeout=settings.couch_timeout,
         )
-        store = StateStore(couch, settings.state_db)
+        store = StateStore(couch, settings.state_db, Seal(settings.record_key))
         registry = Registry(couch, store)
         locks = DatabaseLocks(couch, settings.state_db)
         editors = Editors(

@@ -67,6 +67,7 @@ class Reconciler:
             self._remove_orphan_users(report)
             self._check_databases(report)
             self._remove_forged_branches(report)
+            self._report_unsealed(report)
         finally:
             self.lease.drop()
         return report
@@ -215,6 +216,14 @@ class Reconciler:
         copies = {i: s for i, s in ours.items() if i.endswith(f"--{config_uuid}")}
         prune(owned, f"orphan {DB_SHARING} doc", self._remove)
         prune(copies, f"orphan copy of a {DB_SHARING} doc", self._purge)
+
+    def _report_unsealed(self, report: Report) -> None:
+        """Records the broker did not write: refused everywhere, left for an admin to judge."""
+        for doc_type in ("share", "database"):
+            for doc_id in self.store.unsealed(doc_type):
+                finding = {"kind": "unsealed record", "record": doc_id}
+                report.found.append(finding)
+                report.errors.append({**finding, "error": "not written by this broker: refused"})
 
     def _remove_forged_branches(self, report: Report) -> None:
         """A pass of the branch watch, so a reconcile also catches what it missed."""

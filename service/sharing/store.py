@@ -5,12 +5,16 @@ shows up as a conflict instead of being overwritten.
 """
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import suppress
 
 from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.errors import ConflictError, NotFoundError, PreconditionFailed
 from service.sharing.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
+from service.sharing.seal import Seal
+
+log = logging.getLogger(__name__)
 
 # How long a pair claim without its share record counts as a create still under way.
 CLAIM_GRACE_SECONDS = 60
@@ -32,9 +36,10 @@ PAGE_INDEX = {
 class StateStore:
     """Reads and writes broker records in the state database."""
 
-    def __init__(self, couch: CouchClient, db: str):
+    def __init__(self, couch: CouchClient, db: str, seal: Seal):
         self.couch = couch
         self.db = db
+        self.seal = seal
         self._indexed = False
         self._locked = False
 
@@ -74,15 +79,12 @@ class StateStore:
     # Database registrations
 
     def get_database(self, config_uuid: str) -> Database | None:
-        try:
-            return Database.from_doc(self.couch.get(self.db, Database.doc_id(config_uuid)))
-        except NotFound:
-            return None
+        return self.get_databases({config_uuid}).get(config_uuid)
 
     def get_databases(self, config_uuids: set[str]) -> dict[str, Database]:
         """The registrations of these Configuration UUIDs that exist, in one request."""
         found = self._fetch([Database.doc_id(u) for u in sorted(config_uuids)])
-        return {d.config_uuid: d for d in map(Database.from_doc, found)}
+        return {d.config_uuid: d for d in map(Database.from_doc, self._sealed(found))}
 
     def database_names(self, config_uuids: set[str]) -> dict[str, str]:
         """Configuration UUID -> database name, in one request."""
@@ -90,11 +92,19 @@ class StateStore:
 
     def add_database(self, database: Database) -> Database:
         """Store a registration; if the UUID is taken, return the one stored."""
+        doc_id, doc = Database.doc_id(database.config_uuid), self.seal.signed(database.to_doc())
         try:
-            self.couch.put(self.db, Database.doc_id(database.config_uuid), json=database.to_doc())
+            self.couch.put(self.db, doc_id, json=doc)
             return database
         except DocumentConflict:
-            return self.get_database(database.config_uuid) or self.add_database(database)
+            current = self.get_doc(doc_id)
+        if current is None:  # removed meanwhile
+            return self.add_database(database)
+        if self.seal.valid(current):
+            return Database.from_doc(current)
+        log.warning("registration %s was not written by this broker; replaced", doc_id)
+        self.couch.put(self.db, doc_id, json={**doc, "_rev": current["_rev"]})
+        return database
 
     def remove_database(self, config_uuid: str) -> None:
         doc_id = Database.doc_id(config_uuid)
@@ -106,15 +116,15 @@ class StateStore:
 
     def list_databases(self, after: str | None, limit: int) -> tuple[list[Database], str | None]:
         docs, next_cursor = self._page("database", [], after, limit)
-        return [Database.from_doc(d) for d in docs], next_cursor
+        return [Database.from_doc(d) for d in self._sealed(docs)], next_cursor
 
     # Share records
 
     def get_share(self, share_id: str) -> Share:
-        try:
-            return Share.from_doc(self.couch.get(self.db, Share.doc_id(share_id)))
-        except NotFound:
-            raise NotFoundError(f"no share {share_id}") from None
+        found = self.get_shares({share_id})
+        if share_id not in found:
+            raise NotFoundError(f"no share {share_id}")
+        return found[share_id]
 
     def get_doc(self, doc_id: str) -> dict | None:
         """Any doc of the state database by its id, or None."""
@@ -124,12 +134,13 @@ class StateStore:
     def get_shares(self, share_ids: set[str]) -> dict[str, Share]:
         """The share records with these ids that exist, in one request."""
         found = self._fetch([Share.doc_id(i) for i in sorted(share_ids)])
-        return {s.id: s for s in map(Share.from_doc, found)}
+        return {s.id: s for s in map(Share.from_doc, self._sealed(found))}
 
     def save_share(self, share: Share) -> Share:
         """Write the record; a stale `_rev` raises PreconditionFailed."""
         try:
-            body = self.couch.put(self.db, Share.doc_id(share.id), json=share.to_doc())
+            doc = self.seal.signed(share.to_doc())
+            body = self.couch.put(self.db, Share.doc_id(share.id), json=doc)
         except DocumentConflict:
             raise PreconditionFailed(f"share {share.id} was changed meanwhile") from None
         share.rev = body["rev"]
@@ -143,7 +154,7 @@ class StateStore:
     ) -> tuple[list[Share], str | None]:
         """A page of shares matching every Mango condition given."""
         docs, next_cursor = self._page("share", conditions, after, limit)
-        return [Share.from_doc(d) for d in docs], next_cursor
+        return [Share.from_doc(d) for d in self._sealed(docs)], next_cursor
 
     def each_share(self, conditions: list[dict]) -> Iterator[Share]:
         """Every share matching the conditions, page by page."""
@@ -260,6 +271,22 @@ class StateStore:
         }
         rows = self.couch.get(self.db, "_all_docs", params=params)["rows"]
         return [Event.from_doc(row["doc"]) for row in rows]
+
+    def unsealed(self, doc_type: str) -> Iterator[str]:
+        """The ids of the records of a type whose seal does not match, page by page."""
+        after = None
+        while True:
+            docs, after = self._page(doc_type, [], after, 200)
+            yield from (doc["_id"] for doc in docs if not self.seal.valid(doc))
+            if after is None:
+                return
+
+    def _sealed(self, docs: list[dict]) -> list[dict]:
+        """The records the broker wrote itself; others are treated as absent."""
+        forged = [doc["_id"] for doc in docs if not self.seal.valid(doc)]
+        if forged:
+            log.warning("records not sealed by this broker, refused: %s", ", ".join(forged))
+        return [doc for doc in docs if self.seal.valid(doc)]
 
     def _fetch(self, keys: list[str]) -> list[dict]:
         """The docs with these ids that exist, in one request (none for no ids)."""
