@@ -1,6 +1,7 @@
 """Idempotency-Key, and concurrent identical requests making exactly one share."""
 
 import base64
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import ADMIN_TOKEN
@@ -96,3 +97,21 @@ def test_twenty_parallel_creates_with_one_key_make_one_share(app, client, couch,
     assert 201 in statuses and set(statuses) <= {201, 409}
     (share,) = client.get("/v1/shares").get_json()["items"]
     assert len(replicator_docs(couch, share["id"])) == 1
+
+
+def test_the_same_json_in_another_key_order_is_the_same_request(client, registered):
+    first = client.post(
+        "/v1/shares",
+        data=json.dumps(BODY),
+        content_type="application/json",
+        headers={"Idempotency-Key": "order-1"},
+    )
+    reordered = json.dumps(dict(reversed(list(BODY.items()))), indent=2)
+    again = client.post(
+        "/v1/shares",
+        data=reordered,
+        content_type="application/json",
+        headers={"Idempotency-Key": "order-1"},
+    )
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Idempotent-Replayed"] == "true"

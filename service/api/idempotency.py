@@ -36,7 +36,7 @@ def begin():
             400, f"{HEADER} must be 1 to 200 printable characters", {HEADER: ["invalid"]}
         )
     key_id = "idempotency:" + _digest(caller().actor, key)
-    fingerprint = _digest(request.method, request.full_path, request.get_data(as_text=True))
+    fingerprint = _digest(request.method, request.full_path, _canonical_body())
     found = broker().store.claim_key(key_id, fingerprint)
     if found is None:
         g.idempotency_key_id = key_id
@@ -76,6 +76,16 @@ def finish(response: Response) -> Response:
     }
     broker().store.finish_key(key_id, stored)
     return response
+
+
+def _canonical_body() -> str:
+    """The body, as JSON with sorted keys and no spacing when it parses: the same request
+    is the same whatever order its keys came in."""
+    body = request.get_data(as_text=True)
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return body
 
 
 def _digest(*parts: str) -> str:
