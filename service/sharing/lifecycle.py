@@ -92,6 +92,9 @@ class ShareService:
     ) -> Share:
         """Invite the recipient (`pending`), or provision at once when `accepted`."""
         owner_db, recipient_db = self._checked_parties(owner, recipient)
+        self.registry.require_undisputed(owner, recipient)
+        if accepted:
+            self.registry.confirm_configs(("owner", owner_db), ("recipient", recipient_db))
         selection = self._checked_selection(owner_db, recipient_db, selection)
         share = Share.new(owner, recipient, access, selection)
         if accepted:
@@ -115,10 +118,13 @@ class ShareService:
         self._expire_if_due(share, actor)
         with self._audit(share, "accept", actor):
             self._require(share, Status.PENDING, "accepted")
+            self.registry.require_undisputed(share.owner, share.recipient)
+            owner_db, recipient_db = self.registry.parties(share.owner, share.recipient)
+            self.registry.confirm_configs(("owner", owner_db), ("recipient", recipient_db))
             share.status = Status.PROVISIONING
             share.operation = Operation.toward("provision", share.access, share.selection)
             self._save_transition(share)
-            self._provision(share, roll_back_to=Status.PENDING)
+            self._provision(share, roll_back_to=Status.PENDING, dbs=(owner_db, recipient_db))
         return share
 
     def decline(self, share: Share, actor: str) -> Share:

@@ -29,11 +29,39 @@ class Registry:
                 return stored, True
             existing = stored
         if (existing.server, existing.database) != (DEFAULT_SERVER, database):
+            self.store.record_dispute(config_uuid, database)
             raise ConflictError(
-                f"Configuration UUID {config_uuid} is already registered to another database",
+                f"Configuration UUID {config_uuid} is already registered to another database;"
+                " it is now disputed, and no share may use it until an admin removes the"
+                " wrong registration",
                 field="database",
             )
         return existing, False
+
+    def require_undisputed(self, owner: str, recipient: str) -> None:
+        """Refuse (409) a share to or from a UUID that two databases claim."""
+        for config_uuid in sorted(self.store.disputed({owner, recipient})):
+            field = "owner" if config_uuid == owner else "recipient"
+            raise ConflictError(
+                f"Configuration UUID {config_uuid} is disputed: another database claims it too."
+                " An admin must remove the wrong registration first",
+                field,
+            )
+
+    def confirm_configs(self, *parties: tuple[str, Database]) -> None:
+        """Refuse (409) a party whose database's `0000-config` no longer holds the UUID it
+        was registered under: a registration proves the config only as it was then."""
+        for field, database in parties:
+            try:
+                config = self.couch.get(database.database, CONFIG_DOC_ID)
+            except NotFound:
+                config = {}
+            if config.get("uuid") != database.config_uuid:
+                raise ConflictError(
+                    f"the database registered as {database.config_uuid} no longer holds it in"
+                    f" its {CONFIG_DOC_ID}; register it again",
+                    field,
+                )
 
     def get(self, config_uuid: str, field: str | None = None) -> Database:
         found = self.store.get_database(config_uuid)
@@ -59,6 +87,7 @@ class Registry:
         if self.store.has_live_share(config_uuid):
             raise ConflictError(f"{config_uuid} takes part in a live share; revoke it first")
         self.store.remove_database(config_uuid)
+        self.store.clear_dispute(config_uuid)  # the next registration settles it
 
     def exists(self, database: str) -> bool:
         """Whether CouchDB still has the database."""

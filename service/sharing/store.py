@@ -118,6 +118,44 @@ class StateStore:
         docs, next_cursor = self._page("database", [], after, limit)
         return [Database.from_doc(d) for d in self._sealed(docs)], next_cursor
 
+    # Disputed Configuration UUIDs: claimed by a second database
+
+    def record_dispute(self, config_uuid: str, database: str) -> None:
+        """Note that `database` also claims `config_uuid`; kept until an admin removes the
+        registration."""
+        doc_id = _dispute_id(config_uuid)
+        for _ in range(3):
+            current = self.get_doc(doc_id) or {
+                "_id": doc_id,
+                "type": "dispute",
+                "config_uuid": config_uuid,
+                "claims": [],
+                "since": now_iso(),
+            }
+            if database in current["claims"]:
+                return
+            try:
+                self.couch.put(
+                    self.db, doc_id, json={**current, "claims": [*current["claims"], database]}
+                )
+                return
+            except DocumentConflict:
+                continue
+
+    def disputed(self, config_uuids: set[str]) -> set[str]:
+        """Which of these Configuration UUIDs are disputed, in one request."""
+        found = self._fetch([_dispute_id(u) for u in sorted(config_uuids)])
+        return {doc["config_uuid"] for doc in found}
+
+    def disputes(self) -> list[dict]:
+        docs, _ = self._page("dispute", [], None, 1000)
+        return [{k: d[k] for k in ("config_uuid", "claims", "since")} for d in docs]
+
+    def clear_dispute(self, config_uuid: str) -> None:
+        with suppress(NotFound, DocumentConflict):
+            doc = self.couch.get(self.db, _dispute_id(config_uuid))
+            self.couch.delete(self.db, doc["_id"], params={"rev": doc["_rev"]})
+
     # Share records
 
     def get_share(self, share_id: str) -> Share:
@@ -354,3 +392,7 @@ def status_selector(status: Status) -> dict:
         expired = {"$and": [{"status": "pending"}, {"expires_at": {"$lte": now}}]}
         return {"$or": [{"status": "expired"}, expired]}
     return {"status": str(status)}
+
+
+def _dispute_id(config_uuid: str) -> str:
+    return f"dispute:{config_uuid}"

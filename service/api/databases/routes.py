@@ -13,6 +13,7 @@ from service.api.databases.schemas import (
     DatabasePageSchema,
     DatabaseRegisterSchema,
     DatabaseSchema,
+    DisputeListSchema,
 )
 from service.api.fields import PageQuerySchema, problems
 from service.sharing.errors import ForbiddenError
@@ -51,6 +52,17 @@ class Databases(MethodView):
         database, created = broker().registry.register(body["database"])
         location = url_for("databases.Database", config_uuid=database.config_uuid)
         return asdict(database), 201 if created else 200, {"Location": location}
+
+
+@blp.route("/disputes")
+class Disputes(MethodView):
+    @problems(blp, 403)
+    @blp.response(200, DisputeListSchema)
+    def get(self):
+        """List Configuration UUIDs that a second database claimed (admins only)"""
+        if not caller().is_admin:
+            raise ForbiddenError("only admins may list disputes")
+        return {"items": broker().store.disputes()}
 
 
 @blp.route("/<config_uuid>")

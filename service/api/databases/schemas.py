@@ -28,3 +28,16 @@ class DatabaseSchema(ma.Schema):
 
 
 DatabasePageSchema = page_of(DatabaseSchema, "DatabasePage")
+
+
+class DisputeSchema(ma.Schema):
+    config_uuid = config_uuid()
+    claims = ma.fields.List(
+        ma.fields.String(),
+        metadata={"description": "The databases that claimed the UUID after its registration."},
+    )
+    since = timestamp()
+
+
+class DisputeListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(DisputeSchema), required=True)
