@@ -64,6 +64,17 @@ def test_refusals_exit_1_with_the_problem_on_stderr(live_broker, capsys):
     assert err.startswith("sharing-broker: 404 ") and "no-such-db" in err
     code, _, err = run(capsys, "shares", "show", "00000000-0000-4000-8000-000000000000")
     assert code == 1 and "404" in err
+    code, _, err = run(
+        capsys, "shares", "create", "--owner", "x", "--recipient", "y", "--access", "read"
+    )
+    assert code == 1 and err.count("Not a valid Configuration UUID") == 2  # once per field
+
+
+def test_json_may_come_before_or_after_the_command(live_broker, dbs, capsys):
+    run(capsys, "databases", "register", dbs["alice"])
+    for argv in (["--json", "databases", "list"], ["databases", "list", "--json"]):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and json.loads(out)[0]["database"] == dbs["alice"]
 
 
 def test_a_wrong_token_exits_1(live_broker, capsys, monkeypatch):

@@ -13,15 +13,28 @@ from service.cli.client import ApiError, BrokerClient
 from service.config import ConfigError
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _add_common(parser: argparse.ArgumentParser, default) -> None:
+    """`--url` and `--json`, taken before or after the command (`default`: SUPPRESS after,
+    so a subcommand's unset option does not undo one given before it)."""
+    url = os.environ.get("BROKER_URL", "http://127.0.0.1:8000")
+    parser.add_argument(
         "--url",
-        default=os.environ.get("BROKER_URL", "http://127.0.0.1:8000"),
+        default=url if default is None else default,
         help="the broker's base URL (BROKER_URL)",
     )
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if default is None else default,
+        help="machine-readable output",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, argparse.SUPPRESS)
     parser = argparse.ArgumentParser(prog="sharing-broker", description=__doc__)
+    _add_common(parser, None)
     commands = parser.add_subparsers(dest="command", required=True)
     server.add_commands(commands)
     admin.add_commands(commands, common)

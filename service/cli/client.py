@@ -53,7 +53,8 @@ def _detail(response: requests.Response) -> str:
     except ValueError:
         return f"HTTP {response.status_code}"
     detail = body.get("detail") or body.get("title") or f"HTTP {response.status_code}"
-    errors = body.get("errors")
-    if errors and detail not in str(errors):
-        detail += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
+    errors = body.get("errors") or {}
+    missing = {k: v for k, v in errors.items() if not all(m in detail for m in v)}
+    if missing:  # the messages the detail does not say already
+        detail += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in missing.items())
     return detail
