@@ -377,12 +377,16 @@ def test_a_request_without_credentials_is_no_failed_login(app, people):
 UNKNOWN = "00000000-0000-4000-8000-0000000000ff"
 
 
+@pytest.mark.parametrize("disputed", [False, True], ids=["registered", "disputed"])
 @pytest.mark.parametrize(
     "path",
     ["/v1/databases/{uuid}", "/v1/shares?database={uuid}"],
 )
-def test_a_uuid_the_caller_cannot_act_for_looks_unknown(app, people, path):
-    """Registered to someone else, or not registered at all: the same answer, and no name."""
+def test_a_uuid_the_caller_cannot_act_for_looks_unknown(app, people, path, disputed):
+    """Registered to someone else (disputed or not), or not registered at all: the same
+    answer, and no name."""
+    if disputed:
+        app.extensions["sharing_broker"].store.record_dispute(ALICE, people["carol_db"])
     client = app.test_client()
     carol = headers_for(people, "carol")
     theirs = client.get(path.format(uuid=ALICE), headers=carol)
