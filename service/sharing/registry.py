@@ -55,6 +55,9 @@ class Registry:
             try:
                 config = self.couch.get(database.database, CONFIG_DOC_ID)
             except NotFound:
+                if not self.exists(database.database):
+                    detail = f"the database of {database.config_uuid} no longer exists"
+                    raise ConflictError(detail, field) from None
                 config = {}
             if config.get("uuid") != database.config_uuid:
                 raise ConflictError(
