@@ -150,12 +150,13 @@ def test_reconcile_removes_stray_share_users_and_entries_only(
     )
     ghost = f"sharing-broker-{uuid.uuid4()}"  # an entry with no user behind it
     security = couch.get(f"{dbs['alice']}/_security")
-    security["members"]["names"] += [ghost, "sharing-broker-but-not-a-uuid-user"]
+    other = f"sharing-broker-but-not-a-uuid-user-{dbs['alice']}"  # another broker's, say
+    security["members"]["names"] += [ghost, other]
     couch.put(f"{dbs['alice']}/_security", security)
     couch.put(
-        "_users/org.couchdb.user:sharing-broker-but-not-a-uuid-user",
+        f"_users/org.couchdb.user:{other}",
         {
-            "name": "sharing-broker-but-not-a-uuid-user",
+            "name": other,
             "type": "user",
             "roles": [],
             "password": "y" * 20,
@@ -166,5 +167,6 @@ def test_reconcile_removes_stray_share_users_and_entries_only(
     assert ("orphan share user", f"org.couchdb.user:{stray}") in kinds
     assert ("orphan _security entry", ghost) in kinds
     names = couch.get(f"{dbs['alice']}/_security")["members"]["names"]
-    assert ghost not in names and "sharing-broker-but-not-a-uuid-user" in names
+    assert ghost not in names and other in names
+    couch.delete_doc("_users", f"org.couchdb.user:{other}")
     assert couch.request("GET", f"_users/org.couchdb.user:{stray}").status_code == 404

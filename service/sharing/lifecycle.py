@@ -45,6 +45,7 @@ from service.sharing.parts import (
     Target,
     apply,
     converge,
+    ensure_absent,
     ensure_current,
     wanted_parts,
 )
@@ -250,6 +251,7 @@ class ShareService:
             rotating = operation.name == "rotate"
             if rotating:
                 operation.done.clear()  # a new password: every credential step again
+                self._stop_replications(share)
             self._converge(share, operation.access, operation.selection, rotate=rotating)
             self._withdraw_write_permission(share, operation.access)
             share.adopt(operation.access, operation.selection)
@@ -264,6 +266,7 @@ class ShareService:
             share.operation = Operation.toward("rotate", share.access, share.selection)
             self._save_transition(share)
             try:
+                self._stop_replications(share)
                 self._converge(share, share.access, share.selection, rotate=True)
             except COUCH_FAILURES:
                 log.warning("share %s: rotation stopped half-way; reconcile finishes it", share.id)
@@ -281,6 +284,7 @@ class ShareService:
         repaired = [name for name, part in parts.items() if self._repair_part(part)]
         user = parts[SHARE_USER].body
         if not self._logs_in(user["name"], user["password"]):
+            self._stop_replications(share)
             parts = self._parts(share, share.access, share.selection, dbs, rotate=True)
             for name in (SHARE_USER, O2R, R2O):
                 if parts[name].body is not None:
@@ -293,6 +297,13 @@ class ShareService:
         parts = self._parts(share, share.access, share.selection)
         names = (GUARD_OWNER, GUARD_RECIPIENT, O2R, R2O)
         return [name for name in names if self._repair_part(parts[name])]
+
+    def _stop_replications(self, share: Share) -> None:
+        """Delete the share's replicator docs before its password changes; they are written
+        again with the new one. A job left running with the old password would fail its
+        logins, and CouchDB 3.4+ then locks the share user out, the new password too."""
+        for direction in Direction:
+            ensure_absent(self.couch, REPLICATOR_DB, replicator_doc_id(share.id, direction))
 
     def _repair_part(self, part: Part) -> bool:
         if part.body is None:
