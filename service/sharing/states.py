@@ -12,7 +12,7 @@ changed, each with the time it stands for (`as_of`).
 import time
 from collections.abc import Mapping
 
-from service.couch import CouchClient, CouchError, DocumentConflict
+from service.couch import CouchClient, CouchError
 from service.metrics import REPLICATIONS
 from service.sharing.model import now_iso
 from service.sharing.replicator import (
@@ -46,22 +46,11 @@ class StateRecorder:
         states = scheduler_states(self.couch, NOT_RUNNING)
         if states is None:
             return None
-        self._save({"type": STATES_DOC_ID, "checked_at": now_iso(), "states": states})
+        record = {"type": STATES_DOC_ID, "checked_at": now_iso(), "states": states}
+        self.store.update_doc(STATES_DOC_ID, lambda _current: record)
         for state in NOT_RUNNING:
             REPLICATIONS.labels(state).set(sum(s["state"] == state for s in states.values()))
         return states
-
-    def _save(self, body: dict) -> None:
-        for _ in range(3):
-            current = self.store.get_doc(STATES_DOC_ID)
-            doc = {**body, "_id": STATES_DOC_ID}
-            if current is not None:
-                doc["_rev"] = current["_rev"]
-            try:
-                self.couch.put(self.store.db, STATES_DOC_ID, json=doc)
-                return
-            except DocumentConflict:
-                continue
 
 
 def scheduler_states(couch: CouchClient, states: tuple[str, ...]) -> dict[str, dict] | None:

@@ -6,7 +6,7 @@ shows up as a conflict instead of being overwritten.
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 
 from service.couch import CouchClient, DocumentConflict, NotFound
@@ -123,24 +123,14 @@ class StateStore:
     def record_dispute(self, config_uuid: str, database: str) -> None:
         """Note that `database` also claims `config_uuid`; kept until an admin removes the
         registration."""
-        doc_id = _dispute_id(config_uuid)
-        for _ in range(3):
-            current = self.get_doc(doc_id) or {
-                "_id": doc_id,
-                "type": "dispute",
-                "config_uuid": config_uuid,
-                "claims": [],
-                "since": now_iso(),
-            }
-            if database in current["claims"]:
-                return
-            try:
-                self.couch.put(
-                    self.db, doc_id, json={**current, "claims": [*current["claims"], database]}
-                )
-                return
-            except DocumentConflict:
-                continue
+
+        def add_claim(current: dict | None) -> dict | None:
+            dispute = current or {"type": "dispute", "config_uuid": config_uuid, "claims": []}
+            if database in dispute["claims"]:
+                return None
+            return {"since": now_iso(), **dispute, "claims": [*dispute["claims"], database]}
+
+        self.update_doc(_dispute_id(config_uuid), add_claim)
 
     def disputed(self, config_uuids: set[str]) -> set[str]:
         """Which of these Configuration UUIDs are disputed, in one request."""
@@ -168,6 +158,25 @@ class StateStore:
         """Any doc of the state database by its id, or None."""
         found = self._fetch([doc_id])
         return found[0] if found else None
+
+    def update_doc(self, doc_id: str, change: Callable[[dict | None], dict | None]) -> bool:
+        """Write `change(current)` over a doc of the state database (`current` is None if
+        there is none; a None change writes nothing), reading again after a conflict.
+        Return whether it was written; after three conflicts in a row it gives up."""
+        for _ in range(3):
+            current = self.get_doc(doc_id)
+            wanted = change(current)
+            if wanted is None:
+                return False
+            wanted = {**wanted, "_id": doc_id}
+            if current is not None:
+                wanted["_rev"] = current["_rev"]
+            try:
+                self.couch.put(self.db, doc_id, json=wanted)
+                return True
+            except DocumentConflict:
+                continue
+        return False
 
     def get_shares(self, share_ids: set[str]) -> dict[str, Share]:
         """The share records with these ids that exist, in one request."""
