@@ -27,10 +27,7 @@ def purge_doc(couch: CouchClient, db: str, doc_id: str) -> int:
     except NotFound:
         return 0
     leaves = [row["ok"]["_rev"] for row in rows if "ok" in row]
-    if not leaves:
-        return 0
-    couch.post(db, "_purge", json={doc_id: leaves})
-    return 1
+    return _purge_revisions(couch, db, {doc_id: leaves} if leaves else {})
 
 
 def purge_shared_docs(couch: CouchClient, db: str, owner: str, selector: dict) -> int:
@@ -70,6 +67,11 @@ def _owner_docs(couch: CouchClient, db: str, owner: str, selector: dict) -> Iter
 
 def _purge(couch: CouchClient, db: str, docs: list[dict]) -> int:
     revs = {d["_id"]: [d["_rev"], *d.get("_conflicts", [])] for d in docs}
+    return _purge_revisions(couch, db, revs)
+
+
+def _purge_revisions(couch: CouchClient, db: str, revs: dict[str, list[str]]) -> int:
+    """Purge these revisions of these docs, in CouchDB's batches; return how many docs."""
     ids = list(revs)
     for start in range(0, len(ids), PURGE_BATCH):
         batch = {i: revs[i] for i in ids[start : start + PURGE_BATCH]}
