@@ -101,10 +101,8 @@ class Registry:
             return False
 
     def _read_config_uuid(self, database: str) -> str:
-        try:
-            self.couch.get(database)
-        except NotFound:
-            raise NotFoundError(f"database {database} does not exist", "database") from None
+        if not self.exists(database):
+            raise NotFoundError(f"database {database} does not exist", "database")
         try:
             config = self.couch.get(database, CONFIG_DOC_ID)
         except NotFound:
