@@ -15,6 +15,7 @@ from flask import current_app, g, request
 
 from service.api.context import broker
 from service.api.problems import problem
+from service.sharing.errors import ForbiddenError
 from service.sharing.identity import Caller
 
 CHALLENGE = 'Bearer realm="sharing-broker", Basic realm="sharing-broker"'
@@ -52,6 +53,12 @@ class FailedLogins:
 def caller() -> Caller:
     """The authenticated caller of this request."""
     return g.caller
+
+
+def require_admin(action: str) -> None:
+    """Refuse (403) a caller who is not admin automation."""
+    if not caller().is_admin:
+        raise ForbiddenError(f"only admins may {action}")
 
 
 def authenticate():

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from service.api import idempotency
-from service.api.auth import authenticate, caller
+from service.api.auth import authenticate, caller, require_admin
 from service.api.context import broker
 from service.api.databases.schemas import (
     DatabasePageSchema,
@@ -16,7 +16,6 @@ from service.api.databases.schemas import (
     DisputeListSchema,
 )
 from service.api.fields import PageQuerySchema, problems
-from service.sharing.errors import ForbiddenError
 
 blp = Blueprint(
     "databases",
@@ -36,8 +35,7 @@ class Databases(MethodView):
     @blp.response(200, DatabasePageSchema)
     def get(self, query):
         """List registered databases (admins only)"""
-        if not caller().is_admin:
-            raise ForbiddenError("only admins may list every database")
+        require_admin("list every database")
         found, next_cursor = broker().store.list_databases(query.get("cursor"), query["limit"])
         return {"items": [asdict(d) for d in found], "next_cursor": next_cursor}
 
@@ -60,8 +58,7 @@ class Disputes(MethodView):
     @blp.response(200, DisputeListSchema)
     def get(self):
         """List Configuration UUIDs that a second database claimed (admins only)"""
-        if not caller().is_admin:
-            raise ForbiddenError("only admins may list disputes")
+        require_admin("list disputes")
         return {"items": broker().store.disputes()}
 
 

@@ -5,11 +5,10 @@ from dataclasses import asdict
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service.api.auth import authenticate, caller
+from service.api.auth import authenticate, require_admin
 from service.api.context import broker
 from service.api.fields import problems
 from service.api.reconcile.schemas import ReconcileReportSchema
-from service.sharing.errors import ForbiddenError
 
 blp = Blueprint(
     "reconcile",
@@ -26,6 +25,5 @@ class Reconcile(MethodView):
     @blp.response(200, ReconcileReportSchema)
     def post(self):
         """Finish interrupted operations, restore missing parts, remove orphans (admins)"""
-        if not caller().is_admin:
-            raise ForbiddenError("only admins may reconcile")
+        require_admin("reconcile")
         return asdict(broker().reconciler().run())
