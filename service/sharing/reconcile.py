@@ -18,7 +18,7 @@ from service.sharing.credentials import USER_PREFIX, USERS_DB, user_doc_id
 from service.sharing.errors import SharingError
 from service.sharing.lease import Lease
 from service.sharing.lifecycle import ShareService
-from service.sharing.model import Access, Database, Share, Status
+from service.sharing.model import Access, Database, Direction, Share, Status
 from service.sharing.parts import DB_SHARING, ensure_absent, restart_replication
 from service.sharing.purge import purge_doc
 from service.sharing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
@@ -119,10 +119,13 @@ class Reconciler:
                     report.errors.append({**finding, "error": str(exc)})
                 continue
             self._report_repairs(report, share, repaired)
-            for doc_id in sorted(set(replication_ids(share)) & set(crashing)):
+            for doc_id, direction in zip(replication_ids(share), Direction, strict=False):
+                if doc_id not in crashing:
+                    continue
                 finding = {"kind": "crashing replication", "share_id": share.id}
                 finding.update(doc_id=doc_id, error=crashing[doc_id]["error"])
-                restart = lambda d=doc_id, r=repaired: self._restart(d, r)  # noqa: E731
+                rewritten = "credentials" in repaired or f"replication:{direction}" in repaired
+                restart = lambda d=doc_id, done=rewritten: self._restart(d, done)  # noqa: E731
                 self._attempt(report, finding, restart)
 
     @staticmethod
@@ -250,11 +253,10 @@ class Reconciler:
         names = self.store.database_names({share.owner, share.recipient})
         return [db for db in names.values() if not self.shares.registry.exists(db)]
 
-    def _restart(self, doc_id: str, repaired: list[str]) -> str:
+    def _restart(self, doc_id: str, rewritten: bool) -> str:
         """Restart a crashing replication whose cause may be repaired now, rather than wait
         out CouchDB's backoff; a repair that rewrote its doc restarted it already."""
-        direction = doc_id.rsplit("-", 3)[-3:]
-        if "credentials" in repaired or f"replication:{'-'.join(direction)}" in repaired:
+        if rewritten:
             return "restarted by the repair"
         restart_replication(self.couch, doc_id)
         return "restarted it"
