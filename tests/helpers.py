@@ -105,6 +105,16 @@ def replication_jobs(couch) -> list[tuple]:
     return [(d["doc_id"], d["state"], (d.get("info") or {}).get("error")) for d in docs]
 
 
+def arrived(couch, db: str, doc_ids: set[str]) -> bool:
+    """Whether every one of these docs is in `db` now."""
+    return doc_ids <= set(couch.all_docs(db))
+
+
+def wait_for_docs(couch, db: str, doc_ids: set[str], what: str) -> None:
+    """Wait, by bounded polling, until replication has brought these docs into `db`."""
+    wait_for(lambda: arrived(couch, db, doc_ids), what, couch=couch)
+
+
 def doc_state(couch, db: str, doc_id: str) -> str:
     """`live`, `deleted` (a tombstone), or `missing` (never there, or purged)."""
     response = couch.request("GET", f"{db}/{quote(doc_id, safe='')}")

@@ -18,7 +18,7 @@ from service.config import Settings
 from service.couch.client import CouchClient
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent
-from tests.helpers import remove_broker_footprint, wait_for
+from tests.helpers import remove_broker_footprint, wait_for_docs
 from tests.servers.demo import ALICE, BOB, alice_docs, bob_docs
 
 INJECTED = {"points": 0}
@@ -105,8 +105,7 @@ def setup_read(world, couch):
 
 def setup_read_write(world, couch):
     share_id = world.share()["id"]
-    arrived = lambda: DB_SHARING in couch.all_docs(world.dbs["bob"])  # noqa: E731
-    wait_for(arrived, "db_sharing at Bob's", couch=couch)
+    wait_for_docs(couch, world.dbs["bob"], {DB_SHARING}, "db_sharing at Bob's")
     return share_id, world.etag(share_id)
 
 

@@ -8,7 +8,7 @@ import requests
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import create_share, doc_state, wait_for
+from tests.helpers import create_share, doc_state, wait_for_docs
 from tests.servers.admin import free_port
 from tests.servers.demo import ALICE, BOB
 
@@ -123,8 +123,7 @@ def test_a_revoke_that_stops_half_way_is_finished_by_revoking_again(
 @pytest.mark.couchdb
 def test_a_failed_purge_is_finished_by_revoking_again(client, faults, couch, registered, dbs):
     share = create_share(client, **RW)
-    arrived = lambda: DB_SHARING in couch.all_docs(dbs["bob"])  # noqa: E731
-    wait_for(arrived, "db_sharing at Bob's", couch=couch)
+    wait_for_docs(couch, dbs["bob"], {DB_SHARING}, "db_sharing at Bob's")
     injected = fail(faults, couch, "POST", r"inventory-bob-\w+/_purge")
     assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 503
     stuck = client.get(f"/v1/shares/{share['id']}").get_json()

@@ -2,7 +2,13 @@
 
 import pytest
 
-from tests.helpers import create_share, doc_state, find_ids, replicator_docs, wait_for
+from tests.helpers import (
+    create_share,
+    doc_state,
+    find_ids,
+    replicator_docs,
+    wait_for_docs,
+)
 from tests.servers.demo import ALICE, BOB
 from tests.test_selectors import COLLECTION_1, COLLECTION_2
 
@@ -100,8 +106,7 @@ def test_read_write_to_read_purges_the_recipients_db_sharing(client, couch, regi
     """The owner's deletion of db_sharing may never arrive: the recipient's guard refuses
     db_sharing from the moment the share is read-only. So the broker purges the copy."""
     share = create_share(client, access="read-write")
-    arrived = lambda: DB_SHARING in couch.all_docs(dbs["bob"])  # noqa: E731
-    wait_for(arrived, "db_sharing at Bob's", couch=couch)
+    wait_for_docs(couch, dbs["bob"], {DB_SHARING}, "db_sharing at Bob's")
 
     assert patch(client, share["id"], {"access": "read"}).status_code == 200
 

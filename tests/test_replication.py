@@ -22,6 +22,7 @@ from tests.helpers import (
     revisions,
     scheduler_doc,
     wait_for,
+    wait_for_docs,
 )
 from tests.servers.demo import ALICE, BOB
 from tests.test_rules import CONTAINERS, item_with_picture
@@ -32,10 +33,6 @@ pytestmark = pytest.mark.couchdb
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
 DB_SHARING = f"db_sharing-{ALICE}--{BOB}"
 ITEM, UNSHARED_ITEM = "item-it3m-uuid-1", "item-it3m-uuid-2"
-
-
-def arrived(couch, db: str, doc_ids: set[str]) -> bool:
-    return doc_ids <= set(couch.all_docs(db))
 
 
 def edit(couch, db: str, doc_id: str, times: int = 1, **change) -> str:
@@ -74,7 +71,7 @@ def test_the_shared_collection_crosses_with_its_pictures_and_nothing_else(
     client, couch, registered, dbs
 ):
     share = create_share(client)
-    wait_for(lambda: arrived(couch, dbs["bob"], COLLECTION_1), "collection 1 at Bob's", couch=couch)
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1, "collection 1 at Bob's")
 
     image = "zz20-image-1mg-uuid-1"
     assert attachments(couch, dbs["bob"], image) == attachments(couch, dbs["alice"], image)
@@ -106,11 +103,7 @@ def test_a_deletion_at_the_owner_arrives_at_the_recipient(client, couch, registe
 
 def test_in_read_write_the_recipients_edit_reaches_the_owner(client, couch, registered, dbs):
     create_share(client, **RW)
-    wait_for(
-        lambda: arrived(couch, dbs["bob"], {ITEM, DB_SHARING}),
-        "the item and db_sharing",
-        couch=couch,
-    )
+    wait_for_docs(couch, dbs["bob"], {ITEM, DB_SHARING}, "the item and db_sharing")
 
     rev = edit(couch, dbs["bob"], ITEM, name="Bob's edit")
 
@@ -168,20 +161,14 @@ def test_revoke_with_purge_takes_the_owners_copies_and_leaves_the_recipients_own
     client, couch, registered, dbs
 ):
     share = create_share(client, **RW)
-    wait_for(
-        lambda: arrived(couch, dbs["bob"], COLLECTION_1 | {DB_SHARING}), "the share", couch=couch
-    )
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1 | {DB_SHARING}, "the share")
     bobs_item = {
         "_id": "item-b0b-item-1",
         "type": "item",
         "data": {"name": "Bob's mug", "collection_id": "c0ll-uuid-1", "config_uuid": BOB},
     }
     couch.put(f"{dbs['bob']}/item-b0b-item-1", bobs_item)
-    wait_for(
-        lambda: arrived(couch, dbs["alice"], {"item-b0b-item-1"}),
-        "Bob's mug at Alice's",
-        couch=couch,
-    )
+    wait_for_docs(couch, dbs["alice"], {"item-b0b-item-1"}, "Bob's mug at Alice's")
     alice_before = revisions(couch, dbs["alice"])
 
     assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 200
@@ -198,15 +185,13 @@ def test_revoke_with_purge_takes_the_owners_copies_and_leaves_the_recipients_own
 def test_a_share_made_again_after_a_purge_brings_the_docs_back(client, couch, registered, dbs):
     """The replication of the new share must not resume from the old one's checkpoint."""
     share = create_share(client)
-    wait_for(lambda: arrived(couch, dbs["bob"], COLLECTION_1), "collection 1 at Bob's", couch=couch)
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1, "collection 1 at Bob's")
     assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 200
     assert not set(couch.all_docs(dbs["bob"])) & COLLECTION_1
 
     create_share(client)
 
-    wait_for(
-        lambda: arrived(couch, dbs["bob"], COLLECTION_1), "collection 1 at Bob's again", couch=couch
-    )
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1, "collection 1 at Bob's again")
 
 
 def test_a_recipients_forged_branch_made_by_replication_is_removed(
@@ -280,9 +265,7 @@ def test_with_db_updates_a_pass_reads_only_the_databases_that_moved(
     app, client, couch, registered, dbs, calls
 ):
     create_share(client, **RW)
-    wait_for(
-        lambda: arrived(couch, dbs["bob"], COLLECTION_1 | {DB_SHARING}), "the share", couch=couch
-    )
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1 | {DB_SHARING}, "the share")
     updates = DatabaseUpdates(app.extensions["sharing_broker"].couch)
     assert updates.changed() is None  # the first look only learns where the feed is
     wait_for(lambda: quiet(updates), "a quiet _db_updates feed", couch=couch)
@@ -316,11 +299,7 @@ def test_pictures_of_an_item_that_comes_to_match_follow_it(app, client, couch, r
 
     selector = replicator_docs(couch, share["id"])[share["replications"][0]["id"]]["selector"]
     assert {link_id, image_id} <= find_ids(couch, dbs["alice"], selector)
-    wait_for(
-        lambda: arrived(couch, dbs["bob"], {link_id, image_id}),
-        "the pictures at Bob's",
-        couch=couch,
-    )
+    wait_for_docs(couch, dbs["bob"], {link_id, image_id}, "the pictures at Bob's")
 
 
 def share_with_carol(client, people) -> dict:

@@ -6,7 +6,7 @@ changes.
 
 import pytest
 
-from tests.helpers import create_share, wait_for
+from tests.helpers import create_share, wait_for_docs
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -36,8 +36,8 @@ def test_invite_then_accept(client, registered, calls):
 def test_revoke_read_write(client, couch, registered, dbs, calls):
     share = create_share(client, **RW)
     db_sharing = f"db_sharing-{ALICE}--{BOB}"
-    arrived = lambda: db_sharing in couch.all_docs(dbs["bob"])  # noqa: E731
-    wait_for(arrived, "db_sharing at Bob's", couch=couch)  # its copy is purged: two requests
+    # Its copy is purged: two requests.
+    wait_for_docs(couch, dbs["bob"], {db_sharing}, "db_sharing at Bob's")
     assert counted(calls, lambda: client.delete(f"/v1/shares/{share['id']}")) == 49
 
 

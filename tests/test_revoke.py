@@ -10,7 +10,7 @@ from tests.helpers import (
     replicate,
     replicator_docs,
     revisions,
-    wait_for,
+    wait_for_docs,
 )
 from tests.servers.demo import ALICE, BOB
 
@@ -40,8 +40,7 @@ def test_revoke_read_share_stops_replication_and_keeps_the_data(client, couch, r
 @pytest.mark.couchdb  # it purges the recipient's copy of db_sharing
 def test_revoke_read_write_goes_in_order(client, couch, registered, dbs, calls):
     share = create_share(client, access="read-write")
-    arrived = lambda: DB_SHARING in couch.all_docs(dbs["bob"])  # noqa: E731
-    wait_for(arrived, "db_sharing at Bob's", couch=couch)
+    wait_for_docs(couch, dbs["bob"], {DB_SHARING}, "db_sharing at Bob's")
     calls.calls.clear()
     assert client.delete(f"/v1/shares/{share['id']}").status_code == 200
     writes = [(m, p) for m, p in calls.writes() if not p.startswith("broker_state")]
