@@ -1,15 +1,11 @@
 """The benchmark's own stack: pouchdb-server, the broker under gunicorn, and user databases."""
 
-import os
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import requests
 
-from tests.servers.admin import free_port
+from tests.servers.broker import BrokerProcess
 from tests.servers.pouchdb import PouchServer
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"
@@ -44,37 +40,18 @@ class Broker:
     """`sharing-broker serve` in a subprocess: the real serving path."""
 
     def __init__(self, couch: PouchServer, state_db: str, workers: int = 2, threads: int = 4):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "BROKER_COUCHDB_URL": couch.url,
-            "BROKER_COUCHDB_USER": couch.admin[0],
-            "BROKER_COUCHDB_PASSWORD": couch.admin[1],
-            "BROKER_ADMIN_TOKENS": ADMIN_TOKEN,
-            "BROKER_STATE_DB": state_db,
-            "BROKER_BIND": f"127.0.0.1:{self.port}",
-            "BROKER_WORKERS": str(workers),
-            "BROKER_THREADS": str(threads),
+        self.served = BrokerProcess(
+            couch,
+            state_db,
+            ADMIN_TOKEN,
+            BROKER_WORKERS=str(workers),
+            BROKER_THREADS=str(threads),
             # Seeded shares have no databases to follow; the followers' cost is counted apart.
-            "BROKER_FOLLOW_INTERVAL": "0",
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            BROKER_FOLLOW_INTERVAL="0",
         )
+        self.url = self.served.url
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if self.session.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        raise RuntimeError("the broker did not become ready")
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
         response = self.session.request(method, self.url + path, timeout=60, **kwargs)
@@ -90,10 +67,9 @@ class Broker:
                 fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
             except OSError:
                 continue  # the process ended meanwhile
-            if fields.get("PPid", "").strip() == str(self.process.pid):
+            if fields.get("PPid", "").strip() == str(self.served.process.pid):
                 peaks.append(int(fields["VmHWM"].split()[0]) / 1024)
         return max(peaks)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        self.served.stop()

@@ -6,23 +6,17 @@ pouchdb-server. Tests marked `couchdb` need what only Apache CouchDB does (repli
 `pouchdb_only` show how the broker copes with a server that lacks those.
 """
 
-import os
 import secrets
 import signal
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 
 import pytest
-import requests
 import responses
 
 from service.app import create_app, ensure_state_db
 from service.config import Settings
 from tests.helpers import CallLog, remove_broker_footprint
-from tests.servers.admin import free_port
+from tests.servers.broker import BrokerProcess
 from tests.servers.choose import start_server
 from tests.servers.demo import ALICE, BOB, alice_docs, bob_docs
 
@@ -176,63 +170,10 @@ def people(couch, dbs, registered, names):
         couch.delete_doc("_users", f"org.couchdb.user:{users[person][0]}")
 
 
-class BrokerProcess:
-    """`sharing-broker serve` (gunicorn, 2 workers) on a free port, ready when returned.
-
-    Its output goes to files (a pipe nobody reads could fill and block it): `output()`.
-    """
-
-    def __init__(self, couch, settings, **env):
-        self.url = f"http://127.0.0.1:{free_port()}"
-        env = {
-            **os.environ,
-            "BROKER_COUCHDB_URL": couch.url,
-            "BROKER_COUCHDB_USER": couch.admin[0],
-            "BROKER_COUCHDB_PASSWORD": couch.admin[1],
-            "BROKER_ADMIN_TOKENS": f"cli:{ADMIN_TOKEN}",
-            "BROKER_STATE_DB": settings.state_db,
-            "BROKER_BIND": self.url.removeprefix("http://"),
-            "BROKER_WORKERS": "2",
-            **env,
-        }
-        # Open for the process's whole life, read by output(); removed when garbage-collected.
-        self._out = tempfile.TemporaryFile()  # noqa: SIM115
-        self._err = tempfile.TemporaryFile()  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"],
-            env=env,
-            stdout=self._out,
-            stderr=self._err,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("the broker did not become ready")
-
-    def stop(self) -> None:
-        """SIGTERM, as a rolling deploy sends it; gunicorn stops gracefully."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-    def output(self) -> tuple[str, str]:
-        """What it wrote to stdout and stderr so far."""
-        texts = []
-        for file in (self._out, self._err):
-            file.seek(0)
-            texts.append(file.read().decode())
-        return texts[0], texts[1]
-
-
 @pytest.fixture
 def live_broker(couch, settings, dbs, monkeypatch):
     """`sharing-broker serve` on a free port; the CLI pointed at it."""
-    broker = BrokerProcess(couch, settings)
+    broker = BrokerProcess(couch, settings.state_db, f"cli:{ADMIN_TOKEN}")
     monkeypatch.setenv("BROKER_URL", broker.url)
     monkeypatch.setenv("BROKER_TOKEN", ADMIN_TOKEN)
     yield broker

@@ -22,7 +22,7 @@ from service.sharing.mango import matches
 from service.sharing.seal import Seal
 from service.sharing.store import StateStore
 from service.sharing.updates import DatabaseUpdates
-from tests.conftest import BrokerProcess
+from tests.conftest import ADMIN_TOKEN
 from tests.helpers import (
     GUARD_ID,
     create_share,
@@ -31,6 +31,7 @@ from tests.helpers import (
     replicator_docs,
     wait_for,
 )
+from tests.servers.broker import BrokerProcess
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -346,14 +347,14 @@ def test_a_restarted_broker_removes_a_forged_branch_within_an_interval(
     in which nobody watches."""
     create_share(client, **RW)
     lease = f"{settings.state_db}/{LEASE_ID}"
-    first = BrokerProcess(couch, settings, BROKER_FOLLOW_INTERVAL="1")
+    first = BrokerProcess(couch, settings.state_db, ADMIN_TOKEN, BROKER_FOLLOW_INTERVAL="1")
     try:
         wait_for(lambda: couch.request("GET", lease).ok, "the first broker taking the lease")
     finally:
         first.stop()
     assert couch.request("GET", lease).status_code == 404  # given up, not left to lapse
 
-    second = BrokerProcess(couch, settings, BROKER_FOLLOW_INTERVAL="1")
+    second = BrokerProcess(couch, settings.state_db, ADMIN_TOKEN, BROKER_FOLLOW_INTERVAL="1")
     try:
         own = couch.get(f"{dbs['alice']}/item-it3m-uuid-2")
         body = {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
