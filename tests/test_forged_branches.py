@@ -227,12 +227,22 @@ def test_a_quiet_pass_reads_one_changes_feed_per_database(
 
     assert sorted(calls.calls) == sorted(
         [
-            ("GET", "_replicator"),
-            ("GET", f"{app.config['BROKER_SETTINGS'].state_db}/branch-watch-checkpoints"),
+            ("GET", "_replicator/_changes"),  # what changed there since the last pass
             ("GET", f"{dbs['alice']}/_changes"),
             ("GET", f"{dbs['bob']}/_changes"),
         ]
     )
+
+
+def test_a_pass_when_no_database_moved_sends_no_request(app, client, registered, calls):
+    create_share(client, **RW)
+    branch_watch = app.extensions["sharing_broker"].branch_watch()
+    branch_watch.run()
+    calls.calls.clear()
+
+    assert branch_watch.run(changed=set()) == []  # as `_db_updates` tells it
+
+    assert calls.calls == []
 
 
 def test_only_one_holder_has_the_watch_lease(app, couch, settings):

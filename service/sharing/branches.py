@@ -26,7 +26,6 @@ from service.sharing.checkpoints import Checkpoints, changes_pages
 from service.sharing.mango import matches
 from service.sharing.model import Event
 from service.sharing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
-from service.sharing.scan import docs_with_prefix
 from service.sharing.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -36,12 +35,13 @@ ACTOR = "branch watch"
 
 @dataclass(frozen=True)
 class Inflow:
-    """One replication of ours, seen from the database it writes into."""
+    """One replication of ours, seen from the database it writes into; its selector is
+    read when a doc there needs judging, so thousands of inflows take little memory."""
 
+    doc_id: str
     share_id: str
     source: str
     target: str
-    selector: dict
 
 
 @dataclass(frozen=True)
@@ -91,13 +91,13 @@ class BranchWatch:
         self.couch = couch
         self.store = store
         self.checkpoints = Checkpoints(couch, store.db, CHECKPOINT_ID)
-        self._inflows: list[Inflow] = []
-        self._inflows_seq: object = None
+        self._inflows: dict[str, Inflow] = {}
+        self._replicator_seq: object = 0
 
     def run(self, changed: set[str] | None = None) -> list[Removal]:
         """Judge the databases in `changed` (`None`: every one) since their checkpoints."""
         inflows: dict[str, list[Inflow]] = {}
-        for inflow in self._current_inflows():
+        for inflow in self.inflows(changed):
             inflows.setdefault(inflow.target, []).append(inflow)
         since = self.checkpoints.load()
         removed: list[Removal] = []
@@ -113,26 +113,35 @@ class BranchWatch:
         self.checkpoints.save({t: s for t, s in since.items() if t in inflows})
         return removed
 
-    def _current_inflows(self) -> list[Inflow]:
-        """The inflows, read again only when `_replicator` has changed since last time."""
-        seq = self.couch.get(REPLICATOR_DB).get("update_seq")
-        if seq is None or seq != self._inflows_seq:
-            self._inflows, self._inflows_seq = self.inflows(), seq
-        return self._inflows
+    def inflows(self, changed: set[str] | None = None) -> list[Inflow]:
+        """Every replication this broker labelled as its own in `_replicator`, kept current
+        from its `_changes`: a pass reads only what changed since the last one, and nothing
+        when `changed` (the databases `_db_updates` saw move) leaves `_replicator` out."""
+        if changed is not None and REPLICATOR_DB not in changed and self._replicator_seq != 0:
+            return list(self._inflows.values())
+        for page in changes_pages(
+            self.couch, REPLICATOR_DB, self._replicator_seq, include_docs="true"
+        ):
+            for row in page["results"]:
+                inflow = None if row.get("deleted") else self._inflow(row.get("doc") or {})
+                if inflow is None:
+                    self._inflows.pop(row["id"], None)
+                else:
+                    self._inflows[row["id"]] = inflow
+            self._replicator_seq = page["last_seq"]
+        return list(self._inflows.values())
 
-    def inflows(self) -> list[Inflow]:
-        """Every replication this broker labelled as its own, from `_replicator`."""
-        found = []
-        for doc in docs_with_prefix(self.couch, REPLICATOR_DB, REPLICATOR_PREFIX):
-            label = doc.get("sharing_broker")
-            if not isinstance(label, dict) or label.get("broker") != self.store.db:
-                continue
-            try:
-                source, target = (_db_name(doc[end]["url"]) for end in ("source", "target"))
-            except (KeyError, TypeError):
-                continue
-            found.append(Inflow(str(label.get("share_id")), source, target, doc["selector"]))
-        return found
+    def _inflow(self, doc: dict) -> Inflow | None:
+        label = doc.get("sharing_broker")
+        if not doc.get("_id", "").startswith(REPLICATOR_PREFIX) or not isinstance(label, dict):
+            return None
+        if label.get("broker") != self.store.db:
+            return None
+        try:
+            source, target = (_db_name(doc[end]["url"]) for end in ("source", "target"))
+        except (KeyError, TypeError, AttributeError):
+            return None
+        return Inflow(doc["_id"], str(label.get("share_id")), source, target)
 
     def _follow(self, target: str, into: list[Inflow], since: object, removed: list) -> object:
         """Judge every doc with several leaves changed after `since`; return the new `since`."""
@@ -150,17 +159,30 @@ class BranchWatch:
             if "ok" in row
         ]
         revs = [leaf["_rev"] for leaf in leaves if not leaf.get("_deleted")]
+        selectors = self._selectors(into)
         removed = []
-        for inflow in into:
+        for inflow in (i for i in into if i.doc_id in selectors):
             missing = self.couch.post(inflow.source, "_revs_diff", json={doc_id: revs})
             known = set(revs) - set(missing.get(doc_id, {}).get("missing", []))
-            for rev in forged_leaves(leaves, known, inflow.selector):
+            for rev in forged_leaves(leaves, known, selectors[inflow.doc_id]):
                 if self._delete_leaf(target, doc_id, rev):
                     removal = Removal(inflow.share_id, target, doc_id, rev)
                     self._audit(removal)
                     removed.append(removal)
                     leaves = [leaf for leaf in leaves if leaf["_rev"] != rev]
         return removed
+
+    def _selectors(self, into: list[Inflow]) -> dict[str, dict]:
+        """The selectors of these inflows' replicator docs as they are now, in one request."""
+        keys = [inflow.doc_id for inflow in into]
+        rows = self.couch.post(
+            REPLICATOR_DB, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
+        )["rows"]
+        return {
+            row["id"]: row["doc"]["selector"]
+            for row in rows
+            if (row.get("doc") or {}).get("selector")
+        }
 
     def _delete_leaf(self, db: str, doc_id: str, rev: str) -> bool:
         try:

@@ -1,7 +1,6 @@
 """Following `_changes` feeds: reading one page by page, and where each follower got to."""
 
 from collections.abc import Iterator
-from contextlib import suppress
 
 from service.couch import CouchClient, DocumentConflict, NotFound
 
@@ -19,25 +18,34 @@ def changes_pages(couch: CouchClient, db: str, since: object, **params) -> Itera
 
 
 class Checkpoints:
-    """Key (a database, a share) -> the last sequence a follower has dealt with."""
+    """Key (a database, a share) -> the last sequence a follower has dealt with.
+
+    Kept in memory from pass to pass: read from CouchDB on the first pass, and again after
+    a save finds that another process (a replica that held the followers lease meanwhile)
+    saved its own. Reading from an older sequence only deals with some changes twice.
+    """
 
     def __init__(self, couch: CouchClient, db: str, doc_id: str):
         self.couch = couch
         self.db = db
         self.doc_id = doc_id
-        self._doc: dict = {}
+        self._doc: dict | None = None
 
     def load(self) -> dict[str, object]:
-        try:
-            self._doc = self.couch.get(self.db, self.doc_id)
-        except NotFound:
-            self._doc = {"_id": self.doc_id, "type": "checkpoints"}
+        if self._doc is None:
+            try:
+                self._doc = self.couch.get(self.db, self.doc_id)
+            except NotFound:
+                self._doc = {"_id": self.doc_id, "type": "checkpoints"}
         return dict(self._doc.get("since", {}))
 
     def save(self, since: dict[str, object]) -> None:
-        """Store `since` if it moved. On a conflict another pass saved its own first, and
-        this pass's changes are dealt with again next time."""
-        if since == self._doc.get("since"):
+        """Store `since` if it moved. On a conflict another process saved its own first:
+        this pass's changes are dealt with again, from what it saved."""
+        if self._doc is not None and since == self._doc.get("since"):
             return
-        with suppress(DocumentConflict):
-            self.couch.put(self.db, self.doc_id, json={**self._doc, "since": since})
+        doc = {**(self._doc or {"_id": self.doc_id, "type": "checkpoints"}), "since": since}
+        try:
+            self._doc = {**doc, "_rev": self.couch.put(self.db, self.doc_id, json=doc)["rev"]}
+        except DocumentConflict:
+            self._doc = None

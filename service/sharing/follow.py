@@ -13,7 +13,6 @@ from service.couch import CouchClient, CouchError, CouchUnavailable
 from service.sharing.checkpoints import Checkpoints, changes_pages
 from service.sharing.errors import SharingError
 from service.sharing.lifecycle import ShareService
-from service.sharing.model import Status
 from service.sharing.selectors import SHARED_PREFIXES
 from service.sharing.store import StateStore
 
@@ -38,8 +37,7 @@ class RuleFollow:
         """
         since = self.checkpoints.load()
         rewritten = {}
-        ruled = [{"status": str(Status.ACTIVE)}, {"rules": {"$type": "array"}}]
-        shares = list(self.store.each_share(ruled))
+        shares = list(self.store.active_ruled_shares())
         databases = self.store.database_names({share.owner for share in shares})
         for share in shares:
             db = databases.get(share.owner)

@@ -25,12 +25,12 @@ def follow_every(
     next process (a restart, a rolling deploy) takes over at once."""
     try:
         while not stop.wait(seconds):
-            _one_pass(passes, lease, updates)
+            one_pass(passes, lease, updates)
     finally:
         lease.drop()
 
 
-def _one_pass(passes: list, lease: Lease, updates: DatabaseUpdates) -> None:
+def one_pass(passes: list, lease: Lease, updates: DatabaseUpdates) -> None:
     try:
         if not lease.hold():
             return
