@@ -3,11 +3,13 @@
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
+from service.sharing.credentials import SHARE_USER_ITERATIONS
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import assert_consistent
-from tests.helpers import create_share, replicator_docs
+from tests.helpers import create_share, replicator_docs, wait_for, wait_for_docs
 from tests.servers.demo import ALICE
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -36,6 +38,32 @@ def test_the_share_user_reaches_its_two_databases_and_nothing_else(
     assert as_user(couch, login, "PUT", f"{dbs['bob']}/item-from-replication", json=item) == 201
     assert as_user(couch, login, "GET", f"{people['carol_db']}/0000-config") in (401, 403)
     assert as_user(couch, login, "GET", "_users/_all_docs") >= 400  # pouchdb-server says 400
+
+
+@pytest.mark.couchdb  # CouchDB's own hashing, and the replicator's logins
+def test_the_broker_hashes_the_share_password_and_couchdb_may_hash_it_again(
+    couch, client, registered, dbs
+):
+    share = create_share(client, **RW)
+    user_path = f"_users/org.couchdb.user:sharing-broker-{share['id']}"
+    # Written with the broker's few rounds; the replicator's first login makes CouchDB
+    # 3.4+ hash it again with its own settings (`upgrade_hash_on_auth`), keeping the salt.
+    written = couch.get(user_path, revs="true")["_revisions"]["ids"][-1]
+    first = couch.get(user_path, rev=f"1-{written}")
+    assert (first["password_scheme"], first["iterations"]) == ("pbkdf2", SHARE_USER_ITERATIONS)
+    assert "password" not in first and "pbkdf2_prf" not in first
+    login = share_login(couch, share["id"])
+    assert as_user(couch, login, "GET", f"{dbs['alice']}/0000-config") == 200
+
+    upgraded = wait_for(
+        lambda: (doc := couch.get(user_path)).get("pbkdf2_prf") and doc,
+        "CouchDB hashing the share password again after the first login",
+    )
+    assert upgraded["salt"] == first["salt"]
+    assert upgraded["iterations"] != SHARE_USER_ITERATIONS
+    item = {"_id": "item-after-rehash", "type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
+    couch.put(f"{dbs['alice']}/item-after-rehash", item)
+    wait_for_docs(couch, dbs["bob"], {"item-after-rehash"}, "an item after the re-hash")
 
 
 def test_revoke_takes_the_credential_away(couch, client, registered, dbs):

@@ -282,8 +282,8 @@ class ShareService:
         dbs = self.registry.parties(share.owner, share.recipient)
         parts = self._parts(share, share.access, share.selection, dbs)
         repaired = [name for name, part in parts.items() if self._repair_part(part)]
-        user = parts[SHARE_USER].body
-        if not self._logs_in(user["name"], user["password"]):
+        basic = parts[O2R].body["source"]["auth"]["basic"]  # the password replication uses
+        if not self._logs_in(basic["username"], basic["password"]):
             self._stop_replications(share)
             parts = self._parts(share, share.access, share.selection, dbs, rotate=True)
             for name in (SHARE_USER, O2R, R2O):

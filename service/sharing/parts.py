@@ -23,6 +23,7 @@ from service.sharing.credentials import (
     Credentials,
     SecurityEditor,
     ensure_user,
+    hashed_password,
     user_doc_id,
 )
 from service.sharing.guard import GuardEditor
@@ -147,7 +148,7 @@ def wanted_parts(
         "name": name,
         "type": "user",
         "roles": [],
-        "password": credentials.password,
+        **hashed_password(credentials.password),
         "sharing_broker": {"broker": broker, "share_id": share.id},
     }
     user_kind = "user+password" if credentials.fresh else "user"
