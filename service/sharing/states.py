@@ -78,15 +78,16 @@ def scheduler_states(couch: CouchClient, states: tuple[str, ...]) -> dict[str, d
 
 
 def recorded_states(
-    couch: CouchClient, store: StateStore, changed_at: Mapping[str, str]
+    couch: CouchClient, recorded: dict | None, changed_at: Mapping[str, str]
 ) -> dict[str, ReplicationStatus]:
-    """The recorded state of each replicator doc id in `changed_at` (id -> when its share
-    last changed), in two requests whatever their number."""
+    """The state of each replicator doc id in `changed_at` (id -> when its share last
+    changed), from `recorded` (the doc `STATES_DOC_ID`) and one request whatever their
+    number."""
     if not changed_at:
         return {}
     rows = couch.post(REPLICATOR_DB, "_all_docs", json={"keys": list(changed_at)})["rows"]
     present = {row["key"] for row in rows if "value" in row and not row["value"].get("deleted")}
-    recorded = store.get_doc(STATES_DOC_ID) or {}
+    recorded = recorded or {}
     as_of = recorded.get("checked_at")
     states = {}
     for doc_id, changed in changed_at.items():

@@ -101,7 +101,21 @@ class StateStore:
 
     def database_names(self, config_uuids: set[str]) -> dict[str, str]:
         """Configuration UUID -> database name, in one request."""
-        return {u: d.database for u, d in self.get_databases(config_uuids).items()}
+        return self.database_names_and(config_uuids, None)[0]
+
+    def database_names_and(
+        self, config_uuids: set[str], doc_id: str | None
+    ) -> tuple[dict[str, str], dict | None]:
+        """Configuration UUID -> database name, and the doc `doc_id` of the state database
+        (None if missing), in one request."""
+        keys = [Database.doc_id(u) for u in sorted(config_uuids)]
+        found = self._fetch(keys + ([doc_id] if doc_id else []))
+        other = next((doc for doc in found if doc["_id"] == doc_id), None)
+        registrations = [doc for doc in found if doc["_id"] != doc_id]
+        names = {
+            d.config_uuid: d.database for d in map(Database.from_doc, self._sealed(registrations))
+        }
+        return names, other
 
     def add_database(self, database: Database) -> Database:
         """Store a registration; if the UUID is taken, return the one stored."""

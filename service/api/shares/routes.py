@@ -26,7 +26,7 @@ from service.sharing.lifecycle import UNCHANGED
 from service.sharing.model import Access, Selection, Share, Status
 from service.sharing.preview import Preview
 from service.sharing.replicator import replication_status
-from service.sharing.states import recorded_states
+from service.sharing.states import STATES_DOC_ID, recorded_states
 from service.sharing.store import status_selector
 from service.sharing.views import describe, replication_ids
 
@@ -90,11 +90,13 @@ class Shares(MethodView):
         store = broker().store
         shares, next_cursor = store.list_shares(conditions, query.get("cursor"), query["limit"])
         everyone = {u for s in shares for u in (s.owner, s.recipient)}
-        names = store.database_names(everyone if caller().is_admin else {database})
+        states_doc = STATES_DOC_ID if query["with_status"] else None
+        visible = everyone if caller().is_admin else {database}
+        names, recorded = store.database_names_and(visible, states_doc)
         status_of = None
         if query["with_status"]:
             changed_at = {i: s.updated_at for s in shares for i in replication_ids(s)}
-            status_of = recorded_states(broker().couch, store, changed_at).__getitem__
+            status_of = recorded_states(broker().couch, recorded, changed_at).__getitem__
         items = [describe(s, names, status_of) for s in shares]
         return {"items": items, "next_cursor": next_cursor}
 
