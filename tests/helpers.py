@@ -58,7 +58,11 @@ class CallLog:
         monkeypatch.setattr(CouchClient, "request", request)
 
     def writes(self) -> list[tuple[str, str]]:
-        return [c for c in self.calls if c[0] in ("PUT", "DELETE") or c[1].endswith("_purge")]
+        return [
+            c
+            for c in self.calls
+            if c[0] in ("PUT", "DELETE") or c[1].endswith(("_purge", "_bulk_docs"))
+        ]
 
 
 def create_share(client, **fields) -> dict:

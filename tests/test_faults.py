@@ -61,12 +61,12 @@ def test_unreachable_couchdb_gives_503_with_retry_after():
     ("method", "path", "fault"),
     [
         ("PUT", r"inventory-alice-\w+/db_sharing-.*", None),
-        ("PUT", r"_replicator/sharing-broker-.*-owner-to-recipient", None),
-        ("PUT", r"_replicator/sharing-broker-.*-recipient-to-owner", None),
-        ("PUT", r"_replicator/sharing-broker-.*-recipient-to-owner", requests.ReadTimeout()),
-        ("PUT", r"_replicator/sharing-broker-.*-recipient-to-owner", requests.ConnectionError()),
+        ("PUT", r"_users/.*", None),
+        ("POST", r"_replicator/_bulk_docs", None),
+        ("POST", r"_replicator/_bulk_docs", requests.ReadTimeout()),
+        ("POST", r"_replicator/_bulk_docs", requests.ConnectionError()),
     ],
-    ids=["db_sharing 500", "o2r 500", "r2o 500", "r2o timeout", "r2o dropped"],
+    ids=["db_sharing 500", "user 500", "replications 500", "replications timeout", "dropped"],
 )
 def test_a_failed_create_is_rolled_back(
     client, faults, couch, registered, dbs, method, path, fault
@@ -82,9 +82,9 @@ def test_a_failed_create_is_rolled_back(
 
 
 def test_a_create_that_cannot_be_rolled_back_stays_visible(client, faults, couch, registered, dbs):
-    injected = [
-        fail(faults, couch, "PUT", r"_replicator/sharing-broker-.*-recipient-to-owner"),
-        fail(faults, couch, "DELETE", r"_replicator/.*"),
+    injected = [  # the replicator docs cannot be written, nor looked for to remove them
+        fail(faults, couch, "POST", r"_replicator/_bulk_docs"),
+        fail(faults, couch, "POST", r"_replicator/_all_docs"),
     ]
     assert client.post("/v1/shares", json=RW).status_code == 503
     (share,) = client.get("/v1/shares").get_json()["items"]
@@ -97,19 +97,20 @@ def test_a_create_that_cannot_be_rolled_back_stays_visible(client, faults, couch
 
 
 @pytest.mark.parametrize(
-    "path",
+    ("method", "path"),
     [
-        r"_replicator/sharing-broker-.*-recipient-to-owner",
-        r"inventory-alice-\w+/db_sharing-.*",
-        r"_replicator/sharing-broker-.*-owner-to-recipient",
+        ("POST", r"_replicator/_bulk_docs"),
+        ("DELETE", r"inventory-alice-\w+/db_sharing-.*"),
+        ("PUT", r"inventory-bob-\w+/_security"),
+        ("DELETE", r"_users/.*"),
     ],
-    ids=["stop r2o", "remove db_sharing", "stop o2r"],
+    ids=["stop replications", "remove db_sharing", "withdraw access", "drop the user"],
 )
 def test_a_revoke_that_stops_half_way_is_finished_by_revoking_again(
-    client, faults, couch, registered, dbs, path
+    client, faults, couch, registered, dbs, method, path
 ):
     share = create_share(client, **RW)
-    injected = fail(faults, couch, "DELETE", path)
+    injected = fail(faults, couch, method, path)
     response = client.delete(f"/v1/shares/{share['id']}")
     assert response.status_code == 503
     stuck = client.get(f"/v1/shares/{share['id']}").get_json()
@@ -129,12 +130,10 @@ def test_a_failed_purge_is_finished_by_revoking_again(client, faults, couch, reg
     stuck = client.get(f"/v1/shares/{share['id']}").get_json()
     assert stuck["operation"]["done"] == [
         "replication:recipient-to-owner",
-        "db_sharing",
         "replication:owner-to-recipient",
-        "guard:recipient",
-        "guard:owner",
-        "member:recipient",
-        "member:owner",
+        "db_sharing",
+        "access:recipient",
+        "access:owner",
         "share_user",
     ]
     faults.remove(injected)
@@ -145,7 +144,7 @@ def test_a_failed_purge_is_finished_by_revoking_again(client, faults, couch, reg
 def test_a_failed_patch_is_undone(client, faults, couch, registered, dbs):
     share = create_share(client)
     etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
-    injected = fail(faults, couch, "PUT", r"_replicator/sharing-broker-.*-recipient-to-owner")
+    injected = fail(faults, couch, "POST", r"_replicator/_bulk_docs")
     response = client.patch(
         f"/v1/shares/{share['id']}", json={"access": "read-write"}, headers={"If-Match": etag}
     )

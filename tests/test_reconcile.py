@@ -157,7 +157,7 @@ def test_a_lock_left_by_a_dead_process_is_waited_out(client, couch, settings, re
 
     assert report["errors"] == []
     part = {"kind": "missing, changed or failed part", "share_id": share["id"]}
-    assert {**part, "part": "member:owner", "action": "rewrote it"} in report["repaired"]
+    assert {**part, "part": "access:owner", "action": "rewrote it"} in report["repaired"]
     assert name in couch.get(f"{dbs['alice']}/_security")["members"]["names"]
 
 

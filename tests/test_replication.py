@@ -296,7 +296,7 @@ def test_pictures_of_an_item_that_comes_to_match_follow_it(app, client, couch, r
     )
     assert doc_state(couch, dbs["bob"], image_id) == "missing"  # not in the id lists yet
 
-    assert follow.run() == {share["id"]: ["guard:recipient", "replication:owner-to-recipient"]}
+    assert follow.run() == {share["id"]: ["access:recipient", "replication:owner-to-recipient"]}
 
     selector = replicator_docs(couch, share["id"])[share["replications"][0]["id"]]["selector"]
     assert {link_id, image_id} <= find_ids(couch, dbs["alice"], selector)
@@ -347,7 +347,7 @@ def test_reconcile_repairs_and_restarts_a_crashing_replication(
 
     assert report["errors"] == []
     kinds = {(r["kind"], r.get("part"), r["action"]) for r in report["repaired"]}
-    assert ("missing, changed or failed part", "member:recipient", "rewrote it") in kinds
+    assert ("missing, changed or failed part", "access:recipient", "rewrote it") in kinds
     assert ("crashing replication", None, "restarted it") in kinds
     # Far sooner than CouchDB's 30-second backoff after a crash.
     wait_for(

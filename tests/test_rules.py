@@ -211,7 +211,7 @@ def test_pictures_follow_items_that_come_to_match(app, client, couch, kitchen):
     selector = lambda: o2r(couch, share["id"])["selector"]  # noqa: E731
     assert new_link["_id"] not in find_ids(couch, kitchen["alice"], selector())
 
-    assert follow.run() == {share["id"]: ["guard:recipient", "replication:owner-to-recipient"]}
+    assert follow.run() == {share["id"]: ["access:recipient", "replication:owner-to-recipient"]}
 
     crossing = find_ids(couch, kitchen["alice"], selector())
     assert {new_item["_id"], new_link["_id"], new_image["_id"]} <= crossing

@@ -4,13 +4,13 @@ from dataclasses import dataclass
 
 from service.config import Settings
 from service.couch import CouchClient
+from service.sharing.access import Editors
 from service.sharing.branches import BranchWatch
 from service.sharing.credentials import DatabaseLocks, SecurityEditor
 from service.sharing.follow import RuleFollow
 from service.sharing.guard import GuardEditor
 from service.sharing.identity import Identity
 from service.sharing.lifecycle import ShareService
-from service.sharing.parts import Editors
 from service.sharing.policy import Policy
 from service.sharing.reconcile import Reconciler
 from service.sharing.registry import Registry
@@ -54,7 +54,7 @@ class Broker:
         registry = Registry(couch, store)
         locks = DatabaseLocks(couch, settings.state_db)
         editors = Editors(
-            SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db)
+            SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db), locks
         )
         shares = ShareService(
             couch,

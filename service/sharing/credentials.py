@@ -7,6 +7,7 @@ back, and never touch an entry the broker did not add.
 """
 
 import hashlib
+import random
 import secrets
 import threading
 import time
@@ -105,34 +106,48 @@ class SecurityEditor:
         self.locks = locks
 
     def ensure_member(self, db: str, name: str, present: bool) -> bool:
-        """Return whether `_security` was changed.
+        """Return whether `_security` was changed; takes the database's lock if it must."""
+        if self.is_member(self.current(db, present), name) == present:
+            return False  # nothing to change: no need to lock
+        with self.locks.hold(db):
+            return name in self.set_members(db, {name: present})
+
+    def set_members(
+        self, db: str, wanted: dict[str, bool], security: dict | None = None
+    ) -> set[str]:
+        """Add (True) or remove (False) names and read them back; the caller holds the
+        database's lock. `security` is the doc as just read, if it was. Return the names
+        changed.
 
         A database that is gone has no members: removing one from it is done already,
         adding one is refused (409).
         """
-        if self._member(self._security(db, present), name) == present:
-            return False  # nothing to change: no need to lock
-        with self.locks.hold(db):
-            for _ in range(3):
-                security = self._security(db, present)
-                if security is None:
-                    return False  # the database went away meanwhile: nothing to remove
-                if self._member(security, name) == present:
-                    return False
-                members = dict(security.get("members") or {})
-                names = list(members.get("names") or [])
-                if present and not names and not members.get("roles"):
-                    raise ConflictError(
-                        f"{db} lists no members in its _security, so anyone may read it; naming"
-                        " a share user there would lock everyone else out. Set its members first"
-                    )
-                members["names"] = [*names, name] if present else [n for n in names if n != name]
-                self.couch.put(db, "_security", json={**security, "members": members})
-                if self._member(self.couch.get(db, "_security"), name) == present:
-                    return True
+        changed: set[str] = set()
+        adding = any(wanted.values())
+        for _ in range(3):
+            security = security if security is not None else self.current(db, adding)
+            if security is None:
+                return changed  # the database went away meanwhile: nothing to remove
+            todo = [n for n, present in wanted.items() if self.is_member(security, n) != present]
+            if not todo:
+                return changed
+            members = dict(security.get("members") or {})
+            names = list(members.get("names") or [])
+            if adding and not names and not members.get("roles"):
+                raise ConflictError(
+                    f"{db} lists no members in its _security, so anyone may read it; naming"
+                    " a share user there would lock everyone else out. Set its members first"
+                )
+            kept = [n for n in names if wanted.get(n, True)]
+            members["names"] = kept + [n for n in todo if wanted[n]]
+            self.couch.put(db, "_security", json={**security, "members": members})
+            changed.update(todo)
+            security = self.couch.get(db, "_security")  # read back: the next round checks it
+        if all(self.is_member(security, n) == present for n, present in wanted.items()):
+            return changed
         raise DocumentConflict(409, "conflict", "_security kept changing", f"PUT /{db}/_security")
 
-    def _security(self, db: str, wanted: bool) -> dict | None:
+    def current(self, db: str, wanted: bool) -> dict | None:
         """The database's `_security`; `None` if the database is gone and nothing is wanted."""
         try:
             return self.couch.get(db, "_security")
@@ -142,14 +157,15 @@ class SecurityEditor:
             return None
 
     @staticmethod
-    def _member(security: dict | None, name: str) -> bool:
+    def is_member(security: dict | None, name: str) -> bool:
         return security is not None and name in ((security.get("members") or {}).get("names") or [])
 
 
 class DatabaseLocks:
     """Per-database locks, across threads and broker replicas, kept in the state database.
 
-    A lock doc names its holder and expires after `ttl` seconds, so a crashed holder cannot
+    One lock covers every edit the broker makes to a database's `_security` and guard. A
+    lock doc names its holder and expires after `ttl` seconds, so a crashed holder cannot
     block the database for longer. A lock this process holds in CouchDB but in no thread is
     a leftover of a request that died mid-way, and is taken over at once. A waiter waits a
     little longer than `ttl`, so a lock left by a process that died is always waited out.
@@ -199,7 +215,7 @@ class DatabaseLocks:
                 rev = None
                 continue
             if current["until"] > now_iso() and current["holder"] != self.holder:
-                time.sleep(0.05)  # held: wait, then try again from the start
+                time.sleep(random.uniform(0.005, 0.02))  # noqa: S311 (jitter) held: wait
                 rev = None
                 continue
             rev = current["_rev"]  # expired, or left by a request of ours that died

@@ -6,6 +6,8 @@ database holds the scopes of every share that touches it.
 """
 
 import json
+import threading
+from collections import OrderedDict
 
 from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.credentials import DatabaseLocks
@@ -95,49 +97,90 @@ def _rule_predicates(scopes: dict[str, dict]) -> str:
 
 
 class GuardEditor:
-    """Sets or drops one share user's scope in a database's guard, one edit at a time."""
+    """Sets or drops share users' scopes in a database's guard, one edit at a time.
+
+    It keeps the last guard doc it saw of each database (a few hundred at most). An edit
+    starts from that doc, and writes carry its `_rev`: one gone stale costs a conflict and a
+    read, never a scope.
+    """
+
+    KEPT = 512
 
     def __init__(self, couch: CouchClient, locks: DatabaseLocks, broker: str):
         self.couch = couch
         self.locks = locks
         self.broker = broker
+        self._seen: OrderedDict[str, dict] = OrderedDict()
+        self._seen_lock = threading.Lock()
 
     def scopes(self, db: str) -> dict[str, dict]:
         """This broker's scopes in the database's guard (none if the guard is another's)."""
-        try:
-            label = self.couch.get(db, GUARD_ID).get("sharing_broker") or {}
-        except NotFound:
-            return {}
+        return self.scopes_in(self.current(db, fresh=True))
+
+    def scopes_in(self, guard: dict) -> dict[str, dict]:
+        """This broker's scopes in a guard doc as read."""
+        label = guard.get("sharing_broker") or {}
         return label.get("scopes", {}) if label.get("broker") == self.broker else {}
 
     def ensure_scope(self, db: str, name: str, scope: dict | None) -> bool:
-        """Return whether the guard was changed; the last scope gone removes the doc."""
+        """Return whether the guard was changed; takes the database's lock if it must."""
         if self.scopes(db).get(name) == scope:
             return False
         with self.locks.hold(db):
-            for _ in range(3):
-                try:
-                    current = self.couch.get(db, GUARD_ID)
-                except NotFound:
-                    current = {}
-                scopes = dict(current.get("sharing_broker", {}).get("scopes", {}))
-                if scope is None:
+            return name in self.set_scopes(db, {name: scope})
+
+    def current(self, db: str, fresh: bool = False) -> dict:
+        """The guard doc (`{}` for none): as last seen, or read now when `fresh`."""
+        if not fresh:
+            with self._seen_lock:
+                if db in self._seen:
+                    return self._seen[db]
+        try:
+            doc = self.couch.get(db, GUARD_ID)
+        except NotFound:
+            doc = {}
+        self.saw(db, doc)
+        return doc
+
+    def saw(self, db: str, doc: dict | None) -> None:
+        """Remember the guard doc (None or `{}`: there is none) just read or written."""
+        with self._seen_lock:
+            self._seen[db] = doc or {}
+            self._seen.move_to_end(db)
+            while len(self._seen) > self.KEPT:
+                self._seen.popitem(last=False)
+
+    def set_scopes(
+        self, db: str, wanted: dict[str, dict | None], current: dict | None = None
+    ) -> set[str]:
+        """Set scopes, or drop those wanted None, the caller holding the database's lock;
+        the last scope gone removes the doc. `current` is the doc as just read, if it was.
+        Return the names whose scope changed."""
+        for _ in range(3):
+            current = current if current is not None else self.current(db)
+            scopes = dict(current.get("sharing_broker", {}).get("scopes", {}))
+            changed = {name for name, scope in wanted.items() if scopes.get(name) != scope}
+            if not changed:
+                return set()
+            for name in changed:
+                if wanted[name] is None:
                     scopes.pop(name, None)
                 else:
-                    scopes[name] = scope
-                try:
-                    self._write(db, current.get("_rev"), scopes)
-                    return True
-                except DocumentConflict:
-                    continue
+                    scopes[name] = wanted[name]
+            try:
+                self._write(db, current.get("_rev"), scopes)
+                return changed
+            except DocumentConflict:
+                current = self.current(db, fresh=True)
         raise DocumentConflict(409, "conflict", "the guard kept changing", f"PUT /{db}/{GUARD_ID}")
 
     def _write(self, db: str, rev: str | None, scopes: dict[str, dict]) -> None:
         if not scopes:
             if rev:
                 self.couch.delete(db, GUARD_ID, params={"rev": rev})
+            self.saw(db, None)
             return
         doc = guard_doc(scopes, self.broker)
         if rev:
             doc["_rev"] = rev
-        self.couch.put(db, GUARD_ID, json=doc)
+        self.saw(db, {**doc, "_rev": self.couch.put(db, GUARD_ID, json=doc)["rev"]})

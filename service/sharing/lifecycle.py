@@ -2,19 +2,22 @@
 
 Each operation is recorded so a crash can be finished, and audited.
 
-Before acting, an operation is written into the share record with its target; every part
-written or removed is added to its `done` list. A failed create is rolled back; a failed
-change is brought back to what the share was; a failed revoke is finished by revoking again.
-Whatever cannot be undone stays visible in the record's `operation`.
+Before acting, an operation is written into the share record with its target. Every step is
+idempotent, so the record is not written again until the operation ends: a resume redoes
+what is not marked done. When an operation fails, the record keeps the steps it got through
+in `operation.done`. A failed create is rolled back; a failed change is brought back to what
+the share was; a failed revoke is finished by revoking again. Whatever cannot be undone
+stays visible in the record's `operation`.
 """
 
 import base64
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
+from service.sharing.access import Editors
 from service.sharing.branches import history
 from service.sharing.credentials import Credentials, new_password, share_user_name
 from service.sharing.errors import (
@@ -23,6 +26,7 @@ from service.sharing.errors import (
     PreconditionFailed,
     SharingError,
 )
+from service.sharing.guard import GUARD_ID
 from service.sharing.model import (
     Access,
     Database,
@@ -35,12 +39,11 @@ from service.sharing.model import (
     now_iso,
 )
 from service.sharing.parts import (
-    GUARD_OWNER,
-    GUARD_RECIPIENT,
+    ACCESS_OWNER,
+    ACCESS_RECIPIENT,
     O2R,
     R2O,
     SHARE_USER,
-    Editors,
     Part,
     Target,
     apply,
@@ -57,6 +60,7 @@ from service.sharing.rules import parse_rules
 from service.sharing.scan import docs_with_prefix
 from service.sharing.selectors import SHARED_PREFIXES, Scope, share_selector
 from service.sharing.store import StateStore
+from service.sharing.together import run_together
 
 log = logging.getLogger(__name__)
 COUCH_FAILURES = (CouchError, CouchUnavailable)
@@ -90,12 +94,12 @@ class ShareService:
         selection: Selection,
         actor: str,
         accepted: bool,
-    ) -> Share:
-        """Invite the recipient (`pending`), or provision at once when `accepted`."""
-        owner_db, recipient_db = self._checked_parties(owner, recipient)
-        self.registry.require_undisputed(owner, recipient)
-        if accepted:
-            self.registry.confirm_configs(("owner", owner_db), ("recipient", recipient_db))
+    ) -> tuple[Share, dict[str, str]]:
+        """Invite the recipient (`pending`), or provision at once when `accepted`.
+
+        Return the share, and its parties' database names for the answer.
+        """
+        owner_db, recipient_db = self._checked_parties(owner, recipient, undisputed=True)
         selection = self._checked_selection(owner_db, recipient_db, selection)
         share = Share.new(owner, recipient, access, selection)
         if accepted:
@@ -109,31 +113,33 @@ class ShareService:
         except Exception:
             self.store.release_pair(share)
             raise
-        with self._audit(share, "create", actor):
+        with self._audit(share, "create", actor) as trail:
             if accepted:
-                self._provision(share, roll_back_to=None, dbs=(owner_db, recipient_db))
-        return share
+                self._provision(share, None, (owner_db, recipient_db), trail)
+        return share, _names(owner_db, recipient_db)
 
-    def accept(self, share: Share, actor: str) -> Share:
-        """The recipient agrees: write the parts and start replicating."""
+    def accept(self, share: Share, actor: str) -> tuple[Share, dict[str, str]]:
+        """The recipient agrees: write the parts and start replicating.
+
+        Return the share, and its parties' database names for the answer.
+        """
         self._expire_if_due(share, actor)
-        with self._audit(share, "accept", actor):
+        with self._audit(share, "accept", actor) as trail:
             self._require(share, Status.PENDING, "accepted")
-            self.registry.require_undisputed(share.owner, share.recipient)
-            owner_db, recipient_db = self.registry.parties(share.owner, share.recipient)
-            self.registry.confirm_configs(("owner", owner_db), ("recipient", recipient_db))
+            dbs = self.registry.parties(share.owner, share.recipient, undisputed=True)
+            self._read_confirmed(dbs, [])
             share.status = Status.PROVISIONING
             share.operation = Operation.toward("provision", share.access, share.selection)
             self._save_transition(share)
-            self._provision(share, roll_back_to=Status.PENDING, dbs=(owner_db, recipient_db))
-        return share
+            self._provision(share, Status.PENDING, dbs, trail)
+        return share, _names(*dbs)
 
     def decline(self, share: Share, actor: str) -> Share:
         """The recipient refuses the invitation; nothing was written, nothing is."""
         self._expire_if_due(share, actor)
-        with self._audit(share, "decline", actor):
+        with self._audit(share, "decline", actor) as trail:
             self._require(share, Status.PENDING, "declined")
-            self._end(share, Status.DECLINED)
+            self._end(share, Status.DECLINED, trail)
         return share
 
     def patch(
@@ -152,14 +158,14 @@ class ShareService:
         if etag != share.etag:
             raise PreconditionFailed("the share changed since it was read; read it again")
         self._expire_if_due(share, actor)
-        with self._audit(share, "patch", actor):
+        with self._audit(share, "patch", actor) as trail:
             if share.status not in (Status.PENDING, Status.ACTIVE):
                 raise ConflictError(f"a share that is {share.status} cannot change")
             new_access, selection = self._patched(share, access, collections, rules)
             if share.status is Status.ACTIVE:
                 self._change_parts(share, new_access, selection)
             share.adopt(new_access, selection)
-            self._finish(share, share.status)
+            self._finish(share, share.status, trail)
         return share
 
     def preview(
@@ -202,19 +208,20 @@ class ShareService:
         )
         return preview(self.couch, dbs[0].database, selector)
 
-    def revoke(self, share: Share, purge: bool, actor: str) -> Share:
+    def revoke(self, share: Share, purge: bool, actor: str) -> tuple[Share, dict[str, str] | None]:
         """Stop replication, remove `db_sharing`, and purge the recipient's copies if asked.
 
         The owner revokes, the recipient leaves; an invitation is withdrawn. Revoking again
-        finishes a revoke that stopped half-way.
+        finishes a revoke that stopped half-way. Return the share, and its parties' database
+        names for the answer if they were read.
         """
         self._expire_if_due(share, actor)
         if share.status is Status.REVOKED:
-            return share
-        with self._audit(share, "revoke", actor):
+            return share, None
+        with self._audit(share, "revoke", actor) as trail:
             if share.status is Status.PENDING:
-                self._end(share, Status.REVOKED)
-                return share
+                self._end(share, Status.REVOKED, trail)
+                return share, None
             if share.status not in (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING):
                 raise ConflictError(f"a share that is {share.status} cannot be revoked")
             if not (share.operation and share.operation.name == "revoke"):
@@ -226,14 +233,15 @@ class ShareService:
                 self.store.save_share(share)
             dbs = self.registry.parties(share.owner, share.recipient)
             self._converge(share, None, None, dbs)
-            self._purge_recipient(share, dbs[1].database)
-            self._end(share, Status.REVOKED)
-        return share
+            with self._progress_kept(share):
+                self._purge_recipient(share, dbs[1].database)
+            self._end(share, Status.REVOKED, trail)
+        return share, _names(*dbs)
 
     def resume(self, share: Share, actor: str) -> str:
         """Finish or roll back an operation a crash left in the record; say which."""
         operation = share.operation
-        with self._audit(share, "resume", actor):
+        with self._audit(share, "resume", actor) as trail:
             if share.status is Status.REVOKING:
                 self.revoke(share, purge=bool(operation and operation.purge), actor=actor)
                 return "finished the revoke"
@@ -245,7 +253,7 @@ class ShareService:
                 return "rolled back the provisioning"
             if share.status is Status.PROVISIONING:
                 self._converge(share, share.access, share.selection)
-                self._finish(share, Status.ACTIVE)
+                self._finish(share, Status.ACTIVE, trail)
                 return "finished the provisioning"
             # An active share in the middle of a change, a rotation, or undoing a change.
             rotating = operation.name == "rotate"
@@ -255,12 +263,12 @@ class ShareService:
             self._converge(share, operation.access, operation.selection, rotate=rotating)
             self._withdraw_write_permission(share, operation.access)
             share.adopt(operation.access, operation.selection)
-            self._finish(share, Status.ACTIVE)
+            self._finish(share, Status.ACTIVE, trail)
             return f"finished the {operation.name}"
 
     def rotate(self, share: Share, actor: str) -> Share:
         """Give the share user a new password and the replicator docs with it."""
-        with self._audit(share, "rotate credentials", actor):
+        with self._audit(share, "rotate credentials", actor) as trail:
             if share.status is not Status.ACTIVE:
                 raise ConflictError(f"a share that is {share.status} has no credentials")
             share.operation = Operation.toward("rotate", share.access, share.selection)
@@ -271,7 +279,7 @@ class ShareService:
             except COUCH_FAILURES:
                 log.warning("share %s: rotation stopped half-way; reconcile finishes it", share.id)
                 raise
-            self._finish(share, Status.ACTIVE)
+            self._finish(share, Status.ACTIVE, trail)
         return share
 
     def repair(self, share: Share) -> list[str]:
@@ -295,7 +303,7 @@ class ShareService:
     def refresh_scope(self, share: Share) -> list[str]:
         """Rewrite the guards and replicator docs whose rule-made id lists moved."""
         parts = self._parts(share, share.access, share.selection)
-        names = (GUARD_OWNER, GUARD_RECIPIENT, O2R, R2O)
+        names = (ACCESS_OWNER, ACCESS_RECIPIENT, O2R, R2O)
         return [name for name in names if self._repair_part(parts[name])]
 
     def _stop_replications(self, share: Share) -> None:
@@ -323,8 +331,8 @@ class ShareService:
     def _expire_if_due(self, share: Share, actor: str) -> None:
         """Record an invitation past its time as expired."""
         if share.status is Status.PENDING and share.current_status is Status.EXPIRED:
-            with self._audit(share, "expire", actor):
-                self._end(share, Status.EXPIRED)
+            with self._audit(share, "expire", actor) as trail:
+                self._end(share, Status.EXPIRED, trail)
 
     def _require(self, share: Share, status: Status, verb: str) -> None:
         if share.status is not status:
@@ -341,14 +349,15 @@ class ShareService:
         self,
         share: Share,
         roll_back_to: Status | None,
-        dbs: tuple[Database, Database] | None = None,
+        dbs: tuple[Database, Database],
+        trail: "Trail",
     ) -> None:
         try:  # a first provisioning: nothing to reuse, the credential is new
             self._converge(share, share.access, share.selection, dbs, rotate=True)
         except (*COUCH_FAILURES, SharingError):
             self._roll_back_provision(share, roll_back_to)
             raise
-        self._finish(share, Status.ACTIVE)
+        self._finish(share, Status.ACTIVE, trail)
 
     def _change_parts(self, share: Share, access: Access, selection: Selection):
         old = (share.access, share.selection)
@@ -361,23 +370,26 @@ class ShareService:
             self._roll_back_patch(share, *old)
             raise
 
-    def _end(self, share: Share, status: Status) -> None:
+    def _end(self, share: Share, status: Status, trail: "Trail") -> None:
         """A final status: the pair is free for a new share."""
-        self._finish(share, status)
+        self._finish(share, status, trail)
         self.store.release_pair(share)
 
     @contextmanager
-    def _audit(self, share: Share, action: str, actor: str) -> Iterator[None]:
-        """Record the action's outcome in the audit trail, whatever it is."""
+    def _audit(self, share: Share, action: str, actor: str) -> Iterator["Trail"]:
+        """Record the action's outcome in the audit trail, whatever it is: with the share's
+        final record when the block ends it well (`_finish` with the trail), else alone."""
+        trail = Trail(share.id, action, actor)
         try:
-            yield
+            yield trail
         except SharingError as exc:
-            self._log_event(Event(share.id, action, actor, f"refused: {exc.detail}"))
+            self._log_event(trail.event(f"refused: {exc.detail}"))
             raise
         except COUCH_FAILURES:
-            self._log_event(Event(share.id, action, actor, "failed: CouchDB error"))
+            self._log_event(trail.event("failed: CouchDB error"))
             raise
-        self._log_event(Event(share.id, action, actor, "ok"))
+        if not trail.recorded:
+            self._log_event(trail.event("ok"))
 
     def _log_event(self, event: Event) -> None:
         try:
@@ -395,8 +407,23 @@ class ShareService:
     ):
         """Bring the share's parts in line with (access, selection); `None` removes them."""
         parts = self._parts(share, access, selection, dbs, rotate)
-        record = lambda name: self._record(share, name)  # noqa: E731
-        converge(self.couch, self.editors, parts, share.operation.done, record)
+        done = share.operation.done
+        with self._progress_kept(share):
+            converge(self.couch, self.editors, parts, done, done.append)
+
+    @contextmanager
+    def _progress_kept(self, share: Share) -> Iterator[None]:
+        """If the block fails, write how far the operation got into the share's record
+        (if CouchDB lets us), so that the record shows it."""
+        try:
+            yield
+        except Exception:
+            try:
+                self.store.save_share(share)
+            except (*COUCH_FAILURES, PreconditionFailed):
+                name = share.operation.name
+                log.warning("share %s: the progress of %s not recorded", share.id, name)
+            raise
 
     def _parts(
         self,
@@ -433,10 +460,6 @@ class ShareService:
                 pass
         return Credentials(name, new_password(), fresh=True)
 
-    def _record(self, share: Share, step: str) -> None:
-        share.operation.done.append(step)
-        self.store.save_share(share)
-
     def _withdraw_write_permission(self, share: Share, access: Access | None) -> None:
         """Going from read-write to read-only: purge the recipient's `db_sharing` copy.
 
@@ -450,7 +473,7 @@ class ShareService:
     def _purge_db_sharing(self, share: Share, recipient_db: str) -> None:
         if "purge:db_sharing" not in share.operation.done:
             purge_doc(self.couch, recipient_db, share.db_sharing_doc_id)
-            self._record(share, "purge:db_sharing")
+            share.operation.done.append("purge:db_sharing")
 
     def _purge_recipient(self, share: Share, recipient_db: str) -> None:
         """Always withdraw the recipient's `db_sharing` copy; purge shared docs if asked."""
@@ -466,16 +489,21 @@ class ShareService:
                 Direction.OWNER_TO_RECIPIENT,
             )
             purge_shared_docs(self.couch, recipient_db, share.owner, selector)
-            self._record(share, "purge:shared-docs")
+            share.operation.done.append("purge:shared-docs")
 
-    def _finish(self, share: Share, status: Status) -> Share:
-        """Settle on `status`; only an invitation keeps its expiry."""
+    def _finish(self, share: Share, status: Status, trail: "Trail | None" = None) -> Share:
+        """Settle on `status`; only an invitation keeps its expiry. With the operation's
+        `trail`, its "ok" event is written in the same request: the operation ends here."""
         share.status = status
         share.operation = None
         if status not in (Status.PENDING, Status.EXPIRED):
             share.expires_at = None
         share.updated_at = now_iso()
-        return self.store.save_share(share)
+        if trail is None:
+            return self.store.save_share(share)
+        self.store.save_share(share, trail.event("ok"))
+        trail.recorded = True
+        return share
 
     def _roll_back_provision(self, share: Share, back_to: Status | None) -> None:
         """Remove what was written; then forget the share, or return it to `back_to`."""
@@ -501,8 +529,10 @@ class ShareService:
         except (*COUCH_FAILURES, PreconditionFailed):
             log.warning("share %s: change failed and could not be undone", share.id)
 
-    def _checked_parties(self, owner: str, recipient: str) -> tuple[Database, Database]:
-        owner_db, recipient_db = self.registry.parties(owner, recipient)
+    def _checked_parties(
+        self, owner: str, recipient: str, undisputed: bool = False
+    ) -> tuple[Database, Database]:
+        owner_db, recipient_db = self.registry.parties(owner, recipient, undisputed)
         if owner == recipient or owner_db.database == recipient_db.database:
             raise InvalidRequest("owner and recipient must be different databases", "recipient")
         return owner_db, recipient_db
@@ -512,19 +542,36 @@ class ShareService:
     ) -> Selection:
         """The selection with its collections checked and its rules valid (422 if not).
 
-        A party whose database no longer exists is refused (409).
+        Both databases are read at once, with their `0000-config`: a party whose database
+        is gone, or no longer holds its UUID, is refused (409).
         """
         if selection.rules is not None:
             parse_rules(selection.rules)
-        try:
-            collections = self._checked_collections(owner_db, recipient_db, selection.collections)
-        except NotFound:
-            for party, db in (("owner", owner_db), ("recipient", recipient_db)):
-                if not self.registry.exists(db.database):
-                    detail = f"the database of {db.config_uuid} no longer exists"
-                    raise ConflictError(detail, party) from None
-            raise
-        return Selection(collections, selection.rules)
+        unique = None
+        if selection.collections is not None:
+            unique = list(dict.fromkeys(selection.collections))
+        keys = [f"{SHARED_PREFIXES['collection']}{c}" for c in unique or []]
+        owner_docs, recipient_docs = self._read_confirmed((owner_db, recipient_db), keys)
+        if unique is None:
+            return Selection(None, selection.rules)
+        unknown = [
+            cid
+            for cid, key in zip(unique, keys, strict=True)
+            if not _is_own_collection(owner_docs[key], owner_db.config_uuid)
+        ]
+        if unknown:
+            raise InvalidRequest(
+                f"not collections of the owner's database: {', '.join(unknown)}", "collections"
+            )
+        present = [key for key in keys if recipient_docs[key] is not None]
+        taken = self._foreign_ids(owner_db.database, recipient_db.database, present)
+        if taken:
+            ids = ", ".join(k.removeprefix(SHARED_PREFIXES["collection"]) for k in taken)
+            raise ConflictError(
+                f"the recipient's database has collections of its own with these ids: {ids}",
+                "collections",
+            )
+        return Selection(unique, selection.rules)
 
     def _scope(self, selection: Selection, access: Access, owner_db: Database) -> Scope:
         """What the owner->recipient replication carries, with the id lists rules need."""
@@ -540,45 +587,28 @@ class ShareService:
             )
         return scope
 
-    def _checked_collections(
-        self, owner_db: Database, recipient_db: Database, collections: list[str] | None
-    ):
-        """Keep the order, drop repeats, and refuse ids that are not the owner's collections.
-
-        Also refuse one whose id the recipient's database holds as a collection of its own.
-        """
-        if collections is None:
-            return None
-        unique = list(dict.fromkeys(collections))
-        keys = [f"{SHARED_PREFIXES['collection']}{c}" for c in unique]
-        rows = self.couch.post(
-            owner_db.database, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
-        )["rows"]
-        unknown = [
-            cid
-            for cid, row in zip(unique, rows, strict=True)
-            if not _is_own_collection(row.get("doc"), owner_db.config_uuid)
-        ]
-        if unknown:
-            raise InvalidRequest(
-                f"not collections of the owner's database: {', '.join(unknown)}", "collections"
+    def _read_confirmed(
+        self, dbs: tuple[Database, Database], keys: list[str]
+    ) -> list[dict[str, dict | None]]:
+        """The docs with these ids in each party's database, each read at once with its
+        config, which is checked (see `Registry.read_confirmed`), and with its guard, which
+        the guard editor starts its next edit from."""
+        found = run_together(
+            *(
+                lambda f=f, d=d: self.registry.read_confirmed(f, d, [*keys, GUARD_ID])
+                for f, d in _roles(dbs)
             )
-        taken = self._foreign_ids(owner_db.database, recipient_db.database, keys)
-        if taken:
-            ids = ", ".join(k.removeprefix(SHARED_PREFIXES["collection"]) for k in taken)
-            raise ConflictError(
-                f"the recipient's database has collections of its own with these ids: {ids}",
-                "collections",
-            )
-        return unique
+        )
+        for db, docs in zip(dbs, found, strict=True):
+            self.editors.guards.saw(db.database, docs.pop(GUARD_ID))
+        return found
 
-    def _foreign_ids(self, owner_db: str, recipient_db: str, doc_ids: list[str]) -> list[str]:
-        """The ids the recipient's database holds on a history unrelated to the owner's doc.
+    def _foreign_ids(self, owner_db: str, recipient_db: str, present: list[str]) -> list[str]:
+        """Of these ids, present in the recipient's database, those it holds on a history
+        unrelated to the owner's doc.
 
         A copy from an earlier share shares revisions with the owner's doc and is let be.
         """
-        rows = self.couch.post(recipient_db, "_all_docs", json={"keys": doc_ids})["rows"]
-        present = [r["id"] for r in rows if "value" in r and not r["value"].get("deleted")]
         return [
             doc_id
             for doc_id in present
@@ -595,8 +625,32 @@ class ShareService:
             for doc in docs_with_prefix(self.couch, owner_db.database, prefix)
             if _is_own_collection(doc, owner_db.config_uuid)
         ]
-        taken = set(self._foreign_ids(owner_db.database, recipient_db.database, keys))
+        rows = self.couch.post(recipient_db.database, "_all_docs", json={"keys": keys})["rows"]
+        present = [r["id"] for r in rows if "value" in r and not r["value"].get("deleted")]
+        taken = set(self._foreign_ids(owner_db.database, recipient_db.database, present))
         return [key.removeprefix(prefix) for key in keys if key not in taken]
+
+
+@dataclass
+class Trail:
+    """The audit trail of one operation under way: who does what to which share."""
+
+    share_id: str
+    action: str
+    actor: str
+    recorded: bool = False  # its outcome is written
+
+    def event(self, outcome: str) -> Event:
+        return Event(self.share_id, self.action, self.actor, outcome)
+
+
+def _roles(dbs: tuple[Database, Database]) -> list[tuple[str, Database]]:
+    """Each party's database with the request field that names it."""
+    return list(zip(("owner", "recipient"), dbs, strict=True))
+
+
+def _names(*dbs: Database) -> dict[str, str]:
+    return {db.config_uuid: db.database for db in dbs}
 
 
 def _is_own_collection(doc: dict | None, config_uuid: str) -> bool:

@@ -2,63 +2,44 @@
 
 A share is made of these parts:
 - `share_user`: its own CouchDB user in `_users`, with no roles;
-- `member:owner` and `member:recipient`: that user's name in each database's `_security`;
-- `guard:owner` and `guard:recipient`: that user's scope in each database's write guard;
+- `access:owner` and `access:recipient`: that user's name in each database's `_security`,
+  and its scope in each database's write guard;
 - `db_sharing` in the owner's database (read-write only);
 - `replication:owner-to-recipient` and `replication:recipient-to-owner` in `_replicator`,
   authenticating as the share user.
 
-`converge` removes the parts that should not exist, then writes the ones that should, in an
-order that loses nothing and leaks nothing back: the recipient->owner replication stops
-before `db_sharing` goes, which goes before the owner->recipient replication stops; the
-credential goes last, so replication stops even if a replicator doc survives.
+`converge` removes the parts that should not exist, then writes the ones that should, in
+stages; the parts of one stage are independent and go together. The order loses nothing
+and leaks nothing back: replication stops before `db_sharing` goes (the broker purges the
+recipient's copy itself), and starts only once the user, its access and `db_sharing` are
+in place; the credential goes last, so replication stops even if a replicator doc survives.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.couch import CouchClient, DocumentConflict, NotFound
+from service.couch import CouchClient, CouchError, DocumentConflict, NotFound
+from service.sharing.access import AccessChange, Editors
 from service.sharing.credentials import (
     USERS_DB,
     Credentials,
-    SecurityEditor,
     ensure_user,
     hashed_password,
     user_doc_id,
 )
-from service.sharing.guard import GuardEditor
 from service.sharing.model import Access, Direction, Share, now_epoch_ms
 from service.sharing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
 from service.sharing.selectors import Scope, share_selector
+from service.sharing.together import run_together
 
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
 R2O = f"replication:{Direction.RECIPIENT_TO_OWNER}"
 DB_SHARING = "db_sharing"
 SHARE_USER = "share_user"
-MEMBER_OWNER = "member:owner"
-MEMBER_RECIPIENT = "member:recipient"
-GUARD_OWNER = "guard:owner"
-GUARD_RECIPIENT = "guard:recipient"
-REMOVAL_ORDER = (
-    R2O,
-    DB_SHARING,
-    O2R,
-    GUARD_RECIPIENT,
-    GUARD_OWNER,
-    MEMBER_RECIPIENT,
-    MEMBER_OWNER,
-    SHARE_USER,
-)
-WRITE_ORDER = (
-    SHARE_USER,
-    MEMBER_OWNER,
-    MEMBER_RECIPIENT,
-    GUARD_OWNER,
-    GUARD_RECIPIENT,
-    DB_SHARING,
-    O2R,
-    R2O,
-)
+ACCESS_OWNER = "access:owner"
+ACCESS_RECIPIENT = "access:recipient"
+REMOVAL_STAGES = ((R2O, O2R), (DB_SHARING,), (ACCESS_RECIPIENT, ACCESS_OWNER), (SHARE_USER,))
+WRITE_STAGES = ((SHARE_USER, ACCESS_OWNER, ACCESS_RECIPIENT, DB_SHARING), (O2R, R2O))
 # Fields that may differ between a stored part and a wanted one without a rewrite.
 _VOLATILE = frozenset({"_id", "_rev", "created_at", "updated_at"})
 
@@ -68,8 +49,8 @@ class Part:
     """One part of a share: where it lives and, when wanted, its body.
 
     `kind` is `doc` for a plain doc, `user` for the share user (`user+password` when its
-    password must be set), `member` for a name in `db`'s `_security` and `guard` for a scope
-    in `db`'s write guard (for both, `doc_id` is the share user's name).
+    password must be set), and `access` for the share user's membership and guard scope in
+    `db` (`doc_id` is then the share user's name, `body` the scope).
     """
 
     db: str
@@ -166,11 +147,9 @@ def wanted_parts(
     }
     return {
         SHARE_USER: Part(USERS_DB, user["_id"], user if live else None, user_kind),
-        MEMBER_OWNER: Part(target.owner_db, name, {} if live else None, "member"),
-        MEMBER_RECIPIENT: Part(target.recipient_db, name, {} if live else None, "member"),
-        GUARD_OWNER: Part(target.owner_db, name, owner_scope if live else None, "guard"),
-        GUARD_RECIPIENT: Part(
-            target.recipient_db, name, recipient_scope if live else None, "guard"
+        ACCESS_OWNER: Part(target.owner_db, name, owner_scope if live else None, "access"),
+        ACCESS_RECIPIENT: Part(
+            target.recipient_db, name, recipient_scope if live else None, "access"
         ),
         O2R: Part(REPLICATOR_DB, o2r["_id"], o2r if live else None),
         DB_SHARING: Part(target.owner_db, db_sharing["_id"], db_sharing if two_way else None),
@@ -190,14 +169,6 @@ def guard_scope(scope: Scope) -> dict:
     return guard
 
 
-@dataclass(frozen=True)
-class Editors:
-    """The serialized editors of the per-database parts: `_security` and the guard."""
-
-    security: SecurityEditor
-    guards: GuardEditor
-
-
 def converge(
     couch: CouchClient,
     editors: Editors,
@@ -205,22 +176,48 @@ def converge(
     done: list[str],
     record: Callable[[str], None],
 ) -> None:
-    """Remove unwanted parts, then write wanted ones; skip names in `done`, record each."""
-    steps = [n for n in REMOVAL_ORDER if parts[n].body is None]
-    steps += [n for n in WRITE_ORDER if parts[n].body is not None]
-    for name in steps:
-        # A new password must reach the user even if an earlier attempt set another one.
-        if name not in done or parts[name].kind == "user+password":
-            apply(couch, editors, parts[name])
+    """Remove unwanted parts, then write wanted ones, stage by stage; skip names in `done`,
+    and record each name once its stage is through."""
+    for stage in _stages(parts, done):
+        groups: dict[tuple[str, str], list[Part]] = {}
+        for name in stage:
+            part = parts[name]
+            groups.setdefault((part.kind, part.db if part.kind == "doc" else ""), []).append(part)
+        run_together(
+            *(lambda g=group: _apply_group(couch, editors, g) for group in groups.values())
+        )
+        for name in stage:
             record(name)
+
+
+def _stages(parts: dict[str, Part], done: list[str]) -> list[list[str]]:
+    # A new password must reach the user even if an earlier attempt set another one.
+    todo = {n for n, part in parts.items() if n not in done or part.kind == "user+password"}
+    stages = [[n for n in stage if n in todo and parts[n].body is None] for stage in REMOVAL_STAGES]
+    stages += [
+        [n for n in stage if n in todo and parts[n].body is not None] for stage in WRITE_STAGES
+    ]
+    return [stage for stage in stages if stage]
+
+
+def _apply_group(couch: CouchClient, editors: Editors, group: list[Part]) -> None:
+    """Apply parts of one kind (and, for docs, one database) in as few requests as may be."""
+    first = group[0]
+    if first.kind == "access":
+        editors.ensure_access([_access(part) for part in group], check_first=False)
+    elif first.kind == "doc" and len(group) > 1:
+        removed = [part.doc_id for part in group if part.body is None]
+        ensure_docs(couch, first.db, [part.body for part in group if part.body is not None])
+        ensure_absent_docs(couch, first.db, removed)
+    else:
+        for part in group:
+            apply(couch, editors, part)
 
 
 def apply(couch: CouchClient, editors: Editors, part: Part) -> bool:
     """Make one part exist as wanted, or not exist; return whether anything changed."""
-    if part.kind == "member":
-        return editors.security.ensure_member(part.db, part.doc_id, present=part.body is not None)
-    if part.kind == "guard":
-        return editors.guards.ensure_scope(part.db, part.doc_id, part.body)
+    if part.kind == "access":
+        return bool(editors.ensure_access([_access(part)], check_first=True))
     if part.body is None:
         ensure_absent(couch, part.db, part.doc_id)
         return True
@@ -230,17 +227,53 @@ def apply(couch: CouchClient, editors: Editors, part: Part) -> bool:
     return True
 
 
+def _access(part: Part) -> AccessChange:
+    return AccessChange(part.db, part.doc_id, part.body)
+
+
+def ensure_docs(couch: CouchClient, db: str, bodies: list[dict]) -> None:
+    """Write several docs in one request; those already there are brought in line apart."""
+    if not bodies:
+        return
+    results = couch.post(db, "_bulk_docs", json={"docs": bodies})
+    conflicts = {r["id"] for r in results if r.get("error") == "conflict"}
+    refused = [r for r in results if not r.get("ok") and r["id"] not in conflicts]
+    if refused:  # forbidden by a validate_doc_update, for one
+        raise CouchError(403, refused[0]["error"], refused[0].get("reason", ""), f"POST /{db}")
+    for body in bodies:
+        if body["_id"] in conflicts:
+            _overwrite(couch, db, body)
+
+
+def ensure_absent_docs(couch: CouchClient, db: str, doc_ids: list[str]) -> None:
+    """Delete those of the docs that exist: one request to find them, one to delete them."""
+    if not doc_ids:
+        return
+    rows = couch.post(db, "_all_docs", json={"keys": doc_ids})["rows"]
+    live = [r for r in rows if "value" in r and not r["value"].get("deleted")]
+    if not live:
+        return
+    tombstones = [{"_id": r["id"], "_rev": r["value"]["rev"], "_deleted": True} for r in live]
+    results = couch.post(db, "_bulk_docs", json={"docs": tombstones})
+    for result in results:
+        if not result.get("ok"):
+            ensure_absent(couch, db, result["id"])  # changed meanwhile: read it again
+
+
 def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
     """Write `body` unless a doc with the same content is there already.
 
     A new doc is written at once; only a conflict costs a read.
     """
-    doc_id = body["_id"]
     try:
-        couch.put(db, doc_id, json=body)
-        return
+        couch.put(db, body["_id"], json=body)
     except DocumentConflict:
-        pass
+        _overwrite(couch, db, body)
+
+
+def _overwrite(couch: CouchClient, db: str, body: dict) -> None:
+    """Write `body` over the doc there, unless it has the same content already."""
+    doc_id = body["_id"]
     for _ in range(3):
         try:
             current = couch.get(db, doc_id)

@@ -38,33 +38,31 @@ class Registry:
             )
         return existing, False
 
-    def require_undisputed(self, owner: str, recipient: str) -> None:
-        """Refuse (409) a share to or from a UUID that two databases claim."""
-        for config_uuid in sorted(self.store.disputed({owner, recipient})):
-            field = "owner" if config_uuid == owner else "recipient"
+    def read_confirmed(
+        self, field: str, database: Database, doc_ids: list[str]
+    ) -> dict[str, dict | None]:
+        """The docs with these ids in a party's database (None where missing), read in one
+        request with its `0000-config`.
+
+        Refuse (409) a party whose database is gone, or whose `0000-config` no longer holds
+        the UUID it was registered under: a registration proves the config only as it was.
+        """
+        keys = [CONFIG_DOC_ID, *doc_ids]
+        try:
+            rows = self.couch.post(
+                database.database, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
+            )["rows"]
+        except NotFound:
+            detail = f"the database of {database.config_uuid} no longer exists"
+            raise ConflictError(detail, field) from None
+        docs = {row["key"]: row.get("doc") for row in rows}
+        if (docs.pop(CONFIG_DOC_ID) or {}).get("uuid") != database.config_uuid:
             raise ConflictError(
-                f"Configuration UUID {config_uuid} is disputed: another database claims it too."
-                " An admin must remove the wrong registration first",
+                f"the database registered as {database.config_uuid} no longer holds it in"
+                f" its {CONFIG_DOC_ID}; register it again",
                 field,
             )
-
-    def confirm_configs(self, *parties: tuple[str, Database]) -> None:
-        """Refuse (409) a party whose database's `0000-config` no longer holds the UUID it
-        was registered under: a registration proves the config only as it was then."""
-        for field, database in parties:
-            try:
-                config = self.couch.get(database.database, CONFIG_DOC_ID)
-            except NotFound:
-                if not self.exists(database.database):
-                    detail = f"the database of {database.config_uuid} no longer exists"
-                    raise ConflictError(detail, field) from None
-                config = {}
-            if config.get("uuid") != database.config_uuid:
-                raise ConflictError(
-                    f"the database registered as {database.config_uuid} no longer holds it in"
-                    f" its {CONFIG_DOC_ID}; register it again",
-                    field,
-                )
+        return docs
 
     def get(self, config_uuid: str, field: str | None = None) -> Database:
         found = self.store.get_database(config_uuid)
@@ -76,12 +74,25 @@ class Registry:
     def unknown(config_uuid: str, field: str | None = None) -> NotFoundError:
         return NotFoundError(f"no database is registered as {config_uuid}", field=field)
 
-    def parties(self, owner: str, recipient: str) -> tuple[Database, Database]:
-        """Both databases of a share, in one request."""
-        found = self.store.get_databases({owner, recipient})
+    def parties(
+        self, owner: str, recipient: str, undisputed: bool = False
+    ) -> tuple[Database, Database]:
+        """Both databases of a share, in one request; with `undisputed`, refuse (409) a UUID
+        that two databases claim."""
+        if undisputed:
+            found, disputed = self.store.get_databases_undisputed({owner, recipient})
+        else:
+            found, disputed = self.store.get_databases({owner, recipient}), set()
         for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
             if config_uuid not in found:
                 raise NotFoundError(f"no database is registered as {config_uuid}", field=field)
+        for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
+            if config_uuid in disputed:
+                raise ConflictError(
+                    f"Configuration UUID {config_uuid} is disputed: another database claims it"
+                    " too. An admin must remove the wrong registration first",
+                    field,
+                )
         return found[owner], found[recipient]
 
     def remove(self, config_uuid: str) -> None:

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 
-from service.couch import CouchClient, DocumentConflict, NotFound
+from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.sharing.errors import ConflictError, NotFoundError, PreconditionFailed
 from service.sharing.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
 from service.sharing.seal import Seal
@@ -99,6 +99,20 @@ class StateStore:
         found = self._fetch([Database.doc_id(u) for u in sorted(config_uuids)])
         return {d.config_uuid: d for d in map(Database.from_doc, self._sealed(found))}
 
+    def get_databases_undisputed(
+        self, config_uuids: set[str]
+    ) -> tuple[dict[str, Database], set[str]]:
+        """The registrations of these Configuration UUIDs, and which of them are disputed,
+        in one request."""
+        ordered = sorted(config_uuids)
+        found = self._fetch(
+            [Database.doc_id(u) for u in ordered] + [_dispute_id(u) for u in ordered]
+        )
+        disputed = {doc["config_uuid"] for doc in found if doc.get("type") == "dispute"}
+        registrations = [doc for doc in found if doc.get("type") != "dispute"]
+        databases = {d.config_uuid: d for d in map(Database.from_doc, self._sealed(registrations))}
+        return databases, disputed
+
     def database_names(self, config_uuids: set[str]) -> dict[str, str]:
         """Configuration UUID -> database name, in one request."""
         return self.database_names_and(config_uuids, None)[0]
@@ -159,11 +173,6 @@ class StateStore:
 
         self.update_doc(_dispute_id(config_uuid), add_claim)
 
-    def disputed(self, config_uuids: set[str]) -> set[str]:
-        """Which of these Configuration UUIDs are disputed, in one request."""
-        found = self._fetch([_dispute_id(u) for u in sorted(config_uuids)])
-        return {doc["config_uuid"] for doc in found}
-
     def disputes(self) -> list[dict]:
         docs, _ = self._page("dispute", [], None, 1000)
         return [{k: d[k] for k in ("config_uuid", "claims", "since")} for d in docs]
@@ -210,14 +219,29 @@ class StateStore:
         found = self._fetch([Share.doc_id(i) for i in sorted(share_ids)])
         return {s.id: s for s in map(Share.from_doc, self._sealed(found))}
 
-    def save_share(self, share: Share) -> Share:
-        """Write the record; a stale `_rev` raises PreconditionFailed."""
-        try:
-            doc = self.seal.signed(share.to_doc())
-            body = self.couch.put(self.db, Share.doc_id(share.id), json=doc)
-        except DocumentConflict:
-            raise PreconditionFailed(f"share {share.id} was changed meanwhile") from None
-        share.rev = body["rev"]
+    def save_share(self, share: Share, event: Event | None = None) -> Share:
+        """Write the record, and `event` with it in one request; a stale `_rev` raises
+        PreconditionFailed (and the event is taken back)."""
+        doc = self.seal.signed(share.to_doc())
+        if event is None:
+            try:
+                share.rev = self.couch.put(self.db, Share.doc_id(share.id), json=doc)["rev"]
+            except DocumentConflict:
+                raise PreconditionFailed(f"share {share.id} was changed meanwhile") from None
+            return share
+        record, written = self.couch.post(
+            self.db, "_bulk_docs", json={"docs": [doc, event.to_doc()]}
+        )
+        if not record.get("ok"):
+            if written.get("ok"):  # the event tells of an outcome that did not happen
+                with suppress(CouchError, CouchUnavailable):
+                    self.couch.delete(self.db, written["id"], params={"rev": written["rev"]})
+            if record.get("error") == "conflict":
+                raise PreconditionFailed(f"share {share.id} was changed meanwhile")
+            raise CouchError(403, record["error"], record.get("reason", ""), f"POST /{self.db}")
+        if not written.get("ok"):
+            log.warning("share %s: event %s not recorded", share.id, event.action)
+        share.rev = record["rev"]
         return share
 
     def delete_share(self, share: Share) -> None:
@@ -296,7 +320,8 @@ class StateStore:
             raise ConflictError("another request claimed this pair", field="recipient") from None
 
     def release_pair(self, share: Share) -> None:
-        """Drop the pair claim if `share` still holds it."""
+        """Drop the pair claim if `share` still holds it. A claim left behind does no harm:
+        a share that is not live holds nothing, and a new claim takes its place."""
         doc_id = _pair_id(share.owner, share.recipient)
         try:
             current = self.couch.get(self.db, doc_id)
@@ -304,6 +329,8 @@ class StateStore:
                 self.couch.delete(self.db, doc_id, params={"rev": current["_rev"]})
         except (NotFound, DocumentConflict):
             pass  # already released, or claimed by a newer share
+        except CouchUnavailable:
+            log.warning("share %s: pair claim not released; a new claim replaces it", share.id)
 
     def _holds(self, claim: dict) -> bool:
         """Whether a pair claim still stands: its share is live, or its share record is not

@@ -50,9 +50,19 @@ IF_MATCH = {
 ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "The share's version."}}
 
 
-def _view(share: Share, visible: set[str], with_status: bool = False) -> dict:
-    """The share as `visible` may see it: database names only of their own databases."""
-    names = broker().store.database_names({share.owner, share.recipient} & visible)
+def _view(
+    share: Share,
+    visible: set[str],
+    with_status: bool = False,
+    names: dict[str, str] | None = None,
+) -> dict:
+    """The share as `visible` may see it: database names only of their own databases.
+
+    `names` are the parties' database names when the operation has just read them.
+    """
+    if names is None:
+        names = broker().store.database_names({share.owner, share.recipient} & visible)
+    names = {uuid: name for uuid, name in names.items() if uuid in visible}
     couch = broker().couch
     status_of = (lambda doc_id: replication_status(couch, doc_id)) if with_status else None
     return describe(share, names, status_of)
@@ -118,7 +128,7 @@ class Shares(MethodView):
         if query["dry_run"]:
             found = broker().shares.preview_new(body["owner"], body["recipient"], access, selection)
             return _preview(found)
-        share = broker().shares.create(
+        share, names = broker().shares.create(
             body["owner"],
             body["recipient"],
             access,
@@ -128,7 +138,7 @@ class Shares(MethodView):
         )
         location = url_for("shares.ShareById", share_id=share.id)
         visible = {share.owner, share.recipient} if who.is_admin else {share.owner}
-        return _view(share, visible), 201, {"Location": location, "ETag": share.etag}
+        return _view(share, visible, names=names), 201, {"Location": location, "ETag": share.etag}
 
 
 @blp.route("/<share_id>")
@@ -169,8 +179,8 @@ class ShareById(MethodView):
     def delete(self, query, share_id):
         """Revoke a share (the owner) or leave it (the recipient)"""
         share, roles = _share_for(share_id)
-        share = broker().shares.revoke(share, purge=query["purge"], actor=caller().actor)
-        return _view(share, _visible(share, roles))
+        share, names = broker().shares.revoke(share, purge=query["purge"], actor=caller().actor)
+        return _view(share, _visible(share, roles), names=names)
 
 
 def _act(share_id: str, role: str, action) -> tuple[dict, dict]:
@@ -187,7 +197,9 @@ class AcceptShare(MethodView):
     @blp.response(200, ShareSchema, headers=ETAG_HEADER)
     def post(self, share_id):
         """Accept an invitation and start replicating (the recipient)"""
-        return _act(share_id, "recipient", broker().shares.accept)
+        share, roles = _share_for(share_id, "recipient")
+        share, names = broker().shares.accept(share, actor=caller().actor)
+        return _view(share, _visible(share, roles), names=names), {"ETag": share.etag}
 
 
 @blp.route("/<share_id>/decline")
