@@ -1,14 +1,49 @@
-"""The benchmark's own stack: pouchdb-server, the broker under gunicorn, and user databases."""
+"""The benchmark's own stack: Apache CouchDB, the broker under gunicorn, and user databases."""
 
+import os
 import uuid
 from pathlib import Path
 
 import requests
 
+from tests.servers.admin import AdminHttp
 from tests.servers.broker import BrokerProcess
-from tests.servers.pouchdb import PouchServer
+from tests.servers.choose import start_server
+from tests.servers.couchdb import TEST_SETTINGS, RunningCouchDB
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"
+# The tests' replicator settings, so that jobs start at once for broker and floor alike.
+# New users keep CouchDB's default hashing, so the figures show what a real server costs.
+BENCH_SETTINGS = {key: v for key, v in TEST_SETTINGS.items() if key[0] == "replicator"}
+
+
+def start_couchdb(disposable: bool) -> AdminHttp:
+    """A CouchDB the bench may fill: one it starts itself (`COUCHDB_LAUNCHER` or Docker), or
+    the one at `COUCHDB_URL` when `disposable` says it may be written to and tuned.
+
+    pouchdb-server only when asked for (`COUCHDB_SERVER=pouchdb`): nothing replicates there.
+    """
+    if os.environ.get("COUCHDB_URL") and not disposable:
+        raise SystemExit(
+            "COUCHDB_URL names a server the bench did not start. It writes thousands of"
+            " records and replicator docs there and changes its replicator settings: pass"
+            " --disposable if that server may be used so."
+        )
+    os.environ.setdefault("COUCHDB_SERVER", "couchdb")
+    server = start_server(tune=False)
+    if server.kind == "couchdb":
+        for (section, key), value in BENCH_SETTINGS.items():
+            server.set_config(section, key, value)
+    return server
+
+
+def stop_couchdb(server: AdminHttp, footprint: list[str]) -> None:
+    """Stop a server the bench started; on one it was lent, remove what it wrote."""
+    if not isinstance(server, RunningCouchDB):
+        server.stop()
+        return
+    for db in footprint:
+        server.request("DELETE", db)
 
 
 def config_uuid(n: int) -> str:
@@ -20,8 +55,21 @@ def collection_of(config_uuid: str) -> str:
     return f"c0ll-{config_uuid}"
 
 
-def make_databases(couch: PouchServer, count: int) -> list[tuple[str, str]]:
-    """`count` Inventory databases, each with its config and one collection of its own."""
+def item_id(config_uuid: str, key: str) -> str:
+    return f"item-{config_uuid}-{key}"
+
+
+def item(config_uuid: str, key: str) -> dict:
+    """An item in the database's one collection."""
+    return {
+        "_id": item_id(config_uuid, key),
+        "type": "item",
+        "data": {"name": key, "collection_id": collection_of(config_uuid)},
+    }
+
+
+def make_databases(couch: AdminHttp, count: int) -> list[tuple[str, str]]:
+    """`count` Inventory databases, each with its config, one collection and one item."""
     made = []
     for n in range(count):
         name, uid = f"bench-user-{n:03d}", config_uuid(n)
@@ -30,7 +78,7 @@ def make_databases(couch: PouchServer, count: int) -> list[tuple[str, str]]:
             "type": "collection",
             "data": {"name": "Kitchen", "config_uuid": uid},
         }
-        couch.create_db(name, [{"_id": "0000-config", "uuid": uid}, collection])
+        couch.create_db(name, [{"_id": "0000-config", "uuid": uid}, collection, item(uid, "0")])
         couch.add_member(name, name)
         made.append((name, uid))
     return made
@@ -39,15 +87,14 @@ def make_databases(couch: PouchServer, count: int) -> list[tuple[str, str]]:
 class Broker:
     """`sharing-broker serve` in a subprocess: the real serving path."""
 
-    def __init__(self, couch: PouchServer, state_db: str, workers: int = 2, threads: int = 4):
+    def __init__(self, couch: AdminHttp, state_db: str, workers: int = 2, threads: int = 4):
         self.served = BrokerProcess(
             couch,
             state_db,
             ADMIN_TOKEN,
             BROKER_WORKERS=str(workers),
             BROKER_THREADS=str(threads),
-            # Seeded shares have no databases to follow; the followers' cost is counted apart.
-            BROKER_FOLLOW_INTERVAL="0",
+            BROKER_FOLLOW_INTERVAL="2",  # the followers run, as they do in production
         )
         self.url = self.served.url
         self.session = requests.Session()
