@@ -24,16 +24,16 @@ def counted(calls, action) -> int:
 def test_create_read_write(client, registered, calls):
     body = {"owner": ALICE, "recipient": BOB, **RW}
     # Registrations with disputes; each database with its config and guard (2); the pair
-    # claim; the record; the user; per database a lock, `_security` read, guard write,
+    # claim with the record; the user; per database a lock, `_security` read, guard write,
     # `_security` write and read-back, release (12); db_sharing; both replicator docs; the
     # record with its event. The ceiling is 22.
-    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 21
+    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 20
 
 
 def test_invite_then_accept(client, registered, calls):
     body = {"owner": ALICE, "recipient": BOB, "auto_accept": False, **RW}
-    # Registrations, both databases, the pair claim, the record, the event.
-    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 6
+    # Registrations, both databases, the pair claim with the record, the event.
+    assert counted(calls, lambda: client.post("/v1/shares", json=body)) == 5
     share_id = client.get("/v1/shares").get_json()["items"][0]["id"]
     assert counted(calls, lambda: client.post(f"/v1/shares/{share_id}/accept")) == 21
 

@@ -107,12 +107,7 @@ class ShareService:
             share.operation = Operation.toward("provision", access, selection)
         else:
             share.expires_at = now_iso(self.invitation_ttl_seconds)
-        self.store.claim_pair(share)
-        try:
-            self.store.save_share(share)
-        except Exception:
-            self.store.release_pair(share)
-            raise
+        self.store.claim_and_save(share)
         with self._audit(share, "create", actor) as trail:
             if accepted:
                 self._provision(share, None, (owner_db, recipient_db), trail)

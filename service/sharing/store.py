@@ -299,10 +299,35 @@ class StateStore:
 
     # Pair claims: at most one live share per owner -> recipient
 
+    def claim_and_save(self, share: Share) -> None:
+        """Claim the pair for a new share and write its record, in one request when the
+        pair is free; raise ConflictError if another live share holds it.
+
+        A record written beside a claim that failed is taken back while the claim is
+        judged, and written again if the claim was stale.
+        """
+        claim = _pair_claim(share)
+        record = self.seal.signed(share.to_doc())
+        claimed, saved = self.couch.post(self.db, "_bulk_docs", json={"docs": [claim, record]})
+        if claimed.get("ok") and saved.get("ok"):
+            share.rev = saved["rev"]
+            return
+        if saved.get("ok"):
+            self.couch.delete(self.db, saved["id"], params={"rev": saved["rev"]})
+        if claimed.get("ok"):  # the record was refused
+            self.release_pair(share)
+            raise CouchError(403, saved["error"], saved.get("reason", ""), f"POST /{self.db}")
+        self.claim_pair(share)
+        try:
+            self.save_share(share)
+        except Exception:
+            self.release_pair(share)
+            raise
+
     def claim_pair(self, share: Share) -> None:
         """Claim the owner -> recipient pair for `share`, or raise ConflictError."""
-        doc_id = _pair_id(share.owner, share.recipient)
-        doc = {"_id": doc_id, "type": "pair", "share_id": share.id, "claimed_at": now_iso()}
+        doc = _pair_claim(share)
+        doc_id = doc["_id"]
         try:
             self.couch.put(self.db, doc_id, json=doc)
             return
@@ -451,6 +476,11 @@ STATS_DDOC = {
         }
     },
 }
+
+
+def _pair_claim(share: Share) -> dict:
+    doc_id = _pair_id(share.owner, share.recipient)
+    return {"_id": doc_id, "type": "pair", "share_id": share.id, "claimed_at": now_iso()}
 
 
 def _pair_id(owner: str, recipient: str) -> str:
