@@ -1,6 +1,7 @@
 """The benchmark's own stack: Apache CouchDB, the broker under gunicorn, and user databases."""
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -100,8 +101,12 @@ class Broker:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
 
-    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+    def call(self, method: str, path: str, retries: int = 0, **kwargs) -> requests.Response:
+        """One API call; a 503 is tried again `retries` times, after its Retry-After."""
         response = self.session.request(method, self.url + path, timeout=60, **kwargs)
+        if response.status_code == 503 and retries:
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+            return self.call(method, path, retries - 1, **kwargs)
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response
