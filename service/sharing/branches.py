@@ -91,45 +91,58 @@ class BranchWatch:
         self.couch = couch
         self.store = store
         self.checkpoints = Checkpoints(couch, store.db, CHECKPOINT_ID)
-        self._inflows: dict[str, Inflow] = {}
+        self._into: dict[str, dict[str, Inflow]] = {}  # target -> replicator doc id -> inflow
+        self._targets: dict[str, str] = {}  # replicator doc id -> target
         self._replicator_seq: object = 0
 
     def run(self, changed: set[str] | None = None) -> list[Removal]:
-        """Judge the databases in `changed` (`None`: every one) since their checkpoints."""
-        inflows: dict[str, list[Inflow]] = {}
-        for inflow in self.inflows(changed):
-            inflows.setdefault(inflow.target, []).append(inflow)
+        """Judge the databases in `changed` (`None`: every one) since their checkpoints.
+
+        A pass costs in proportion to what moved, not to the number of replications.
+        """
+        self._refresh(changed)
+        targets = self._into if changed is None else changed & self._into.keys()
         since = self.checkpoints.load()
         removed: list[Removal] = []
-        for target, into in sorted(inflows.items()):
-            if changed is not None and target not in changed:
-                continue
+        for target in sorted(targets):
+            into = list(self._into[target].values())
             try:
                 since[target] = self._follow(target, into, since.get(target, 0), removed)
             except NotFound:
                 log.debug("branch watch: %s is gone; reconcile reports it", target)
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("branch watch could not read %s: %s", target, exc)
-        self.checkpoints.save({t: s for t, s in since.items() if t in inflows})
+        self.checkpoints.save({t: s for t, s in since.items() if t in self._into})
         return removed
 
-    def inflows(self, changed: set[str] | None = None) -> list[Inflow]:
-        """Every replication this broker labelled as its own in `_replicator`, kept current
-        from its `_changes`: a pass reads only what changed since the last one, and nothing
-        when `changed` (the databases `_db_updates` saw move) leaves `_replicator` out."""
+    def inflows(self) -> list[Inflow]:
+        """Every replication this broker labelled as its own in `_replicator`."""
+        self._refresh(None)
+        return [inflow for into in self._into.values() for inflow in into.values()]
+
+    def _refresh(self, changed: set[str] | None) -> None:
+        """Bring the inflows in line with `_replicator`, from its `_changes` since the last
+        look; nothing to read when `changed` (the databases `_db_updates` saw move) leaves
+        `_replicator` out."""
         if changed is not None and REPLICATOR_DB not in changed and self._replicator_seq != 0:
-            return list(self._inflows.values())
+            return
         for page in changes_pages(
             self.couch, REPLICATOR_DB, self._replicator_seq, include_docs="true"
         ):
             for row in page["results"]:
+                self._forget(row["id"])
                 inflow = None if row.get("deleted") else self._inflow(row.get("doc") or {})
-                if inflow is None:
-                    self._inflows.pop(row["id"], None)
-                else:
-                    self._inflows[row["id"]] = inflow
+                if inflow is not None:
+                    self._targets[row["id"]] = inflow.target
+                    self._into.setdefault(inflow.target, {})[row["id"]] = inflow
             self._replicator_seq = page["last_seq"]
-        return list(self._inflows.values())
+
+    def _forget(self, doc_id: str) -> None:
+        target = self._targets.pop(doc_id, None)
+        if target is not None:
+            self._into[target].pop(doc_id, None)
+            if not self._into[target]:
+                del self._into[target]
 
     def _inflow(self, doc: dict) -> Inflow | None:
         label = doc.get("sharing_broker")
