@@ -470,9 +470,10 @@ def growth_lines(growth) -> list[str]:
 
 
 def machine(couch) -> str:
+    server = "Apache CouchDB" if couch.kind == "couchdb" else "pouchdb-server"
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{couch.describe()}, gunicorn 2 workers x 4 threads, followers every 2 s"
+        f"{server} {couch.version}, gunicorn 2 workers x 4 threads, followers every 2 s"
     )
 
 
