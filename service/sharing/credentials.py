@@ -99,7 +99,8 @@ def ensure_user(couch: CouchClient, body: dict, set_password: bool) -> bool:
 
 
 class SecurityEditor:
-    """Adds or removes one name in a database's `_security` members, one edit at a time."""
+    """Adds or removes share users' names in a database's `_security` members, one edit
+    at a time."""
 
     def __init__(self, couch: CouchClient, locks: "DatabaseLocks"):
         self.couch = couch

@@ -96,22 +96,16 @@ class StateStore:
 
     def get_databases(self, config_uuids: set[str]) -> dict[str, Database]:
         """The registrations of these Configuration UUIDs that exist, in one request."""
-        found = self._fetch([Database.doc_id(u) for u in sorted(config_uuids)])
-        return {d.config_uuid: d for d in map(Database.from_doc, self._sealed(found))}
+        return self._databases_and(config_uuids, [])[0]
 
     def get_databases_undisputed(
         self, config_uuids: set[str]
     ) -> tuple[dict[str, Database], set[str]]:
         """The registrations of these Configuration UUIDs, and which of them are disputed,
         in one request."""
-        ordered = sorted(config_uuids)
-        found = self._fetch(
-            [Database.doc_id(u) for u in ordered] + [_dispute_id(u) for u in ordered]
-        )
-        disputed = {doc["config_uuid"] for doc in found if doc.get("type") == "dispute"}
-        registrations = [doc for doc in found if doc.get("type") != "dispute"]
-        databases = {d.config_uuid: d for d in map(Database.from_doc, self._sealed(registrations))}
-        return databases, disputed
+        disputes = [_dispute_id(u) for u in sorted(config_uuids)]
+        databases, found = self._databases_and(config_uuids, disputes)
+        return databases, {doc["config_uuid"] for doc in found.values()}
 
     def database_names(self, config_uuids: set[str]) -> dict[str, str]:
         """Configuration UUID -> database name, in one request."""
@@ -122,14 +116,19 @@ class StateStore:
     ) -> tuple[dict[str, str], dict | None]:
         """Configuration UUID -> database name, and the doc `doc_id` of the state database
         (None if missing), in one request."""
-        keys = [Database.doc_id(u) for u in sorted(config_uuids)]
-        found = self._fetch(keys + ([doc_id] if doc_id else []))
-        other = next((doc for doc in found if doc["_id"] == doc_id), None)
-        registrations = [doc for doc in found if doc["_id"] != doc_id]
-        names = {
-            d.config_uuid: d.database for d in map(Database.from_doc, self._sealed(registrations))
-        }
-        return names, other
+        databases, found = self._databases_and(config_uuids, [doc_id] if doc_id else [])
+        return {u: d.database for u, d in databases.items()}, found.get(doc_id)
+
+    def _databases_and(
+        self, config_uuids: set[str], doc_ids: list[str]
+    ) -> tuple[dict[str, Database], dict[str, dict]]:
+        """The sealed registrations of these UUIDs, and those of the other docs `doc_ids`
+        that exist (by id), read in one request."""
+        found = self._fetch([Database.doc_id(u) for u in sorted(config_uuids)] + doc_ids)
+        others = {doc["_id"]: doc for doc in found if doc["_id"] in doc_ids}
+        registrations = [doc for doc in found if doc["_id"] not in others]
+        databases = {d.config_uuid: d for d in map(Database.from_doc, self._sealed(registrations))}
+        return databases, others
 
     def add_database(self, database: Database) -> Database:
         """Store a registration; if the UUID is taken, return the one stored."""
