@@ -307,7 +307,9 @@ class Bench:
                 share.status = Status.ACTIVE
                 scope = Scope(SEEDED_COLLECTIONS)
                 target = Target(Access.READ_WRITE, scope, f"seed-{i}-a", f"seed-{i}-b", scope)
-                parts = wanted_parts(share, target, credentials, self.couch.url, STATE_DB)
+                parts = wanted_parts(
+                    share, target, credentials, {"default": self.couch.url}, STATE_DB
+                )
                 replications += [
                     {**parts[name].body, "_replication_state": "completed"} for name in (O2R, R2O)
                 ]

@@ -3,16 +3,35 @@
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 DEFAULT_SERVER = "default"
 RECORD_KEY_LABEL = b"sharing-broker record seal"
+# A server's name: also the middle of its settings' names, upper-cased.
+SERVER_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class ConfigError(Exception):
     """A setting is missing or invalid. The message names it and never holds its value."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """One CouchDB server the broker administers. `replication_url` is how the other
+    servers' replicators (and its own) reach it."""
+
+    name: str
+    url: str
+    user: str
+    password: str = field(repr=False)
+    replication_url: str = ""
+
+    def __post_init__(self):
+        if not self.replication_url:
+            object.__setattr__(self, "replication_url", self.url)
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,8 @@ class Settings:
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     # Seals the broker's records; by default derived from the service password.
     record_key: str = field(default="", repr=False)
+    # Servers besides `default`, which the settings above name and which holds the state.
+    other_servers: tuple[ServerSettings, ...] = ()
 
     def __post_init__(self):
         if not self.replication_url:  # CouchDB reaches the databases as the broker does
@@ -49,6 +70,18 @@ class Settings:
             label, _, token = entry.rpartition(":")
             pairs.append((label or f"admin-{index}", token))
         return pairs
+
+    @property
+    def servers(self) -> tuple[ServerSettings, ...]:
+        """Every server, `default` first."""
+        default = ServerSettings(
+            DEFAULT_SERVER,
+            self.couchdb_url,
+            self.couchdb_user,
+            self.couchdb_password,
+            self.replication_url,
+        )
+        return (default, *self.other_servers)
 
     @property
     def couch_timeout(self) -> tuple[float, float]:
@@ -79,12 +112,41 @@ class Settings:
             reconcile_interval_seconds=_seconds(env, "BROKER_RECONCILE_INTERVAL", 0.0, zero=True),
             follow_interval_seconds=_seconds(env, "BROKER_FOLLOW_INTERVAL", 2.0, zero=True),
             record_key=_record_key(env),
+            other_servers=_other_servers(env),
             forwarded_allow_ips=tuple(
                 ip.strip()
                 for ip in (_optional(env, "BROKER_FORWARDED_ALLOW_IPS") or "127.0.0.1").split(",")
                 if ip.strip()
             ),
         )
+
+
+def _other_servers(env: Mapping[str, str]) -> tuple[ServerSettings, ...]:
+    """The servers `BROKER_SERVERS` names, each from its `BROKER_SERVER_<NAME>_*` settings."""
+    names = [n.strip() for n in (_optional(env, "BROKER_SERVERS") or "").split(",") if n.strip()]
+    for name in names:
+        if not SERVER_NAME.fullmatch(name) or name == DEFAULT_SERVER:
+            raise ConfigError(
+                "BROKER_SERVERS: each name is a lower-case letter, then up to 31 lower-case"
+                f" letters, digits or underscores, and not {DEFAULT_SERVER!r}"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError("BROKER_SERVERS names a server twice")
+    servers = []
+    for name in names:
+        prefix = f"BROKER_SERVER_{name.upper()}"
+        url = _url(f"{prefix}_URL", _required(env, f"{prefix}_URL"))
+        replication_url = _optional(env, f"{prefix}_REPLICATION_URL")
+        servers.append(
+            ServerSettings(
+                name,
+                url,
+                _required(env, f"{prefix}_USER"),
+                _required(env, f"{prefix}_PASSWORD"),
+                _url(f"{prefix}_REPLICATION_URL", replication_url) if replication_url else url,
+            )
+        )
+    return tuple(servers)
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:
@@ -112,7 +174,7 @@ def _url(name: str, value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http(s) URL")
     if parts.username or parts.password:
-        raise ConfigError(f"{name} must not hold credentials; use BROKER_COUCHDB_USER/PASSWORD")
+        raise ConfigError(f"{name} must not hold credentials; set the server's USER and PASSWORD")
     return value.rstrip("/")
 
 

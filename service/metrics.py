@@ -23,10 +23,10 @@ HTTP_SECONDS = Histogram(
     "sharing_broker_http_request_seconds", "API request latency", ["endpoint", "method"]
 )
 COUCH_REQUESTS = Counter(
-    "sharing_broker_couchdb_requests_total", "CouchDB calls", ["operation", "outcome"]
+    "sharing_broker_couchdb_requests_total", "CouchDB calls", ["server", "operation", "outcome"]
 )
 COUCH_SECONDS = Histogram(
-    "sharing_broker_couchdb_request_seconds", "CouchDB call latency", ["operation"]
+    "sharing_broker_couchdb_request_seconds", "CouchDB call latency", ["server", "operation"]
 )
 RECONCILE_REPAIRS = Counter(
     "sharing_broker_reconcile_repairs_total", "Repairs made by reconcile", ["kind"]

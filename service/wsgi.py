@@ -9,7 +9,6 @@ from service.logs import configure_logging
 from service.sharing.followers import LEASE_ID, follow_every, lease_seconds
 from service.sharing.lease import Lease
 from service.sharing.reconcile import reconcile_every
-from service.sharing.updates import DatabaseUpdates
 
 configure_logging()
 try:
@@ -53,5 +52,5 @@ if settings.follow_interval_seconds:
         interval,
         [broker.branch_watch(), broker.rule_follow(), broker.state_recorder()],
         lease,
-        DatabaseUpdates(broker.couch),
+        broker.database_updates(),
     )

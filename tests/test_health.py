@@ -9,7 +9,7 @@ pytestmark = pytest.mark.fallback  # also run on pouchdb-server
 def test_ready_when_couchdb_answers_and_the_state_db_exists(client, couch, settings):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
+    assert response.get_json() == {"status": "ok", "servers": {"default": "ok"}}
     assert settings.state_db in couch.get("_all_dbs")
 
 

@@ -50,7 +50,9 @@ def test_read_share_writes_one_replicator_doc_and_nothing_else(
             "id": doc_id,
             "direction": "owner-to-recipient",
             "source_database": dbs["alice"],
+            "source_server": "default",
             "target_database": dbs["bob"],
+            "target_server": "default",
         }
     ]
     password = share_password(couch, share["id"])

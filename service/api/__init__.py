@@ -87,10 +87,10 @@ def _sharing_error(error: SharingError):
 
 
 def _couch_unavailable(error: CouchUnavailable):
-    log.warning("CouchDB unavailable during %s", error.operation)
+    log.warning("CouchDB server %r unavailable during %s", error.server, error.operation)
     return problems.problem(
         503,
-        "CouchDB is unavailable; try again shortly",
+        f"CouchDB server {error.server!r} is unavailable; try again shortly",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
 

@@ -1,7 +1,9 @@
 """Authentication: an admin bearer token, or a CouchDB user's own credentials.
 
 A user sends the credentials their app uses on CouchDB (HTTP Basic, or the `AuthSession`
-cookie); CouchDB checks them. Too many failed logins from one client get 429.
+cookie); CouchDB checks them. With more than one server, the `CouchDB-Server` header names
+the server the user belongs to (`default` when absent), and only that server checks them.
+Too many failed logins from one client get 429.
 """
 
 import base64
@@ -15,10 +17,12 @@ from flask import current_app, g, request
 
 from service.api.context import broker
 from service.api.problems import problem
+from service.config import DEFAULT_SERVER
 from service.sharing.errors import ForbiddenError
 from service.sharing.identity import Caller
 
 CHALLENGE = 'Bearer realm="sharing-broker", Basic realm="sharing-broker"'
+SERVER_HEADER = "CouchDB-Server"
 
 
 class FailedLogins:
@@ -133,14 +137,16 @@ def _admin() -> Caller | None:
 
 
 def _user() -> Caller | None:
+    """The user the credentials log in as, on the server the request names."""
+    site = broker().sites.named(request.headers.get(SERVER_HEADER, DEFAULT_SERVER), SERVER_HEADER)
     authorization = request.headers.get("Authorization", "")
     if authorization.lower().startswith("basic "):
         if not _well_formed_basic(authorization[6:].strip()):
             return None  # CouchDB would answer 400 or even 500 to it
-        return broker().identity.user({"Authorization": authorization})
+        return site.identity.user({"Authorization": authorization})
     session = request.cookies.get("AuthSession")
     if session and not authorization:
-        return broker().identity.user({"Cookie": f"AuthSession={session}"})
+        return site.identity.user({"Cookie": f"AuthSession={session}"})
     return None
 
 

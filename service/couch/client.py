@@ -29,8 +29,10 @@ class CouchClient:
         username: str,
         password: str,
         timeout: tuple[float, float] = (3.05, 10.0),
+        server: str = "default",
     ):
         self.base_url = base_url.rstrip("/")
+        self.server = server  # the operator's name for it, in metrics and errors
         self.timeout = timeout
         self._session = requests.Session()
         self._session.auth = (username, password)
@@ -59,17 +61,17 @@ class CouchClient:
         try:
             response = self._send(method, self.url(*segments), params=params, json=json)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            COUCH_REQUESTS.labels(shape, type(exc).__name__).inc()
-            raise CouchUnavailable(operation, type(exc).__name__) from None
+            COUCH_REQUESTS.labels(self.server, shape, type(exc).__name__).inc()
+            raise CouchUnavailable(operation, type(exc).__name__, self.server) from None
         finally:
-            COUCH_SECONDS.labels(shape).observe(time.perf_counter() - started)
-        COUCH_REQUESTS.labels(shape, str(response.status_code)).inc()
+            COUCH_SECONDS.labels(self.server, shape).observe(time.perf_counter() - started)
+        COUCH_REQUESTS.labels(self.server, shape, str(response.status_code)).inc()
         try:
             body = response.json() if response.content else {}
         except ValueError:
             body = {}
         if response.status_code >= 400:
-            raise error_for(response.status_code, body, operation)
+            raise error_for(response.status_code, body, operation, self.server)
         return body
 
     def _send(self, method: str, url: str, **kwargs) -> requests.Response:
@@ -86,11 +88,11 @@ class CouchClient:
         try:
             response = requests.get(self.url("_session"), headers=headers, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise CouchUnavailable("GET /_session", type(exc).__name__) from None
+            raise CouchUnavailable("GET /_session", type(exc).__name__, self.server) from None
         if response.status_code in (400, 401, 403):  # 400: a malformed cookie or header
             return {}
         if response.status_code >= 400:
-            raise error_for(response.status_code, {}, "GET /_session")
+            raise error_for(response.status_code, {}, "GET /_session", self.server)
         return response.json()
 
     def get(self, *segments: str, params: dict | None = None) -> dict:

@@ -27,18 +27,19 @@ class PermissionDenied(CouchError):
 class CouchUnavailable(Exception):
     """CouchDB could not be reached, timed out, or answered 5xx."""
 
-    def __init__(self, operation: str, cause: str):
-        super().__init__(f"{operation}: CouchDB unavailable: {cause}")
+    def __init__(self, operation: str, cause: str, server: str = "default"):
+        super().__init__(f"{operation}: CouchDB server {server!r} unavailable: {cause}")
         self.operation = operation
+        self.server = server
 
 
-def error_for(status: int, body: object, operation: str) -> Exception:
-    """Map an error answer to the matching typed exception."""
+def error_for(status: int, body: object, operation: str, server: str = "default") -> Exception:
+    """Map an error answer from `server` to the matching typed exception."""
     body = body if isinstance(body, dict) else {}
     error = str(body.get("error", "unknown"))
     reason = str(body.get("reason", ""))
     if status >= 500:
-        return CouchUnavailable(operation, f"{status} {error}")
+        return CouchUnavailable(operation, f"{status} {error}", server)
     kind = {404: NotFound, 409: DocumentConflict, 412: DocumentConflict}.get(status)
     if status in (401, 403):
         kind = PermissionDenied

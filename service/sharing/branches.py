@@ -5,7 +5,8 @@ of a doc the other side keeps outside the share arrives as a new branch with no 
 ancestor. CouchDB hands the write guard `oldDoc = null`, so the guard lets it through, and
 the longer branch wins. The guard cannot see that the id exists; this watcher can.
 
-It follows the `_changes` feed of every database a replication of ours writes into. A doc
+It follows the `_changes` feed of every database a replication of ours writes into, on
+whichever server: each server's `_replicator` says which those are. A doc
 with more than one leaf is judged for each replication into that database. A live leaf the
 replication carried (the source knows it and it matches the selector) is deleted when the
 doc also has a live leaf of the database's own that it competes with:
@@ -24,8 +25,9 @@ from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentCon
 from service.metrics import FORGED_BRANCHES_REMOVED
 from service.sharing.checkpoints import Checkpoints, changes_pages
 from service.sharing.mango import matches
-from service.sharing.model import Event
+from service.sharing.model import Event, place
 from service.sharing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
+from service.sharing.sites import Site, Sites
 from service.sharing.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -36,17 +38,21 @@ ACTOR = "branch watch"
 @dataclass(frozen=True)
 class Inflow:
     """One replication of ours, seen from the database it writes into; its selector is
-    read when a doc there needs judging, so thousands of inflows take little memory."""
+    read when a doc there needs judging, so thousands of inflows take little memory.
+
+    `home` is the server whose `_replicator` holds it; `source` and `target` are each a
+    server's name and a database on it."""
 
     doc_id: str
     share_id: str
-    source: str
-    target: str
+    home: str
+    source: tuple[str, str]
+    target: tuple[str, str]
 
 
 @dataclass(frozen=True)
 class Removal:
-    """A forged leaf the watcher deleted."""
+    """A forged leaf the watcher deleted; `database` is its place (see `model.place`)."""
 
     share_id: str
     database: str
@@ -87,27 +93,33 @@ def history(leaf: dict) -> set[str]:
 class BranchWatch:
     """One pass over the changes of every database our replications write into."""
 
-    def __init__(self, couch: CouchClient, store: StateStore):
-        self.couch = couch
+    def __init__(self, sites: Sites, store: StateStore):
+        self.sites = sites
         self.store = store
-        self.checkpoints = Checkpoints(couch, store.db, CHECKPOINT_ID)
-        self._into: dict[str, dict[str, Inflow]] = {}  # target -> replicator doc id -> inflow
-        self._targets: dict[str, str] = {}  # replicator doc id -> target
-        self._replicator_seq: object = 0
+        self.checkpoints = Checkpoints(sites.default.couch, store.db, CHECKPOINT_ID)
+        # target's place -> (home server, replicator doc id) -> inflow
+        self._into: dict[str, dict[tuple[str, str], Inflow]] = {}
+        self._targets: dict[tuple[str, str], str] = {}  # (home, doc id) -> target's place
+        self._replicator_seq: dict[str, object] = {}  # home server -> its `_replicator` seq
 
     def run(self, changed: set[str] | None = None) -> list[Removal]:
-        """Judge the databases in `changed` (`None`: every one) since their checkpoints.
+        """Judge the databases whose places are in `changed` (`None`: every one) since
+        their checkpoints.
 
         A pass costs in proportion to what moved, not to the number of replications.
         """
-        self._refresh(changed)
+        for site in self.sites:
+            try:
+                self._refresh(site, changed)
+            except (CouchError, CouchUnavailable) as exc:
+                log.warning("branch watch could not read %s's _replicator: %s", site.name, exc)
         targets = self._into if changed is None else changed & self._into.keys()
         since = self.checkpoints.load()
         removed: list[Removal] = []
         for target in sorted(targets):
             into = list(self._into[target].values())
             try:
-                since[target] = self._follow(target, into, since.get(target, 0), removed)
+                since[target] = self._follow(into, since.get(target, 0), removed)
             except NotFound:
                 log.debug("branch watch: %s is gone; reconcile reports it", target)
             except (CouchError, CouchUnavailable) as exc:
@@ -117,89 +129,111 @@ class BranchWatch:
 
     def inflows(self) -> list[Inflow]:
         """Every replication this broker labelled as its own in `_replicator`."""
-        self._refresh(None)
+        for site in self.sites:
+            self._refresh(site, None)
         return [inflow for into in self._into.values() for inflow in into.values()]
 
-    def _refresh(self, changed: set[str] | None) -> None:
-        """Bring the inflows in line with `_replicator`, from its `_changes` since the last
-        look; nothing to read when `changed` (the databases `_db_updates` saw move) leaves
-        `_replicator` out."""
-        if changed is not None and REPLICATOR_DB not in changed and self._replicator_seq != 0:
+    def _refresh(self, site: Site, changed: set[str] | None) -> None:
+        """Bring the inflows in line with a server's `_replicator`, from its `_changes`
+        since the last look; nothing to read when `changed` (the places `_db_updates` saw
+        move) leaves that `_replicator` out."""
+        seq = self._replicator_seq.get(site.name, 0)
+        if changed is not None and place(site.name, REPLICATOR_DB) not in changed and seq != 0:
             return
-        for page in changes_pages(
-            self.couch, REPLICATOR_DB, self._replicator_seq, include_docs="true"
-        ):
+        for page in changes_pages(site.couch, REPLICATOR_DB, seq, include_docs="true"):
             for row in page["results"]:
-                self._forget(row["id"])
-                inflow = None if row.get("deleted") else self._inflow(row.get("doc") or {})
+                key = (site.name, row["id"])
+                self._forget(key)
+                inflow = None if row.get("deleted") else self._inflow(site, row.get("doc") or {})
                 if inflow is not None:
-                    self._targets[row["id"]] = inflow.target
-                    self._into.setdefault(inflow.target, {})[row["id"]] = inflow
-            self._replicator_seq = page["last_seq"]
+                    target = place(*inflow.target)
+                    self._targets[key] = target
+                    self._into.setdefault(target, {})[key] = inflow
+            self._replicator_seq[site.name] = page["last_seq"]
 
-    def _forget(self, doc_id: str) -> None:
-        target = self._targets.pop(doc_id, None)
+    def _forget(self, key: tuple[str, str]) -> None:
+        target = self._targets.pop(key, None)
         if target is not None:
-            self._into[target].pop(doc_id, None)
+            self._into[target].pop(key, None)
             if not self._into[target]:
                 del self._into[target]
 
-    def _inflow(self, doc: dict) -> Inflow | None:
+    def _inflow(self, home: Site, doc: dict) -> Inflow | None:
         label = doc.get("sharing_broker")
         if not doc.get("_id", "").startswith(REPLICATOR_PREFIX) or not isinstance(label, dict):
             return None
         if label.get("broker") != self.store.db:
             return None
         try:
-            source, target = (_db_name(doc[end]["url"]) for end in ("source", "target"))
+            source, target = (self._end(doc[end]["url"]) for end in ("source", "target"))
         except (KeyError, TypeError, AttributeError):
             return None
-        return Inflow(doc["_id"], str(label.get("share_id")), source, target)
+        if source is None or target is None:
+            return None  # a server the settings no longer name
+        return Inflow(doc["_id"], str(label.get("share_id")), home.name, source, target)
 
-    def _follow(self, target: str, into: list[Inflow], since: object, removed: list) -> object:
-        """Judge every doc with several leaves changed after `since`; return the new `since`."""
-        for page in changes_pages(self.couch, target, since, style="all_docs"):
+    def _end(self, url: str) -> tuple[str, str] | None:
+        """The server (by how replicators reach it) and database a replication URL names."""
+        base, _, name = url.rstrip("/").rpartition("/")
+        for site in self.sites:
+            if site.replication_url.rstrip("/") == base:
+                return site.name, unquote(name)
+        return None
+
+    def _follow(self, into: list[Inflow], since: object, removed: list) -> object:
+        """Judge every doc with several leaves changed after `since` in the database these
+        inflows write into; return the new `since`."""
+        server, target = into[0].target
+        couch = self.sites[server].couch
+        for page in changes_pages(couch, target, since, style="all_docs"):
             for row in page["results"]:
                 if len(row.get("changes", [])) > 1 and not row["id"].startswith("_design/"):
-                    removed += self._judge(target, row["id"], into)
+                    removed += self._judge(couch, target, row["id"], into)
             since = page["last_seq"]
         return since
 
-    def _judge(self, target: str, doc_id: str, into: list[Inflow]) -> list[Removal]:
+    def _judge(
+        self, couch: CouchClient, target: str, doc_id: str, into: list[Inflow]
+    ) -> list[Removal]:
         leaves = [
             row["ok"]
-            for row in self.couch.get(target, doc_id, params={"open_revs": "all", "revs": "true"})
+            for row in couch.get(target, doc_id, params={"open_revs": "all", "revs": "true"})
             if "ok" in row
         ]
         revs = [leaf["_rev"] for leaf in leaves if not leaf.get("_deleted")]
         selectors = self._selectors(into)
         removed = []
-        for inflow in (i for i in into if i.doc_id in selectors):
-            missing = self.couch.post(inflow.source, "_revs_diff", json={doc_id: revs})
+        for inflow in (i for i in into if (i.home, i.doc_id) in selectors):
+            server, source = inflow.source
+            missing = self.sites[server].couch.post(source, "_revs_diff", json={doc_id: revs})
             known = set(revs) - set(missing.get(doc_id, {}).get("missing", []))
-            for rev in forged_leaves(leaves, known, selectors[inflow.doc_id]):
-                if self._delete_leaf(target, doc_id, rev):
-                    removal = Removal(inflow.share_id, target, doc_id, rev)
+            for rev in forged_leaves(leaves, known, selectors[(inflow.home, inflow.doc_id)]):
+                if self._delete_leaf(couch, target, doc_id, rev):
+                    removal = Removal(inflow.share_id, place(*inflow.target), doc_id, rev)
                     self._audit(removal)
                     removed.append(removal)
                     leaves = [leaf for leaf in leaves if leaf["_rev"] != rev]
         return removed
 
-    def _selectors(self, into: list[Inflow]) -> dict[str, dict]:
-        """The selectors of these inflows' replicator docs as they are now, in one request."""
-        keys = [inflow.doc_id for inflow in into]
-        rows = self.couch.post(
-            REPLICATOR_DB, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
-        )["rows"]
-        return {
-            row["id"]: row["doc"]["selector"]
-            for row in rows
-            if (row.get("doc") or {}).get("selector")
-        }
+    def _selectors(self, into: list[Inflow]) -> dict[tuple[str, str], dict]:
+        """The selectors of these inflows' replicator docs as they are now, in one request
+        per server that holds them."""
+        homes: dict[str, list[str]] = {}
+        for inflow in into:
+            homes.setdefault(inflow.home, []).append(inflow.doc_id)
+        found = {}
+        for home, keys in homes.items():
+            rows = self.sites[home].couch.post(
+                REPLICATOR_DB, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
+            )["rows"]
+            for row in rows:
+                if (row.get("doc") or {}).get("selector"):
+                    found[(home, row["id"])] = row["doc"]["selector"]
+        return found
 
-    def _delete_leaf(self, db: str, doc_id: str, rev: str) -> bool:
+    def _delete_leaf(self, couch: CouchClient, db: str, doc_id: str, rev: str) -> bool:
         try:
-            self.couch.delete(db, doc_id, params={"rev": rev})
+            couch.delete(db, doc_id, params={"rev": rev})
         except (NotFound, DocumentConflict):
             return False  # gone already: another pass removed it
         FORGED_BRANCHES_REMOVED.inc()
@@ -212,7 +246,3 @@ class BranchWatch:
             self.store.add_event(Event(removal.share_id, "remove forged branch", ACTOR, outcome))
         except (CouchError, CouchUnavailable):
             log.warning("share %s: forged-branch event not recorded", removal.share_id)
-
-
-def _db_name(url: str) -> str:
-    return unquote(url.rstrip("/").rsplit("/", 1)[-1])

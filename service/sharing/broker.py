@@ -1,8 +1,8 @@
-"""Wires the sharing domain to one CouchDB server from the settings."""
+"""Wires the sharing domain to the CouchDB servers in the settings."""
 
 from dataclasses import dataclass
 
-from service.config import Settings
+from service.config import DEFAULT_SERVER, ServerSettings, Settings
 from service.couch import CouchClient
 from service.sharing.access import Editors
 from service.sharing.branches import BranchWatch
@@ -15,54 +15,67 @@ from service.sharing.policy import Policy
 from service.sharing.reconcile import Reconciler
 from service.sharing.registry import Registry
 from service.sharing.seal import Seal
+from service.sharing.sites import Site, Sites
 from service.sharing.states import StateRecorder
 from service.sharing.store import StateStore
+from service.sharing.updates import DatabaseUpdates
 
 
 @dataclass(frozen=True)
 class Broker:
     """Everything a request handler needs, built once per process."""
 
-    couch: CouchClient
+    sites: Sites
     store: StateStore
     registry: Registry
     shares: ShareService
-    identity: Identity
     policy: Policy
 
+    @property
+    def couch(self) -> CouchClient:
+        """The `default` server's client: it holds the state database."""
+        return self.sites.default.couch
+
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.couch, self.store, self.shares)
+        return Reconciler(self.sites, self.store, self.shares)
 
     def branch_watch(self) -> BranchWatch:
-        return BranchWatch(self.couch, self.store)
+        return BranchWatch(self.sites, self.store)
 
     def rule_follow(self) -> RuleFollow:
-        return RuleFollow(self.couch, self.store, self.shares)
+        return RuleFollow(self.store, self.shares)
 
     def state_recorder(self) -> StateRecorder:
-        return StateRecorder(self.couch, self.store)
+        return StateRecorder(self.sites, self.store)
+
+    def database_updates(self) -> DatabaseUpdates:
+        return DatabaseUpdates(self.sites)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":
-        couch = CouchClient(
-            settings.couchdb_url,
-            settings.couchdb_user,
-            settings.couchdb_password,
-            timeout=settings.couch_timeout,
-        )
-        store = StateStore(couch, settings.state_db, Seal(settings.record_key))
-        registry = Registry(couch, store)
-        locks = DatabaseLocks(couch, settings.state_db)
-        editors = Editors(
-            SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db), locks
-        )
-        shares = ShareService(
-            couch,
-            store,
-            registry,
-            editors,
-            settings.replication_url,
-            settings.invitation_ttl_seconds,
-        )
-        identity = Identity(couch)
-        return cls(couch, store, registry, shares, identity, Policy(identity, registry))
+        state_couch = _client(settings.servers[0], settings)  # `default` holds the state
+        sites = Sites([_site(server, settings, state_couch) for server in settings.servers])
+        store = StateStore(state_couch, settings.state_db, Seal(settings.record_key))
+        registry = Registry(sites, store)
+        shares = ShareService(sites, store, registry, settings.invitation_ttl_seconds)
+        return cls(sites, store, registry, shares, Policy(sites, registry))
+
+
+def _client(server: ServerSettings, settings: Settings) -> CouchClient:
+    return CouchClient(
+        server.url,
+        server.user,
+        server.password,
+        timeout=settings.couch_timeout,
+        server=server.name,
+    )
+
+
+def _site(server: ServerSettings, settings: Settings, state_couch: CouchClient) -> Site:
+    """A server's site. Its databases' locks live in the state database."""
+    couch = state_couch if server.name == DEFAULT_SERVER else _client(server, settings)
+    locks = DatabaseLocks(state_couch, settings.state_db, server.name)
+    editors = Editors(
+        SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db), locks
+    )
+    return Site(server.name, couch, server.replication_url, editors, Identity(couch))

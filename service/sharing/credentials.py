@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
+from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchUnavailable, DocumentConflict, NotFound
 from service.sharing.errors import ConflictError
-from service.sharing.model import now_iso
+from service.sharing.model import now_iso, place
 
 USERS_DB = "_users"
 USER_PREFIX = "sharing-broker-"
@@ -172,9 +173,13 @@ class DatabaseLocks:
     little longer than `ttl`, so a lock left by a process that died is always waited out.
     """
 
-    def __init__(self, couch: CouchClient, state_db: str, ttl: float = 15.0):
+    def __init__(
+        self, couch: CouchClient, state_db: str, server: str = DEFAULT_SERVER, ttl: float = 15.0
+    ):
+        """`couch` holds `state_db`; the locks are of databases on `server`."""
         self.couch = couch
         self.state_db = state_db
+        self.server = server
         self.ttl = ttl
         self.wait = ttl + 2.0
         self.holder = uuid.uuid4().hex
@@ -186,7 +191,7 @@ class DatabaseLocks:
         with self._guard:
             local = self._local.setdefault(db, threading.Lock())
         with local:
-            lock_id = f"lock:security:{db}"
+            lock_id = f"lock:security:{place(self.server, db)}"
             rev = self._acquire(lock_id)
             try:
                 yield

@@ -24,29 +24,29 @@ _SHARED = tuple(SHARED_PREFIXES.values())
 class RuleFollow:
     """One pass over the shares that have rules."""
 
-    def __init__(self, couch: CouchClient, store: StateStore, shares: ShareService):
-        self.couch = couch
+    def __init__(self, store: StateStore, shares: ShareService):
         self.store = store
         self.shares = shares
-        self.checkpoints = Checkpoints(couch, store.db, CHECKPOINT_ID)
+        self.checkpoints = Checkpoints(store.couch, store.db, CHECKPOINT_ID)
 
     def run(self, changed: set[str] | None = None) -> dict[str, list[str]]:
         """Share id -> the parts rewritten, for the shares whose lists moved.
 
-        Only owner databases in `changed` are read (`None`: every one).
+        Only owner databases whose places are in `changed` are read (`None`: every one).
         """
         since = self.checkpoints.load()
         rewritten = {}
         shares = list(self.store.active_ruled_shares())
-        databases = self.store.database_names({share.owner for share in shares})
+        databases = self.store.get_databases({share.owner for share in shares})
         for share in shares:
             db = databases.get(share.owner)
             if db is None:
                 continue  # reconcile reports a share whose database is gone
-            if changed is not None and db not in changed and share.id in since:
+            if changed is not None and db.place not in changed and share.id in since:
                 continue
             try:
-                moved, since[share.id] = self._changed(db, since.get(share.id))
+                couch = self.shares.registry.site(db).couch
+                moved, since[share.id] = self._changed(couch, db.database, since.get(share.id))
                 if moved and (parts := self.shares.refresh_scope(share)):
                     rewritten[share.id] = parts
             except (CouchError, CouchUnavailable, SharingError) as exc:
@@ -55,15 +55,16 @@ class RuleFollow:
         self.checkpoints.save({k: v for k, v in since.items() if k in live})
         return rewritten
 
-    def _changed(self, db: str, since: object) -> tuple[bool, object]:
+    @staticmethod
+    def _changed(couch: CouchClient, db: str, since: object) -> tuple[bool, object]:
         """Whether a shared kind of doc changed after `since`, and the new `since`.
 
         A share seen for the first time counts as changed, and is followed from now on.
         """
         if since is None:
-            return True, self.couch.get(db, "_changes", params={"since": "now"})["last_seq"]
+            return True, couch.get(db, "_changes", params={"since": "now"})["last_seq"]
         changed = False
-        for page in changes_pages(self.couch, db, since):
+        for page in changes_pages(couch, db, since):
             changed = changed or any(row["id"].startswith(_SHARED) for row in page["results"])
             since = page["last_seq"]
         return changed, since

@@ -1,8 +1,9 @@
 """Who is calling: admin automation, or a CouchDB user checked by CouchDB itself.
 
-A user's credentials are passed to `GET /_session` on the server that holds their database
-and are never stored: only a hash of them keys a short cache of positive answers. A refusal
-is never cached, so a revoked password or a removed member stops working at once.
+A user belongs to one server: `dana` on one is not `dana` on another. Their credentials are
+passed to `GET /_session` on the server they say they belong to, and are never stored: only
+a hash of them keys a short cache of positive answers. A refusal is never cached, so a
+revoked password or a removed member stops working at once.
 """
 
 import hashlib
@@ -12,21 +13,26 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, NotFound
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An admin token's holder, or a CouchDB user with their roles."""
+    """An admin token's holder, or a CouchDB user of a server with their roles."""
 
     name: str
     is_admin: bool = False
     roles: tuple[str, ...] = ()
+    server: str = DEFAULT_SERVER
 
     @property
     def actor(self) -> str:
         """How the audit trail names the caller; never a secret."""
-        return f"admin:{self.name}" if self.is_admin else f"user:{self.name}"
+        if self.is_admin:
+            return f"admin:{self.name}"
+        elsewhere = "" if self.server == DEFAULT_SERVER else f"@{self.server}"
+        return f"user:{self.name}{elsewhere}"
 
 
 class PositiveCache:
@@ -56,7 +62,8 @@ class PositiveCache:
 
 
 class Identity:
-    """Checks users against CouchDB: their session, and their access to a database."""
+    """Checks users against one CouchDB server: their session, and their access to a
+    database there."""
 
     def __init__(self, couch: CouchClient, cache_seconds: float = 30.0):
         self.couch = couch
@@ -72,7 +79,8 @@ class Identity:
         context = self.couch.session_as(credentials).get("userCtx") or {}
         if not context.get("name"):
             return None
-        caller = Caller(name=context["name"], roles=tuple(context.get("roles") or ()))
+        roles = tuple(context.get("roles") or ())
+        caller = Caller(name=context["name"], roles=roles, server=self.couch.server)
         self._sessions.put(key, caller)
         return caller
 

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
-from service.sharing.access import Editors
 from service.sharing.branches import history
 from service.sharing.credentials import Credentials, new_password, share_user_name
 from service.sharing.errors import (
@@ -44,6 +43,7 @@ from service.sharing.parts import (
     O2R,
     R2O,
     SHARE_USER,
+    SHARE_USER_AWAY,
     Part,
     Target,
     apply,
@@ -59,6 +59,7 @@ from service.sharing.replicator import REPLICATOR_DB, replicator_doc_id
 from service.sharing.rules import parse_rules
 from service.sharing.scan import docs_with_prefix
 from service.sharing.selectors import SHARED_PREFIXES, Scope, share_selector
+from service.sharing.sites import Site, Sites
 from service.sharing.store import StateStore
 from service.sharing.together import run_together
 
@@ -72,19 +73,16 @@ class ShareService:
 
     def __init__(
         self,
-        couch: CouchClient,
+        sites: Sites,
         store: StateStore,
         registry: Registry,
-        editors: Editors,
-        replication_url: str,
         invitation_ttl_seconds: int,
     ):
-        self.couch = couch
+        self.sites = sites
         self.store = store
         self.registry = registry
-        self.editors = editors
-        self.replication_url = replication_url
         self.invitation_ttl_seconds = invitation_ttl_seconds
+        self.replication_urls = {site.name: site.replication_url for site in sites}
 
     def create(
         self,
@@ -97,7 +95,7 @@ class ShareService:
     ) -> tuple[Share, dict[str, str]]:
         """Invite the recipient (`pending`), or provision at once when `accepted`.
 
-        Return the share, and its parties' database names for the answer.
+        Return the share, and its parties' databases for the answer.
         """
         owner_db, recipient_db = self._checked_parties(owner, recipient, undisputed=True)
         selection = self._checked_selection(owner_db, recipient_db, selection)
@@ -111,12 +109,12 @@ class ShareService:
         with self._audit(share, "create", actor) as trail:
             if accepted:
                 self._provision(share, None, (owner_db, recipient_db), trail)
-        return share, _names(owner_db, recipient_db)
+        return share, _by_uuid(owner_db, recipient_db)
 
     def accept(self, share: Share, actor: str) -> tuple[Share, dict[str, str]]:
         """The recipient agrees: write the parts and start replicating.
 
-        Return the share, and its parties' database names for the answer.
+        Return the share, and its parties' databases for the answer.
         """
         self._expire_if_due(share, actor)
         with self._audit(share, "accept", actor) as trail:
@@ -127,7 +125,7 @@ class ShareService:
             share.operation = Operation.toward("provision", share.access, share.selection)
             self._save_transition(share)
             self._provision(share, Status.PENDING, dbs, trail)
-        return share, _names(*dbs)
+        return share, _by_uuid(*dbs)
 
     def decline(self, share: Share, actor: str) -> Share:
         """The recipient refuses the invitation; nothing was written, nothing is."""
@@ -201,14 +199,16 @@ class ShareService:
         selector = share_selector(
             share.owner, share.recipient, access, scope, Direction.OWNER_TO_RECIPIENT
         )
-        return preview(self.couch, dbs[0].database, selector)
+        return preview(self._couch(dbs[0]), dbs[0].database, selector)
 
-    def revoke(self, share: Share, purge: bool, actor: str) -> tuple[Share, dict[str, str] | None]:
+    def revoke(
+        self, share: Share, purge: bool, actor: str
+    ) -> tuple[Share, dict[str, Database] | None]:
         """Stop replication, remove `db_sharing`, and purge the recipient's copies if asked.
 
         The owner revokes, the recipient leaves; an invitation is withdrawn. Revoking again
-        finishes a revoke that stopped half-way. Return the share, and its parties' database
-        names for the answer if they were read.
+        finishes a revoke that stopped half-way. Return the share, and its parties' databases
+        for the answer if they were read.
         """
         self._expire_if_due(share, actor)
         if share.status is Status.REVOKED:
@@ -229,9 +229,9 @@ class ShareService:
             dbs = self.registry.parties(share.owner, share.recipient)
             self._converge(share, None, None, dbs)
             with self._progress_kept(share):
-                self._purge_recipient(share, dbs[1].database)
+                self._purge_recipient(share, dbs[1])
             self._end(share, Status.REVOKED, trail)
-        return share, _names(*dbs)
+        return share, _by_uuid(*dbs)
 
     def resume(self, share: Share, actor: str) -> str:
         """Finish or roll back an operation a crash left in the record; say which."""
@@ -254,7 +254,7 @@ class ShareService:
             rotating = operation.name == "rotate"
             if rotating:
                 operation.done.clear()  # a new password: every credential step again
-                self._stop_replications(share)
+                self._stop_replications(share, self.home(share))
             self._converge(share, operation.access, operation.selection, rotate=rotating)
             self._withdraw_write_permission(share, operation.access)
             share.adopt(operation.access, operation.selection)
@@ -269,7 +269,7 @@ class ShareService:
             share.operation = Operation.toward("rotate", share.access, share.selection)
             self._save_transition(share)
             try:
-                self._stop_replications(share)
+                self._stop_replications(share, self.home(share))
                 self._converge(share, share.access, share.selection, rotate=True)
             except COUCH_FAILURES:
                 log.warning("share %s: rotation stopped half-way; reconcile finishes it", share.id)
@@ -286,12 +286,13 @@ class ShareService:
         parts = self._parts(share, share.access, share.selection, dbs)
         repaired = [name for name, part in parts.items() if self._repair_part(part)]
         basic = parts[O2R].body["source"]["auth"]["basic"]  # the password replication uses
-        if not self._logs_in(basic["username"], basic["password"]):
-            self._stop_replications(share)
+        sites = {db.server: self.registry.site(db) for db in dbs}.values()
+        if not all(self._logs_in(site, basic["username"], basic["password"]) for site in sites):
+            self._stop_replications(share, self.registry.site(dbs[0]))
             parts = self._parts(share, share.access, share.selection, dbs, rotate=True)
-            for name in (SHARE_USER, O2R, R2O):
-                if parts[name].body is not None:
-                    apply(self.couch, self.editors, parts[name])
+            for name in (SHARE_USER, SHARE_USER_AWAY, O2R, R2O):
+                if name in parts and parts[name].body is not None:
+                    apply(self.sites[parts[name].server], parts[name])
             repaired.append("credentials")
         return repaired
 
@@ -301,23 +302,33 @@ class ShareService:
         names = (ACCESS_OWNER, ACCESS_RECIPIENT, O2R, R2O)
         return [name for name in names if self._repair_part(parts[name])]
 
-    def _stop_replications(self, share: Share) -> None:
+    def home(self, share: Share) -> Site:
+        """The server of the share's owner, where its replications run."""
+        return self.registry.site(self.registry.get(share.owner, "owner"))
+
+    def _couch(self, database: Database) -> CouchClient:
+        return self.registry.site(database).couch
+
+    @staticmethod
+    def _stop_replications(share: Share, home: Site) -> None:
         """Delete the share's replicator docs before its password changes; they are written
         again with the new one. A job left running with the old password would fail its
         logins, and CouchDB 3.4+ then locks the share user out, the new password too."""
         for direction in Direction:
-            ensure_absent(self.couch, REPLICATOR_DB, replicator_doc_id(share.id, direction))
+            ensure_absent(home.couch, REPLICATOR_DB, replicator_doc_id(share.id, direction))
 
     def _repair_part(self, part: Part) -> bool:
         if part.body is None:
             return False
+        site = self.sites[part.server]
         if part.kind == "doc":
-            return ensure_current(self.couch, part.db, part.body)
-        return apply(self.couch, self.editors, part)
+            return ensure_current(site.couch, part.db, part.body)
+        return apply(site, part)
 
-    def _logs_in(self, name: str, password: str) -> bool:
+    @staticmethod
+    def _logs_in(site: Site, name: str, password: str) -> bool:
         token = base64.b64encode(f"{name}:{password}".encode()).decode()
-        session = self.couch.session_as({"Authorization": f"Basic {token}"})
+        session = site.couch.session_as({"Authorization": f"Basic {token}"})
         return (session.get("userCtx") or {}).get("name") == name
 
     def events(self, share_id: str) -> list[Event]:
@@ -404,7 +415,7 @@ class ShareService:
         parts = self._parts(share, access, selection, dbs, rotate)
         done = share.operation.done
         with self._progress_kept(share):
-            converge(self.couch, self.editors, parts, done, done.append)
+            converge(self.sites, parts, done, done.append)
 
     @contextmanager
     def _progress_kept(self, share: Share) -> Iterator[None]:
@@ -436,16 +447,27 @@ class ShareService:
             if access is Access.READ_WRITE and selection.collections is None:
                 own = self._own_collection_ids(owner_db, recipient_db)
                 reverse = replace(scope, collections=own)
-        target = Target(access, scope, owner_db.database, recipient_db.database, reverse)
-        credentials = self._credentials(share, access is not None and not rotate)
-        return wanted_parts(share, target, credentials, self.replication_url, self.store.db)
+        target = Target(
+            access,
+            scope,
+            owner_db.database,
+            recipient_db.database,
+            reverse,
+            owner_db.server,
+            recipient_db.server,
+        )
+        home = self.registry.site(owner_db)
+        self.registry.site(recipient_db)  # refuse (409) a server no longer configured
+        credentials = self._credentials(share, home, access is not None and not rotate)
+        return wanted_parts(share, target, credentials, self.replication_urls, self.store.db)
 
-    def _credentials(self, share: Share, reuse: bool) -> Credentials:
+    @staticmethod
+    def _credentials(share: Share, home: Site, reuse: bool) -> Credentials:
         """The share user's password as its replicator doc holds it, or a new one."""
         name = share_user_name(share.id)
         if reuse:
             try:
-                doc = self.couch.get(
+                doc = home.couch.get(
                     REPLICATOR_DB, replicator_doc_id(share.id, Direction.OWNER_TO_RECIPIENT)
                 )
                 basic = doc["source"]["auth"]["basic"]
@@ -462,15 +484,16 @@ class ShareService:
         refuses `db_sharing`, and may do so before the replication carries the tombstone.
         """
         if share.access is Access.READ_WRITE and access is Access.READ:
-            recipient_db = self.registry.parties(share.owner, share.recipient)[1].database
+            recipient_db = self.registry.parties(share.owner, share.recipient)[1]
             self._purge_db_sharing(share, recipient_db)
 
-    def _purge_db_sharing(self, share: Share, recipient_db: str) -> None:
+    def _purge_db_sharing(self, share: Share, recipient_db: Database) -> None:
         if "purge:db_sharing" not in share.operation.done:
-            purge_doc(self.couch, recipient_db, share.db_sharing_doc_id)
+            couch = self._couch(recipient_db)
+            purge_doc(couch, recipient_db.database, share.db_sharing_doc_id)
             share.operation.done.append("purge:db_sharing")
 
-    def _purge_recipient(self, share: Share, recipient_db: str) -> None:
+    def _purge_recipient(self, share: Share, recipient_db: Database) -> None:
         """Always withdraw the recipient's `db_sharing` copy; purge shared docs if asked."""
         done = share.operation.done
         self._purge_db_sharing(share, recipient_db)
@@ -483,7 +506,8 @@ class ShareService:
                 Scope(share.collections),
                 Direction.OWNER_TO_RECIPIENT,
             )
-            purge_shared_docs(self.couch, recipient_db, share.owner, selector)
+            couch = self._couch(recipient_db)
+            purge_shared_docs(couch, recipient_db.database, share.owner, selector)
             share.operation.done.append("purge:shared-docs")
 
     def _finish(self, share: Share, status: Status, trail: "Trail | None" = None) -> Share:
@@ -528,7 +552,8 @@ class ShareService:
         self, owner: str, recipient: str, undisputed: bool = False
     ) -> tuple[Database, Database]:
         owner_db, recipient_db = self.registry.parties(owner, recipient, undisputed)
-        if owner == recipient or owner_db.database == recipient_db.database:
+        same = (owner_db.server, owner_db.database) == (recipient_db.server, recipient_db.database)
+        if owner == recipient or same:
             raise InvalidRequest("owner and recipient must be different databases", "recipient")
         return owner_db, recipient_db
 
@@ -559,7 +584,7 @@ class ShareService:
                 f"not collections of the owner's database: {', '.join(unknown)}", "collections"
             )
         present = [key for key in keys if recipient_docs[key] is not None]
-        taken = self._foreign_ids(owner_db.database, recipient_db.database, present)
+        taken = self._foreign_ids(owner_db, recipient_db, present)
         if taken:
             ids = ", ".join(k.removeprefix(SHARED_PREFIXES["collection"]) for k in taken)
             raise ConflictError(
@@ -573,13 +598,12 @@ class ShareService:
         rules = tuple(parse_rules(selection.rules)) if selection.rules else ()
         scope = Scope(selection.collections, rules)
         kinds = {rule.type for rule in rules}
+        couch = self._couch(owner_db)
         if "collection" in kinds:
-            ids = matching_ids(self.couch, owner_db.database, "collection", scope)
+            ids = matching_ids(couch, owner_db.database, "collection", scope)
             scope = replace(scope, item_collections=ids)
         if "item" in kinds:
-            scope = replace(
-                scope, item_ids=matching_ids(self.couch, owner_db.database, "item", scope)
-            )
+            scope = replace(scope, item_ids=matching_ids(couch, owner_db.database, "item", scope))
         return scope
 
     def _read_confirmed(
@@ -595,20 +619,25 @@ class ShareService:
             )
         )
         for db, docs in zip(dbs, found, strict=True):
-            self.editors.guards.saw(db.database, docs.pop(GUARD_ID))
+            self.registry.site(db).editors.guards.saw(db.database, docs.pop(GUARD_ID))
         return found
 
-    def _foreign_ids(self, owner_db: str, recipient_db: str, present: list[str]) -> list[str]:
+    def _foreign_ids(
+        self, owner_db: Database, recipient_db: Database, present: list[str]
+    ) -> list[str]:
         """Of these ids, present in the recipient's database, those it holds on a history
         unrelated to the owner's doc.
 
         A copy from an earlier share shares revisions with the owner's doc and is let be.
         """
+
+        def revisions(db: Database, doc_id: str) -> set[str]:
+            return history(self._couch(db).get(db.database, doc_id, params={"revs": "true"}))
+
         return [
             doc_id
             for doc_id in present
-            if not history(self.couch.get(recipient_db, doc_id, params={"revs": "true"}))
-            & history(self.couch.get(owner_db, doc_id, params={"revs": "true"}))
+            if not revisions(recipient_db, doc_id) & revisions(owner_db, doc_id)
         ]
 
     def _own_collection_ids(self, owner_db: Database, recipient_db: Database) -> list[str]:
@@ -617,12 +646,13 @@ class ShareService:
         prefix = SHARED_PREFIXES["collection"]
         keys = [
             doc["_id"]
-            for doc in docs_with_prefix(self.couch, owner_db.database, prefix)
+            for doc in docs_with_prefix(self._couch(owner_db), owner_db.database, prefix)
             if _is_own_collection(doc, owner_db.config_uuid)
         ]
-        rows = self.couch.post(recipient_db.database, "_all_docs", json={"keys": keys})["rows"]
+        recipient = self._couch(recipient_db)
+        rows = recipient.post(recipient_db.database, "_all_docs", json={"keys": keys})["rows"]
         present = [r["id"] for r in rows if "value" in r and not r["value"].get("deleted")]
-        taken = set(self._foreign_ids(owner_db.database, recipient_db.database, present))
+        taken = set(self._foreign_ids(owner_db, recipient_db, present))
         return [key.removeprefix(prefix) for key in keys if key not in taken]
 
 
@@ -644,8 +674,8 @@ def _roles(dbs: tuple[Database, Database]) -> list[tuple[str, Database]]:
     return list(zip(("owner", "recipient"), dbs, strict=True))
 
 
-def _names(*dbs: Database) -> dict[str, str]:
-    return {db.config_uuid: db.database for db in dbs}
+def _by_uuid(*dbs: Database) -> dict[str, Database]:
+    return {db.config_uuid: db for db in dbs}
 
 
 def _is_own_collection(doc: dict | None, config_uuid: str) -> bool:

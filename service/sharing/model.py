@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from service.config import DEFAULT_SERVER
+
 
 class Access(StrEnum):
     READ = "read"
@@ -42,6 +44,13 @@ def now_iso(later_seconds: int = 0) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def place(server: str, db: str) -> str:
+    """One key for a database on a server, for the broker's own records (checkpoints,
+    locks, `_db_updates`): its bare name on the `default` server, else `server:db` (a `:`
+    never occurs in a CouchDB database name)."""
+    return db if server == DEFAULT_SERVER else f"{server}:{db}"
+
+
 @dataclass(frozen=True)
 class Database:
     """A registered user database, named by its Configuration UUID."""
@@ -54,6 +63,10 @@ class Database:
     @staticmethod
     def doc_id(config_uuid: str) -> str:
         return f"database:{config_uuid}"
+
+    @property
+    def place(self) -> str:
+        return place(self.server, self.database)
 
     def to_doc(self) -> dict:
         return {"_id": self.doc_id(self.config_uuid), "type": "database", **self.__dict__}

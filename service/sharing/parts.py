@@ -1,12 +1,13 @@
 """What a share places in CouchDB, and making it match what the share wants.
 
 A share is made of these parts:
-- `share_user`: its own CouchDB user in `_users`, with no roles;
+- `share_user`: its own CouchDB user in `_users`, with no roles, on the owner's server, and
+  `share_user:recipient` on the recipient's server when that is another one;
 - `access:owner` and `access:recipient`: that user's name in each database's `_security`,
   and its scope in each database's write guard;
 - `db_sharing` in the owner's database (read-write only);
-- `replication:owner-to-recipient` and `replication:recipient-to-owner` in `_replicator`,
-  authenticating as the share user.
+- `replication:owner-to-recipient` and `replication:recipient-to-owner` in `_replicator`
+  on the owner's server, authenticating as the share user.
 
 `converge` removes the parts that should not exist, then writes the ones that should, in
 stages; the parts of one stage are independent and go together. The order loses nothing
@@ -15,11 +16,12 @@ recipient's copy itself), and starts only once the user, its access and `db_shar
 in place; the credential goes last, so replication stops even if a replicator doc survives.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchError, DocumentConflict, NotFound
-from service.sharing.access import AccessChange, Editors
+from service.sharing.access import AccessChange
 from service.sharing.credentials import (
     USERS_DB,
     Credentials,
@@ -30,29 +32,41 @@ from service.sharing.credentials import (
 from service.sharing.model import Access, Direction, Share, now_epoch_ms
 from service.sharing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
 from service.sharing.selectors import Scope, share_selector
+from service.sharing.sites import Site, Sites
 from service.sharing.together import run_together
 
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
 R2O = f"replication:{Direction.RECIPIENT_TO_OWNER}"
 DB_SHARING = "db_sharing"
 SHARE_USER = "share_user"
+SHARE_USER_AWAY = "share_user:recipient"  # only when the recipient's server is another one
 ACCESS_OWNER = "access:owner"
 ACCESS_RECIPIENT = "access:recipient"
-REMOVAL_STAGES = ((R2O, O2R), (DB_SHARING,), (ACCESS_RECIPIENT, ACCESS_OWNER), (SHARE_USER,))
-WRITE_STAGES = ((SHARE_USER, ACCESS_OWNER, ACCESS_RECIPIENT, DB_SHARING), (O2R, R2O))
+REMOVAL_STAGES = (
+    (R2O, O2R),
+    (DB_SHARING,),
+    (ACCESS_RECIPIENT, ACCESS_OWNER),
+    (SHARE_USER, SHARE_USER_AWAY),
+)
+WRITE_STAGES = (
+    (SHARE_USER, SHARE_USER_AWAY, ACCESS_OWNER, ACCESS_RECIPIENT, DB_SHARING),
+    (O2R, R2O),
+)
 # Fields that may differ between a stored part and a wanted one without a rewrite.
 _VOLATILE = frozenset({"_id", "_rev", "created_at", "updated_at"})
 
 
 @dataclass(frozen=True)
 class Part:
-    """One part of a share: where it lives and, when wanted, its body.
+    """One part of a share: where it lives (a server and a database) and, when wanted,
+    its body.
 
     `kind` is `doc` for a plain doc, `user` for the share user (`user+password` when its
     password must be set), and `access` for the share user's membership and guard scope in
     `db` (`doc_id` is then the share user's name, `body` the scope).
     """
 
+    server: str
     db: str
     doc_id: str
     body: dict | None = None
@@ -71,21 +85,32 @@ class Target:
     owner_db: str
     recipient_db: str
     reverse: Scope
+    owner_server: str = DEFAULT_SERVER
+    recipient_server: str = DEFAULT_SERVER
 
 
 def wanted_parts(
-    share: Share, target: Target, credentials: Credentials, replication_url: str, broker: str
+    share: Share,
+    target: Target,
+    credentials: Credentials,
+    replication_urls: Mapping[str, str],
+    broker: str,
 ) -> dict[str, Part]:
     """Every part name with where it lives, and a body for those the target wants.
 
-    Bodies are labelled with `broker` (its state database), so each broker recognises its own.
+    `replication_urls` tell how replicators reach each server. Both replications run on
+    the owner's server (see `replicator`). Bodies are labelled with `broker` (its state
+    database), so each broker recognises its own.
     """
-    endpoint = Endpoint(replication_url, credentials.username, credentials.password)
+    owner_end, recipient_end = (
+        Endpoint(replication_urls[server], credentials.username, credentials.password)
+        for server in (target.owner_server, target.recipient_server)
+    )
     o2r = replicator_doc(
         share,
         Direction.OWNER_TO_RECIPIENT,
-        target.owner_db,
-        target.recipient_db,
+        (owner_end, target.owner_db),
+        (recipient_end, target.recipient_db),
         share_selector(
             share.owner,
             share.recipient,
@@ -93,14 +118,13 @@ def wanted_parts(
             target.scope,
             Direction.OWNER_TO_RECIPIENT,
         ),
-        endpoint,
         broker,
     )
     r2o = replicator_doc(
         share,
         Direction.RECIPIENT_TO_OWNER,
-        target.recipient_db,
-        target.owner_db,
+        (recipient_end, target.recipient_db),
+        (owner_end, target.owner_db),
         share_selector(
             share.owner,
             share.recipient,
@@ -108,7 +132,6 @@ def wanted_parts(
             target.reverse,
             Direction.RECIPIENT_TO_OWNER,
         ),
-        endpoint,
         broker,
     )
     stamp = now_epoch_ms()
@@ -145,16 +168,22 @@ def wanted_parts(
         "read_only": False,
         "db_sharing": share.db_sharing_doc_id if two_way else None,
     }
-    return {
-        SHARE_USER: Part(USERS_DB, user["_id"], user if live else None, user_kind),
-        ACCESS_OWNER: Part(target.owner_db, name, owner_scope if live else None, "access"),
+    home, away = target.owner_server, target.recipient_server
+    parts = {
+        SHARE_USER: Part(home, USERS_DB, user["_id"], user if live else None, user_kind),
+        ACCESS_OWNER: Part(home, target.owner_db, name, owner_scope if live else None, "access"),
         ACCESS_RECIPIENT: Part(
-            target.recipient_db, name, recipient_scope if live else None, "access"
+            away, target.recipient_db, name, recipient_scope if live else None, "access"
         ),
-        O2R: Part(REPLICATOR_DB, o2r["_id"], o2r if live else None),
-        DB_SHARING: Part(target.owner_db, db_sharing["_id"], db_sharing if two_way else None),
-        R2O: Part(REPLICATOR_DB, r2o["_id"], r2o if two_way else None),
+        O2R: Part(home, REPLICATOR_DB, o2r["_id"], o2r if live else None),
+        DB_SHARING: Part(home, target.owner_db, db_sharing["_id"], db_sharing if two_way else None),
+        R2O: Part(home, REPLICATOR_DB, r2o["_id"], r2o if two_way else None),
     }
+    if away != home:  # the same user, with the same password, on the recipient's server
+        parts[SHARE_USER_AWAY] = Part(
+            away, USERS_DB, user["_id"], user if live else None, user_kind
+        )
+    return parts
 
 
 def guard_scope(scope: Scope) -> dict:
@@ -170,8 +199,7 @@ def guard_scope(scope: Scope) -> dict:
 
 
 def converge(
-    couch: CouchClient,
-    editors: Editors,
+    sites: Sites,
     parts: dict[str, Part],
     done: list[str],
     record: Callable[[str], None],
@@ -179,12 +207,13 @@ def converge(
     """Remove unwanted parts, then write wanted ones, stage by stage; skip names in `done`,
     and record each name once its stage is through."""
     for stage in _stages(parts, done):
-        groups: dict[tuple[str, str], list[Part]] = {}
+        groups: dict[tuple[str, str, str], list[Part]] = {}
         for name in stage:
             part = parts[name]
-            groups.setdefault((part.kind, part.db if part.kind == "doc" else ""), []).append(part)
+            key = (part.server, part.kind, part.db if part.kind == "doc" else "")
+            groups.setdefault(key, []).append(part)
         run_together(
-            *(lambda g=group: _apply_group(couch, editors, g) for group in groups.values())
+            *(lambda g=group: _apply_group(sites[g[0].server], g) for group in groups.values())
         )
         for name in stage:
             record(name)
@@ -200,24 +229,27 @@ def _stages(parts: dict[str, Part], done: list[str]) -> list[list[str]]:
     return [stage for stage in stages if stage]
 
 
-def _apply_group(couch: CouchClient, editors: Editors, group: list[Part]) -> None:
-    """Apply parts of one kind (and, for docs, one database) in as few requests as may be."""
-    first = group[0]
+def _apply_group(site: Site, group: list[Part]) -> None:
+    """Apply parts of one server and kind (and, for docs, one database) in as few requests
+    as may be."""
+    first, couch = group[0], site.couch
     if first.kind == "access":
-        editors.ensure_access([_access(part) for part in group], check_first=False)
+        site.editors.ensure_access([_access(part) for part in group], check_first=False)
     elif first.kind == "doc" and len(group) > 1:
         removed = [part.doc_id for part in group if part.body is None]
         ensure_docs(couch, first.db, [part.body for part in group if part.body is not None])
         ensure_absent_docs(couch, first.db, removed)
     else:
         for part in group:
-            apply(couch, editors, part)
+            apply(site, part)
 
 
-def apply(couch: CouchClient, editors: Editors, part: Part) -> bool:
-    """Make one part exist as wanted, or not exist; return whether anything changed."""
+def apply(site: Site, part: Part) -> bool:
+    """Make one part exist as wanted, or not exist, on its server (`site`); return whether
+    anything changed."""
+    couch = site.couch
     if part.kind == "access":
-        return bool(editors.ensure_access([_access(part)], check_first=True))
+        return bool(site.editors.ensure_access([_access(part)], check_first=True))
     if part.body is None:
         ensure_absent(couch, part.db, part.doc_id)
         return True

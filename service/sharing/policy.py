@@ -1,29 +1,42 @@
-"""Who may do what. Admins may do everything; a user acts for the databases they can read."""
+"""Who may do what. Admins may do everything; a user acts for the databases they can read
+on their own server."""
 
 from service.sharing.errors import ForbiddenError, NotFoundError
-from service.sharing.identity import Caller, Identity
+from service.sharing.identity import Caller
 from service.sharing.model import Database, Share
 from service.sharing.registry import Registry
+from service.sharing.sites import Sites
 
 
 class Policy:
     """Answers, for one caller, which databases and shares they act for."""
 
-    def __init__(self, identity: Identity, registry: Registry):
-        self.identity = identity
+    def __init__(self, sites: Sites, registry: Registry):
+        self.sites = sites
         self.registry = registry
 
-    def require_database(self, caller: Caller, database: str, field: str) -> None:
-        """A user may only act for a database they can read."""
-        if not self.identity.can_read(caller, database):
-            raise ForbiddenError(f"you cannot read the database {database}", field)
+    def require_database(self, caller: Caller, server: str, database: str, field: str) -> None:
+        """A user may only act for a database they can read on their own server."""
+        site = self.sites.named(server)
+        if caller.is_admin:
+            return
+        if caller.server != server or not site.identity.can_read(caller, database):
+            raise ForbiddenError(f"you cannot read the database {database} on {server}", field)
+
+    def can_read(self, caller: Caller, database: Database) -> bool:
+        """Whether the caller may act for a registered database."""
+        if caller.is_admin:
+            return True
+        if caller.server != database.server or database.server not in self.sites.names:
+            return False
+        return self.sites[database.server].identity.can_read(caller, database.database)
 
     def require_registered(self, caller: Caller, config_uuid: str, field: str) -> Database:
         """The registration, if the caller may act for it. One they may not is answered
         exactly as an unknown UUID, so no one learns which UUIDs are registered, or as what.
         """
         found = self.registry.get(config_uuid, field)
-        if not self.identity.can_read(caller, found.database):
+        if not self.can_read(caller, found):
             raise self.registry.unknown(config_uuid, field)
         return found
 
@@ -34,7 +47,7 @@ class Policy:
         roles = set()
         for role, config_uuid in (("owner", share.owner), ("recipient", share.recipient)):
             database = self.registry.store.get_database(config_uuid)
-            if database and self.identity.can_read(caller, database.database):
+            if database and self.can_read(caller, database):
                 roles.add(role)
         return roles
 

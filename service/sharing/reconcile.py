@@ -4,6 +4,7 @@ It finishes operations a crash left half-done, rewrites the parts of active shar
 missing, changed or failed, and removes broker-made parts that no share accounts for:
 replicator docs, db_sharing docs, share users and their `_security` entries. Only docs the
 broker labelled as its own are ever removed, and only `_security` names of share users.
+Every server is looked at; one that does not answer is reported, and the others are done.
 A lease in the state database keeps reconcilers on several replicas from working at once.
 """
 
@@ -11,7 +12,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
+from service.config import DEFAULT_SERVER
+from service.couch import CouchError, CouchUnavailable, NotFound
 from service.metrics import RECONCILE_REPAIRS
 from service.sharing.branches import BranchWatch
 from service.sharing.credentials import USER_PREFIX, USERS_DB, user_doc_id
@@ -23,6 +25,7 @@ from service.sharing.parts import DB_SHARING, ensure_absent, restart_replication
 from service.sharing.purge import purge_doc
 from service.sharing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
 from service.sharing.scan import docs_with_prefix
+from service.sharing.sites import Site, Sites
 from service.sharing.states import scheduler_states
 from service.sharing.store import StateStore
 from service.sharing.views import replication_ids
@@ -48,12 +51,12 @@ class Report:
 class Reconciler:
     """One pass of reconciliation."""
 
-    def __init__(self, couch: CouchClient, store: StateStore, shares: ShareService):
-        self.couch = couch
+    def __init__(self, sites: Sites, store: StateStore, shares: ShareService):
+        self.sites = sites
         self.store = store
         self.shares = shares
-        self.lease = Lease(couch, store.db, LEASE_ID, LEASE_SECONDS)
-        self.branches = BranchWatch(couch, store)
+        self.lease = Lease(store.couch, store.db, LEASE_ID, LEASE_SECONDS)
+        self.branches = BranchWatch(sites, store)
 
     def run(self) -> Report:
         report = Report()
@@ -63,8 +66,13 @@ class Reconciler:
         try:
             self._finish_operations(report)
             self._repair_active(report)
-            self._remove_orphan_replications(report)
-            self._remove_orphan_users(report)
+            for site in self.sites:
+                try:
+                    self._remove_orphan_replications(report, site)
+                    self._remove_orphan_users(report, site)
+                except FAILURES as exc:
+                    error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
+                    report.errors.append(error)
             self._check_databases(report)
             self._remove_forged_branches(report)
             self._report_unsealed(report)
@@ -101,7 +109,13 @@ class Reconciler:
             self._attempt(report, finding, lambda s=share: self.shares.resume(s, ACTOR))
 
     def _repair_active(self, report: Report) -> None:
-        crashing = scheduler_states(self.couch, ("crashing",)) or {}
+        crashing = {}
+        for site in self.sites:
+            try:
+                crashing.update(scheduler_states(site.couch, ("crashing",)) or {})
+            except FAILURES as exc:
+                error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
+                report.errors.append(error)
         for share in self.store.each_share([{"status": str(Status.ACTIVE)}]):
             finding = {"kind": "active share checked", "share_id": share.id}
             try:
@@ -125,7 +139,7 @@ class Reconciler:
                 finding = {"kind": "crashing replication", "share_id": share.id}
                 finding.update(doc_id=doc_id, error=crashing[doc_id]["error"])
                 rewritten = "credentials" in repaired or f"replication:{direction}" in repaired
-                restart = lambda d=doc_id, done=rewritten: self._restart(d, done)  # noqa: E731
+                restart = lambda s=share, d=doc_id, done=rewritten: self._restart(s, d, done)  # noqa: E731
                 self._attempt(report, finding, restart)
 
     @staticmethod
@@ -136,24 +150,24 @@ class Reconciler:
             report.repaired.append({**entry, "action": "rewrote it"})
             RECONCILE_REPAIRS.labels(entry["kind"]).inc()
 
-    def _remove_orphan_replications(self, report: Report) -> None:
-        docs = list(docs_with_prefix(self.couch, REPLICATOR_DB, REPLICATOR_PREFIX))
+    def _remove_orphan_replications(self, report: Report, site: Site) -> None:
+        docs = list(docs_with_prefix(site.couch, REPLICATOR_DB, REPLICATOR_PREFIX))
         self._prune(
             report,
             self._ours(docs),
             lambda doc_id, share: share is not None and doc_id in replication_ids(share),
-            lambda doc_id: {"kind": "orphan replicator doc", "doc_id": doc_id},
-            lambda doc_id: self._remove(REPLICATOR_DB, doc_id),
+            lambda doc_id: _on(site, {"kind": "orphan replicator doc", "doc_id": doc_id}),
+            lambda doc_id: self._remove(site, REPLICATOR_DB, doc_id),
         )
 
-    def _remove_orphan_users(self, report: Report) -> None:
-        docs = list(docs_with_prefix(self.couch, USERS_DB, user_doc_id(USER_PREFIX)))
+    def _remove_orphan_users(self, report: Report, site: Site) -> None:
+        docs = list(docs_with_prefix(site.couch, USERS_DB, user_doc_id(USER_PREFIX)))
         self._prune(
             report,
             self._ours(docs),
             lambda _doc_id, share: _live(share),
-            lambda doc_id: {"kind": "orphan share user", "doc_id": doc_id},
-            lambda doc_id: self._remove(USERS_DB, doc_id),
+            lambda doc_id: _on(site, {"kind": "orphan share user", "doc_id": doc_id}),
+            lambda doc_id: self._remove(site, USERS_DB, doc_id),
         )
 
     def _check_databases(self, report: Report) -> None:
@@ -162,63 +176,77 @@ class Reconciler:
         while True:
             databases, cursor = self.store.list_databases(cursor, 200)
             for database in databases:
-                if not self.shares.registry.exists(database.database):
-                    report.found.append({"kind": "database gone", "database": database.database})
+                try:
+                    site = self.shares.registry.site(database)
+                    exists = self.shares.registry.exists(database)
+                except FAILURES as exc:
+                    error = {"kind": "database unreadable", "database": database.place}
+                    report.errors.append({**error, "error": str(exc)})
+                    continue
+                if not exists:
+                    report.found.append({"kind": "database gone", "database": database.place})
                     continue
                 for check in (self._check_db_sharing, self._check_members, self._check_guard):
                     try:
-                        check(report, database)
+                        check(report, site, database)
                     except FAILURES as exc:
-                        db = database.database
-                        error = {"kind": "database unreadable", "database": db, "error": str(exc)}
+                        error = {
+                            "kind": "database unreadable",
+                            "database": database.place,
+                            "error": str(exc),
+                        }
                         report.errors.append(error)
             if cursor is None:
                 return
 
-    def _check_members(self, report: Report, database: Database) -> None:
+    def _check_members(self, report: Report, site: Site, database: Database) -> None:
         """Drop share users from `_security` that no live share of ours, or no user, backs."""
         db = database.database
-        names = (self.couch.get(db, "_security").get("members") or {}).get("names") or []
-        security = self.shares.editors.security
+        names = (site.couch.get(db, "_security").get("members") or {}).get("names") or []
+        security = site.editors.security
         self._prune(
             report,
             {n: n.removeprefix(USER_PREFIX) for n in names if n.startswith(USER_PREFIX)},
             # A name with a user but no share of ours is another broker's: not ours to judge.
-            lambda name, share: _live(share) or (share is None and self._user_exists(name)),
-            lambda name: {"kind": "orphan _security entry", "database": db, "name": name},
+            lambda name, share: _live(share) or (share is None and _user_exists(site, name)),
+            lambda name: {
+                "kind": "orphan _security entry",
+                "database": database.place,
+                "name": name,
+            },
             lambda name: _removed(security.ensure_member(db, name, present=False)),
         )
 
-    def _check_guard(self, report: Report, database: Database) -> None:
+    def _check_guard(self, report: Report, site: Site, database: Database) -> None:
         """Drop scopes from the broker's guard that no live share of ours backs."""
         db = database.database
-        guards = self.shares.editors.guards
+        guards = site.editors.guards
         self._prune(
             report,
             {n: n.removeprefix(USER_PREFIX) for n in guards.scopes(db)},
             lambda _name, share: _live(share),
-            lambda name: {"kind": "orphan guard scope", "database": db, "name": name},
+            lambda name: {"kind": "orphan guard scope", "database": database.place, "name": name},
             lambda name: _removed(guards.ensure_scope(db, name, None)),
         )
 
-    def _check_db_sharing(self, report: Report, database: Database) -> None:
+    def _check_db_sharing(self, report: Report, site: Site, database: Database) -> None:
         """Drop the broker's db_sharing docs that no live read-write share needs: deleted
         where the database is the owner's, purged where a replication copied it."""
         db, config_uuid = database.database, database.config_uuid
-        ours = self._ours(list(docs_with_prefix(self.couch, db, f"{DB_SHARING}-")))
+        ours = self._ours(list(docs_with_prefix(site.couch, db, f"{DB_SHARING}-")))
 
         def needed(doc_id: str, share: Share | None) -> bool:
             two_way = _live(share) and share.access is Access.READ_WRITE
             return two_way and share.db_sharing_doc_id == doc_id
 
         def prune(docs: dict[str, str], kind: str, remove) -> None:
-            finding = lambda doc_id: {"kind": kind, "database": db, "doc_id": doc_id}  # noqa: E731
-            self._prune(report, docs, needed, finding, lambda doc_id: remove(db, doc_id))
+            finding = lambda doc_id: {"kind": kind, "database": database.place, "doc_id": doc_id}  # noqa: E731
+            self._prune(report, docs, needed, finding, lambda doc_id: remove(site, db, doc_id))
 
         owned = {i: s for i, s in ours.items() if i.startswith(f"{DB_SHARING}-{config_uuid}--")}
         copies = {i: s for i, s in ours.items() if i.endswith(f"--{config_uuid}")}
         prune(owned, f"orphan {DB_SHARING} doc", self._remove)
-        prune(copies, f"orphan copy of a {DB_SHARING} doc", self._purge)
+        prune(copies, f"orphan copy of a {DB_SHARING} doc", _purge)
 
     def _report_unsealed(self, report: Report) -> None:
         """Records the broker did not write: refused everywhere, left for an admin to judge."""
@@ -249,28 +277,25 @@ class Reconciler:
                 self._attempt(report, finding(key), lambda k=key: remove(k))
 
     def _gone_databases(self, share: Share) -> list[str]:
-        """The share's databases that no longer exist in CouchDB."""
-        names = self.store.database_names({share.owner, share.recipient})
-        return [db for db in names.values() if not self.shares.registry.exists(db)]
+        """The share's databases that no longer exist in CouchDB, by place."""
+        found = self.store.get_databases({share.owner, share.recipient})
+        registry = self.shares.registry
+        try:
+            return [db.place for db in found.values() if not registry.exists(db)]
+        except FAILURES:
+            return []  # a server that does not answer: the error is reported as it is
 
-    def _restart(self, doc_id: str, rewritten: bool) -> str:
+    def _restart(self, share: Share, doc_id: str, rewritten: bool) -> str:
         """Restart a crashing replication whose cause may be repaired now, rather than wait
         out CouchDB's backoff; a repair that rewrote its doc restarted it already."""
         if rewritten:
             return "restarted by the repair"
-        restart_replication(self.couch, doc_id)
+        restart_replication(self.shares.home(share).couch, doc_id)
         return "restarted it"
 
     def _revoke(self, share: Share) -> str:
         self.shares.revoke(share, purge=False, actor=ACTOR)
         return "revoked the share"
-
-    def _user_exists(self, name: str) -> bool:
-        try:
-            self.couch.get(USERS_DB, user_doc_id(name))
-            return True
-        except NotFound:
-            return False
 
     def _ours(self, docs: list[dict]) -> dict[str, str]:
         """Doc id -> share id, for the docs labelled as this broker's."""
@@ -281,13 +306,10 @@ class Reconciler:
                 ours[doc["_id"]] = str(label.get("share_id"))
         return ours
 
-    def _remove(self, db: str, doc_id: str) -> str:
-        ensure_absent(self.couch, db, doc_id)
+    @staticmethod
+    def _remove(site: Site, db: str, doc_id: str) -> str:
+        ensure_absent(site.couch, db, doc_id)
         return "removed it"
-
-    def _purge(self, db: str, doc_id: str) -> str:
-        purge_doc(self.couch, db, doc_id)
-        return "purged it"
 
 
 def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:
@@ -304,6 +326,24 @@ def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:
                 len(report.repaired),
                 len(report.errors),
             )
+
+
+def _purge(site: Site, db: str, doc_id: str) -> str:
+    purge_doc(site.couch, db, doc_id)
+    return "purged it"
+
+
+def _user_exists(site: Site, name: str) -> bool:
+    try:
+        site.couch.get(USERS_DB, user_doc_id(name))
+        return True
+    except NotFound:
+        return False
+
+
+def _on(site: Site, finding: dict) -> dict:
+    """A finding about a server-wide database, naming the server if it is not `default`."""
+    return finding if site.name == DEFAULT_SERVER else {**finding, "server": site.name}
 
 
 def _live(share: Share | None) -> bool:

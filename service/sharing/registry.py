@@ -2,34 +2,35 @@
 
 import uuid
 
-from service.config import DEFAULT_SERVER
-from service.couch import CouchClient, NotFound
+from service.couch import NotFound
 from service.sharing.errors import ConflictError, InvalidRequest, NotFoundError
-from service.sharing.model import Database, now_iso
+from service.sharing.model import Database, now_iso, place
+from service.sharing.sites import Site, Sites
 from service.sharing.store import StateStore
 
 CONFIG_DOC_ID = "0000-config"
 
 
 class Registry:
-    """Registers databases and resolves Configuration UUIDs to them."""
+    """Registers databases and resolves Configuration UUIDs to them. The same database
+    name on two servers is two databases."""
 
-    def __init__(self, couch: CouchClient, store: StateStore):
-        self.couch = couch
+    def __init__(self, sites: Sites, store: StateStore):
+        self.sites = sites
         self.store = store
 
-    def register(self, database: str) -> tuple[Database, bool]:
-        """Register `database`; return it and whether it is new."""
-        config_uuid = self._read_config_uuid(database)
+    def register(self, server: str, database: str) -> tuple[Database, bool]:
+        """Register `database` on `server`; return it and whether it is new."""
+        config_uuid = self._read_config_uuid(self.sites.named(server), database)
         existing = self.store.get_database(config_uuid)
         if existing is None:
-            wanted = Database(config_uuid, database, DEFAULT_SERVER, now_iso())
+            wanted = Database(config_uuid, database, server, now_iso())
             stored = self.store.add_database(wanted)
             if stored == wanted:
                 return stored, True
             existing = stored
-        if (existing.server, existing.database) != (DEFAULT_SERVER, database):
-            self.store.record_dispute(config_uuid, database)
+        if (existing.server, existing.database) != (server, database):
+            self.store.record_dispute(config_uuid, place(server, database))
             raise ConflictError(
                 f"Configuration UUID {config_uuid} is already registered to another database;"
                 " it is now disputed, and no share may use it until an admin removes the"
@@ -49,7 +50,7 @@ class Registry:
         """
         keys = [CONFIG_DOC_ID, *doc_ids]
         try:
-            rows = self.couch.post(
+            rows = self.site(database).couch.post(
                 database.database, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
             )["rows"]
         except NotFound:
@@ -103,19 +104,25 @@ class Registry:
         self.store.remove_database(config_uuid)
         self.store.clear_dispute(config_uuid)  # the next registration settles it
 
-    def exists(self, database: str) -> bool:
-        """Whether CouchDB still has the database."""
+    def site(self, database: Database) -> Site:
+        """The server that holds a registered database; 409 if it is no longer configured."""
         try:
-            self.couch.request("HEAD", (database,))
-            return True
-        except NotFound:
-            return False
+            return self.sites[database.server]
+        except KeyError:
+            raise ConflictError(
+                f"{database.config_uuid} is registered on the server {database.server!r},"
+                " which the broker's settings no longer name"
+            ) from None
 
-    def _read_config_uuid(self, database: str) -> str:
-        if not self.exists(database):
+    def exists(self, database: Database) -> bool:
+        """Whether its server still has the database."""
+        return _exists(self.site(database), database.database)
+
+    def _read_config_uuid(self, site: Site, database: str) -> str:
+        if not _exists(site, database):
             raise NotFoundError(f"database {database} does not exist", "database")
         try:
-            config = self.couch.get(database, CONFIG_DOC_ID)
+            config = site.couch.get(database, CONFIG_DOC_ID)
         except NotFound:
             raise InvalidRequest(f"{database} has no {CONFIG_DOC_ID} doc", "database") from None
         value = config.get("uuid")
@@ -124,6 +131,14 @@ class Registry:
                 f"{CONFIG_DOC_ID} in {database} holds no valid Configuration UUID", "database"
             )
         return value
+
+
+def _exists(site: Site, database: str) -> bool:
+    try:
+        site.couch.request("HEAD", (database,))
+        return True
+    except NotFound:
+        return False
 
 
 def _is_canonical_uuid(value: str) -> bool:

@@ -1,4 +1,11 @@
-"""The `_replicator` docs of a share, and their live status from `_scheduler/docs`."""
+"""The `_replicator` docs of a share, and their live status from `_scheduler/docs`.
+
+Both of a share's replications run on the owner's server, whichever server the recipient's
+database is on: owner to recipient is a push, recipient to owner a pull. So one scheduler
+reports a share's status and one `_replicator` holds its docs; the owner's server must
+reach the recipient's, and never the other way round. The owner is the one who starts a
+share, and the data leaves from there.
+"""
 
 import re
 from dataclasses import dataclass
@@ -34,17 +41,17 @@ class Endpoint:
 def replicator_doc(
     share: Share,
     direction: Direction,
-    source_db: str,
-    target_db: str,
+    source: tuple[Endpoint, str],
+    target: tuple[Endpoint, str],
     selector: dict,
-    endpoint: Endpoint,
     broker: str,
 ) -> dict:
-    """The body of one direction's replicator doc, labelled as `broker`'s."""
+    """The body of one direction's replicator doc, labelled as `broker`'s; `source` and
+    `target` are each a server's endpoint and a database on it."""
     return {
         "_id": replicator_doc_id(share.id, direction),
-        "source": endpoint.database(source_db),
-        "target": endpoint.database(target_db),
+        "source": source[0].database(source[1]),
+        "target": target[0].database(target[1]),
         "continuous": True,
         "create_target": False,
         "selector": selector,

@@ -21,6 +21,7 @@ from service.sharing.replicator import (
     ReplicationStatus,
     redacted,
 )
+from service.sharing.sites import Sites
 from service.sharing.store import StateStore
 
 STATES_DOC_ID = "replication-states"
@@ -31,21 +32,25 @@ PAGE = 500
 class StateRecorder:
     """A follower pass: records the not-running states, at most every `every_seconds`."""
 
-    def __init__(self, couch: CouchClient, store: StateStore, every_seconds: float = 15.0):
-        self.couch = couch
+    def __init__(self, sites: Sites, store: StateStore, every_seconds: float = 15.0):
+        self.sites = sites
         self.store = store
         self.every_seconds = every_seconds
         self._last = float("-inf")
 
     def run(self, changed: set[str] | None = None) -> dict[str, dict] | None:
         """Record now if it is time; return what was recorded (None: not now, or no
-        `_scheduler` on this server)."""
+        `_scheduler` on a server). A server that does not answer fails the pass: the
+        record keeps the time it stands for."""
         if time.monotonic() - self._last < self.every_seconds:
             return None
         self._last = time.monotonic()
-        states = scheduler_states(self.couch, NOT_RUNNING)
-        if states is None:
-            return None
+        states: dict[str, dict] = {}
+        for site in self.sites:
+            found = scheduler_states(site.couch, NOT_RUNNING)
+            if found is None:
+                return None
+            states.update(found)
         record = {"type": STATES_DOC_ID, "checked_at": now_iso(), "states": states}
         self.store.update_doc(STATES_DOC_ID, lambda _current: record)
         for state in NOT_RUNNING:
@@ -78,15 +83,20 @@ def scheduler_states(couch: CouchClient, states: tuple[str, ...]) -> dict[str, d
 
 
 def recorded_states(
-    couch: CouchClient, recorded: dict | None, changed_at: Mapping[str, str]
+    couches: Mapping[str, CouchClient], recorded: dict | None, changed_at: Mapping[str, str]
 ) -> dict[str, ReplicationStatus]:
     """The state of each replicator doc id in `changed_at` (id -> when its share last
-    changed), from `recorded` (the doc `STATES_DOC_ID`) and one request whatever their
-    number."""
+    changed), from `recorded` (the doc `STATES_DOC_ID`) and one request per server, whatever
+    their number. `couches` names the server each doc id lives on."""
     if not changed_at:
         return {}
-    rows = couch.post(REPLICATOR_DB, "_all_docs", json={"keys": list(changed_at)})["rows"]
-    present = {row["key"] for row in rows if "value" in row and not row["value"].get("deleted")}
+    by_server: dict[CouchClient, list[str]] = {}
+    for doc_id in changed_at:
+        by_server.setdefault(couches[doc_id], []).append(doc_id)
+    present = set()
+    for couch, keys in by_server.items():
+        rows = couch.post(REPLICATOR_DB, "_all_docs", json={"keys": keys})["rows"]
+        present |= {r["key"] for r in rows if "value" in r and not r["value"].get("deleted")}
     recorded = recorded or {}
     as_of = recorded.get("checked_at")
     states = {}

@@ -107,17 +107,13 @@ class StateStore:
         databases, found = self._databases_and(config_uuids, disputes)
         return databases, {doc["config_uuid"] for doc in found.values()}
 
-    def database_names(self, config_uuids: set[str]) -> dict[str, str]:
-        """Configuration UUID -> database name, in one request."""
-        return self.database_names_and(config_uuids, None)[0]
-
-    def database_names_and(
+    def get_databases_and(
         self, config_uuids: set[str], doc_id: str | None
-    ) -> tuple[dict[str, str], dict | None]:
-        """Configuration UUID -> database name, and the doc `doc_id` of the state database
-        (None if missing), in one request."""
+    ) -> tuple[dict[str, Database], dict | None]:
+        """The registrations of these Configuration UUIDs, and the doc `doc_id` of the
+        state database (None if missing), in one request."""
         databases, found = self._databases_and(config_uuids, [doc_id] if doc_id else [])
-        return {u: d.database for u, d in databases.items()}, found.get(doc_id)
+        return databases, found.get(doc_id)
 
     def _databases_and(
         self, config_uuids: set[str], doc_ids: list[str]

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 
-from service.sharing.model import Access, Direction, Share, Status
+from service.sharing.model import Access, Database, Direction, Share, Status
 from service.sharing.replicator import ReplicationStatus, replicator_doc_id
 
 
@@ -17,10 +17,11 @@ def replication_ids(share: Share) -> list[str]:
 
 def describe(
     share: Share,
-    database_names: Mapping[str, str],
+    databases: Mapping[str, Database],
     status_of: Callable[[str], ReplicationStatus] | None = None,
 ) -> dict:
-    """The share as the API returns it; `status_of` adds each replication's live status."""
+    """The share as the API returns it, with the parties' `databases` that the caller may
+    see (by Configuration UUID); `status_of` adds each replication's live status."""
     two_way = share.access is Access.READ_WRITE
     view = {
         "id": share.id,
@@ -42,12 +43,14 @@ def describe(
         Direction.RECIPIENT_TO_OWNER: (share.recipient, share.owner),
     }
     for doc_id, direction in zip(replication_ids(share), Direction, strict=False):
-        source, target = ends[direction]
+        source, target = (databases.get(end) for end in ends[direction])
         replication = {
             "id": doc_id,
             "direction": str(direction),
-            "source_database": database_names.get(source),
-            "target_database": database_names.get(target),
+            "source_database": source and source.database,
+            "source_server": source and source.server,
+            "target_database": target and target.database,
+            "target_server": target and target.server,
         }
         if status_of is not None:
             replication["replication_status"] = asdict(status_of(replication["id"]))

@@ -46,8 +46,10 @@ class Databases(MethodView):
     @blp.doc(parameters=[idempotency.DOC])
     def post(self, body):
         """Register a database by reading its 0000-config"""
-        broker().policy.require_database(caller(), body["database"], "database")
-        database, created = broker().registry.register(body["database"])
+        who = caller()
+        server = body.get("server", who.server)
+        broker().policy.require_database(who, server, body["database"], "database")
+        database, created = broker().registry.register(server, body["database"])
         location = url_for("databases.Database", config_uuid=database.config_uuid)
         return asdict(database), 201 if created else 200, {"Location": location}
 

@@ -18,6 +18,14 @@ class DatabaseRegisterSchema(ma.Schema):
         validate=[validate.Length(max=238), DATABASE_NAME],
         metadata={"example": "inventory-alice"},
     )
+    server = ma.fields.String(
+        validate=validate.Length(min=1, max=32),
+        metadata={
+            "example": "default",
+            "description": "The server that holds the database, by the name the operator gave"
+            " it. By default the caller's own server (`default` for admins).",
+        },
+    )
 
 
 class DatabaseSchema(ma.Schema):

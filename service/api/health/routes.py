@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from service.api.context import broker
 from service.api.problems import problem
-from service.couch import CouchError, CouchUnavailable
+from service.couch import CouchClient, CouchError, CouchUnavailable
 from service.sharing.replicator import REPLICATOR_DB
 
 blp = Blueprint("health", __name__, description="Probes for orchestrators.")
@@ -14,6 +14,17 @@ blp = Blueprint("health", __name__, description="Probes for orchestrators.")
 
 class HealthSchema(ma.Schema):
     status = ma.fields.String(metadata={"example": "ok"})
+
+
+class ReadinessSchema(HealthSchema):
+    servers = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.String(),
+        metadata={
+            "description": "Each server by name: `ok`, or why not.",
+            "example": {"default": "ok", "home": "ok"},
+        },
+    )
 
 
 @blp.route("/healthz")
@@ -28,26 +39,43 @@ class Liveness(MethodView):
 @blp.route("/readyz")
 class Readiness(MethodView):
     @blp.doc(security=[])
-    @blp.response(200, HealthSchema)
+    @blp.response(200, ReadinessSchema)
     @blp.alt_response(
         503,
-        description="CouchDB is unreachable or refuses the broker, or others can read the"
-        " state database",
+        description="The `default` server is unreachable or refuses the broker, or others"
+        " can read the state database",
     )
     def get(self):
-        """Check CouchDB, the service credentials, and the state database and its lock"""
+        """Check each server and the service credentials, and the state database and its lock
+
+        Ready while the `default` server, which holds the state, is. Another server that is
+        down makes the answer `degraded`, still 200: the shares on the servers that are up
+        go on working, and taking the broker out of service would not bring that one back.
+        """
         b = broker()
+        servers = {site.name: _server_check(site.couch) for site in b.sites}
+        if servers["default"] != "ok":
+            return problem(503, f"not ready: {servers['default']}")
         try:
-            session = b.couch.get("_session")
-            if not (session.get("userCtx") or {}).get("name"):
-                return problem(503, "CouchDB does not accept the service credentials")
             b.store.ensure()
             exposure = b.store.exposure()
-            b.couch.get(REPLICATOR_DB)
         except (CouchError, CouchUnavailable) as exc:
             return problem(503, f"not ready: {exc}")
         if exposure is not None:
             return problem(
                 503, f"not ready: the state database {b.store.db} is exposed: {exposure}"
             )
-        return {"status": "ok"}
+        status = "ok" if all(v == "ok" for v in servers.values()) else "degraded"
+        return {"status": status, "servers": servers}
+
+
+def _server_check(couch: CouchClient) -> str:
+    """`ok` if the server takes the service credentials and has a `_replicator`."""
+    try:
+        session = couch.get("_session")
+        if not (session.get("userCtx") or {}).get("name"):
+            return "CouchDB does not accept the service credentials"
+        couch.get(REPLICATOR_DB)
+    except (CouchError, CouchUnavailable) as exc:
+        return str(exc)
+    return "ok"

@@ -23,9 +23,9 @@ from service.api.shares.schemas import (
 )
 from service.sharing.errors import ForbiddenError, InvalidRequest
 from service.sharing.lifecycle import UNCHANGED
-from service.sharing.model import Access, Selection, Share, Status
+from service.sharing.model import Access, Database, Selection, Share, Status
 from service.sharing.preview import Preview
-from service.sharing.replicator import replication_status
+from service.sharing.replicator import ReplicationStatus, replication_status
 from service.sharing.states import STATES_DOC_ID, recorded_states
 from service.sharing.store import status_selector
 from service.sharing.views import describe, replication_ids
@@ -40,6 +40,7 @@ blp.before_request(authenticate)
 blp.before_request(idempotency.begin)
 blp.after_request(idempotency.finish)
 
+UNKNOWN = ReplicationStatus(state="unknown")
 IF_MATCH = {
     "in": "header",
     "name": "If-Match",
@@ -54,18 +55,20 @@ def _view(
     share: Share,
     visible: set[str],
     with_status: bool = False,
-    names: dict[str, str] | None = None,
+    databases: dict[str, Database] | None = None,
 ) -> dict:
-    """The share as `visible` may see it: database names only of their own databases.
+    """The share as `visible` may see it: database names and servers only of their own
+    databases.
 
-    `names` are the parties' database names when the operation has just read them.
+    `databases` are the parties' registrations when the operation has just read them.
     """
-    if names is None:
-        names = broker().store.database_names({share.owner, share.recipient} & visible)
-    names = {uuid: name for uuid, name in names.items() if uuid in visible}
-    couch = broker().couch
-    status_of = (lambda doc_id: replication_status(couch, doc_id)) if with_status else None
-    return describe(share, names, status_of)
+    if databases is None:
+        databases = broker().store.get_databases({share.owner, share.recipient})
+    status_of = None
+    if with_status and share.owner in databases:  # replications run on the owner's server
+        couch = broker().registry.site(databases[share.owner]).couch
+        status_of = lambda doc_id: replication_status(couch, doc_id)  # noqa: E731
+    return describe(share, {u: d for u, d in databases.items() if u in visible}, status_of)
 
 
 def _visible(share: Share, roles: set[str]) -> set[str]:
@@ -102,12 +105,18 @@ class Shares(MethodView):
         everyone = {u for s in shares for u in (s.owner, s.recipient)}
         states_doc = STATES_DOC_ID if query["with_status"] else None
         visible = everyone if caller().is_admin else {database}
-        names, recorded = store.database_names_and(visible, states_doc)
+        databases, recorded = store.get_databases_and(everyone, states_doc)
         status_of = None
         if query["with_status"]:
-            changed_at = {i: s.updated_at for s in shares for i in replication_ids(s)}
-            status_of = recorded_states(broker().couch, recorded, changed_at).__getitem__
-        items = [describe(s, names, status_of) for s in shares]
+            changed_at, couches = {}, {}
+            for share in (s for s in shares if s.owner in databases):
+                home = broker().registry.site(databases[share.owner]).couch
+                for doc_id in replication_ids(share):
+                    changed_at[doc_id], couches[doc_id] = share.updated_at, home
+            states = recorded_states(couches, recorded, changed_at)
+            status_of = lambda doc_id: states.get(doc_id, UNKNOWN)  # noqa: E731
+        shown = {u: d for u, d in databases.items() if u in visible}
+        items = [describe(s, shown, status_of) for s in shares]
         return {"items": items, "next_cursor": next_cursor}
 
     @blp.arguments(ShareCreateSchema)
@@ -128,7 +137,7 @@ class Shares(MethodView):
         if query["dry_run"]:
             found = broker().shares.preview_new(body["owner"], body["recipient"], access, selection)
             return _preview(found)
-        share, names = broker().shares.create(
+        share, databases = broker().shares.create(
             body["owner"],
             body["recipient"],
             access,
@@ -138,7 +147,11 @@ class Shares(MethodView):
         )
         location = url_for("shares.ShareById", share_id=share.id)
         visible = {share.owner, share.recipient} if who.is_admin else {share.owner}
-        return _view(share, visible, names=names), 201, {"Location": location, "ETag": share.etag}
+        return (
+            _view(share, visible, databases=databases),
+            201,
+            {"Location": location, "ETag": share.etag},
+        )
 
 
 @blp.route("/<share_id>")
@@ -179,8 +192,8 @@ class ShareById(MethodView):
     def delete(self, query, share_id):
         """Revoke a share (the owner) or leave it (the recipient)"""
         share, roles = _share_for(share_id)
-        share, names = broker().shares.revoke(share, purge=query["purge"], actor=caller().actor)
-        return _view(share, _visible(share, roles), names=names)
+        share, databases = broker().shares.revoke(share, purge=query["purge"], actor=caller().actor)
+        return _view(share, _visible(share, roles), databases=databases)
 
 
 def _act(share_id: str, role: str, action) -> tuple[dict, dict]:
@@ -198,8 +211,8 @@ class AcceptShare(MethodView):
     def post(self, share_id):
         """Accept an invitation and start replicating (the recipient)"""
         share, roles = _share_for(share_id, "recipient")
-        share, names = broker().shares.accept(share, actor=caller().actor)
-        return _view(share, _visible(share, roles), names=names), {"ETag": share.etag}
+        share, databases = broker().shares.accept(share, actor=caller().actor)
+        return _view(share, _visible(share, roles), databases=databases), {"ETag": share.etag}
 
 
 @blp.route("/<share_id>/decline")

@@ -164,7 +164,9 @@ class ReplicationSchema(ma.Schema):
     id = ma.fields.String(metadata={"description": "The `_replicator` doc id."})
     direction = ma.fields.String(validate=validate.OneOf([str(d) for d in Direction]))
     source_database = ma.fields.String(allow_none=True)
+    source_server = ma.fields.String(allow_none=True, metadata={"example": "default"})
     target_database = ma.fields.String(allow_none=True)
+    target_server = ma.fields.String(allow_none=True, metadata={"example": "default"})
     replication_status = ma.fields.Nested(ReplicationStatusSchema)
 
 

@@ -1,0 +1,54 @@
+"""The CouchDB servers the broker administers, each with what acts on its databases.
+
+A share's two databases may live on different servers. Every database is known by its
+server's name and its own (see `model.place`).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from service.config import DEFAULT_SERVER
+from service.couch import CouchClient
+from service.sharing.access import Editors
+from service.sharing.errors import InvalidRequest
+from service.sharing.identity import Identity
+
+
+@dataclass(frozen=True)
+class Site:
+    """One server: the broker's client for it, how replicators reach it, the editors of
+    its databases' `_security` and guards, and its users' identity."""
+
+    name: str
+    couch: CouchClient
+    replication_url: str
+    editors: Editors
+    identity: Identity
+
+
+class Sites:
+    """Every server by name; `default` holds the broker's state."""
+
+    def __init__(self, sites: list[Site]):
+        self._sites = {site.name: site for site in sites}
+        self.default = self._sites[DEFAULT_SERVER]
+
+    def __getitem__(self, name: str) -> Site:
+        return self._sites[name]
+
+    def __iter__(self) -> Iterator[Site]:
+        return iter(self._sites.values())
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._sites)
+
+    def named(self, name: str, field: str = "server") -> Site:
+        """The server called `name`, or 422 naming `field`."""
+        if name not in self._sites:
+            known = ", ".join(sorted(self._sites))
+            raise InvalidRequest(f"no server is named {name!r}; known: {known}", field)
+        return self._sites[name]
