@@ -33,7 +33,7 @@ from service.sharing.model import Access, Direction, Share, now_epoch_ms
 from service.sharing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
 from service.sharing.selectors import Scope, share_selector
 from service.sharing.sites import Site, Sites
-from service.sharing.together import run_together
+from service.sharing.together import run_each
 
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
 R2O = f"replication:{Direction.RECIPIENT_TO_OWNER}"
@@ -205,28 +205,52 @@ def converge(
     record: Callable[[str], None],
 ) -> None:
     """Remove unwanted parts, then write wanted ones, stage by stage; skip names in `done`,
-    and record each name once its stage is through."""
-    for stage in _stages(parts, done):
-        groups: dict[tuple[str, str, str], list[Part]] = {}
+    and record each name once it is through.
+
+    Writes stop at the first failure. A removal that fails on one server does not hold
+    back the others: that server's later stages wait, the other servers' parts still go,
+    in stage order, and the first failure is raised at the end. Taking away more never
+    opens anything, and a server that is down keeps nothing half-done on those that are up.
+    """
+    failed: dict[str, Exception] = {}  # server -> its first failure
+    for stage, removing in _stages(parts, done):
+        groups: dict[tuple[str, str, str], list[str]] = {}
         for name in stage:
             part = parts[name]
-            key = (part.server, part.kind, part.db if part.kind == "doc" else "")
-            groups.setdefault(key, []).append(part)
-        run_together(
-            *(lambda g=group: _apply_group(sites[g[0].server], g) for group in groups.values())
+            if part.server not in failed:
+                key = (part.server, part.kind, part.db if part.kind == "doc" else "")
+                groups.setdefault(key, []).append(name)
+        outcomes = run_each(
+            *(
+                lambda g=group: _apply_group(sites[parts[g[0]].server], [parts[n] for n in g])
+                for group in groups.values()
+            )
         )
-        for name in stage:
-            record(name)
+        for (server, _, _), names, error in zip(groups, groups.values(), outcomes, strict=True):
+            if error is None:
+                for name in names:
+                    record(name)
+            else:
+                failed.setdefault(server, error)
+        if failed and not removing:
+            break
+    if failed:
+        raise next(iter(failed.values()))
 
 
-def _stages(parts: dict[str, Part], done: list[str]) -> list[list[str]]:
+def _stages(parts: dict[str, Part], done: list[str]) -> list[tuple[list[str], bool]]:
+    """The stages with something to do, each with whether it removes."""
     # A new password must reach the user even if an earlier attempt set another one.
     todo = {n for n, part in parts.items() if n not in done or part.kind == "user+password"}
-    stages = [[n for n in stage if n in todo and parts[n].body is None] for stage in REMOVAL_STAGES]
-    stages += [
-        [n for n in stage if n in todo and parts[n].body is not None] for stage in WRITE_STAGES
+    stages = [
+        ([n for n in stage if n in todo and parts[n].body is None], True)
+        for stage in REMOVAL_STAGES
     ]
-    return [stage for stage in stages if stage]
+    stages += [
+        ([n for n in stage if n in todo and parts[n].body is not None], False)
+        for stage in WRITE_STAGES
+    ]
+    return [(names, removing) for names, removing in stages if names]
 
 
 def _apply_group(site: Site, group: list[Part]) -> None:

@@ -15,3 +15,16 @@ def run_together(*calls: Callable[[], object]) -> list:
     with ThreadPoolExecutor(len(calls)) as pool:
         futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
     return [future.result() for future in futures]
+
+
+def run_each(*calls: Callable[[], object]) -> list[Exception | None]:
+    """Run the calls at once, each to its end; return each one's error, or None."""
+
+    def outcome(call: Callable[[], object]) -> Exception | None:
+        try:
+            call()
+        except Exception as exc:  # handed back to the caller, who decides
+            return exc
+        return None
+
+    return run_together(*(lambda c=call: outcome(c) for call in calls))
