@@ -7,7 +7,6 @@ from service.config import Settings
 from service.sharing.broker import Broker
 from service.sharing.followers import one_pass
 from service.sharing.lease import Lease
-from service.sharing.updates import DatabaseUpdates
 
 
 class FollowerPasses:
@@ -18,7 +17,7 @@ class FollowerPasses:
         broker = Broker.from_settings(settings)
         self.passes = [broker.branch_watch(), broker.rule_follow(), broker.state_recorder()]
         self.lease = Lease(broker.couch, broker.store.db, "bench-followers-lease", 60)
-        self.updates = DatabaseUpdates(broker.couch)
+        self.updates = broker.database_updates()
 
     def one(self) -> tuple[int, float]:
         """One pass: the CouchDB requests it sent and its wall time in ms (its requests

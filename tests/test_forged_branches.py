@@ -21,7 +21,6 @@ from service.sharing.lease import Lease
 from service.sharing.mango import matches
 from service.sharing.seal import Seal
 from service.sharing.store import StateStore
-from service.sharing.updates import DatabaseUpdates
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import (
     GUARD_ID,
@@ -262,14 +261,15 @@ def test_only_one_holder_has_the_watch_lease(app, couch, settings):
 
 def test_another_brokers_replications_are_not_watched(app, client, registered, dbs):
     create_share(client, **RW)
-    couch = app.extensions["sharing_broker"].couch
-    other = BranchWatch(couch, StateStore(couch, "another_broker", Seal("another-key" * 4)))
+    broker = app.extensions["sharing_broker"]
+    another = StateStore(broker.couch, "another_broker", Seal("another-key" * 4))
+    other = BranchWatch(broker.sites, another)
 
     assert other.inflows() == []
-    ours = app.extensions["sharing_broker"].branch_watch().inflows()
+    ours = broker.branch_watch().inflows()
     assert {(i.source, i.target) for i in ours} == {
-        (dbs["alice"], dbs["bob"]),
-        (dbs["bob"], dbs["alice"]),
+        (("default", dbs["alice"]), ("default", dbs["bob"])),
+        (("default", dbs["bob"]), ("default", dbs["alice"])),
     }
 
 
@@ -302,7 +302,7 @@ def test_a_long_lived_watch_sees_shares_made_after_it_started(app, client, couch
 
 @pytest.mark.pouchdb_only  # on Apache CouchDB: tests/test_replication.py
 def test_without_db_updates_every_database_is_read(app, dbs):
-    updates = DatabaseUpdates(app.extensions["sharing_broker"].couch)
+    updates = app.extensions["sharing_broker"].database_updates()
 
     assert updates.changed() is None  # pouchdb-server answers 400
     assert updates.changed() is None
@@ -325,7 +325,14 @@ def test_the_loop_runs_every_pass_only_while_it_holds_the_lease(app, settings):
     assert other.take()  # another worker holds it: the loop waits
     ours = Lease(couch, settings.state_db, LEASE_ID, 30)
     loop = threading.Thread(
-        target=follow_every, args=(0.05, [Broken(), Pass()], ours, DatabaseUpdates(couch), stop)
+        target=follow_every,
+        args=(
+            0.05,
+            [Broken(), Pass()],
+            ours,
+            app.extensions["sharing_broker"].database_updates(),
+            stop,
+        ),
     )
     loop.start()
     assert not stop.wait(0.5) and seen == []

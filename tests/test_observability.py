@@ -52,7 +52,11 @@ def test_metrics_count_requests_couchdb_calls_shares_and_repairs(client, couch, 
     assert missing >= 1
     written = {
         operation: metric(
-            text, "sharing_broker_couchdb_requests_total", operation=operation, outcome="201"
+            text,
+            "sharing_broker_couchdb_requests_total",
+            operation=operation,
+            outcome="201",
+            server="default",
         )
         for operation in ("POST _replicator/_bulk_docs", "PUT _replicator/{doc}")
     }

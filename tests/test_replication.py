@@ -266,7 +266,7 @@ def test_with_db_updates_a_pass_reads_only_the_databases_that_moved(
 ):
     create_share(client, **RW)
     wait_for_docs(couch, dbs["bob"], COLLECTION_1 | {DB_SHARING}, "the share")
-    updates = DatabaseUpdates(app.extensions["sharing_broker"].couch)
+    updates = app.extensions["sharing_broker"].database_updates()
     assert updates.changed() is None  # the first look only learns where the feed is
     wait_for(lambda: quiet(updates), "a quiet _db_updates feed", couch=couch)
     note = {"_id": "item-garage-note", "type": "item", "data": {"collection_id": "c0ll-uuid-2"}}
