@@ -6,6 +6,7 @@ pouchdb-server. Tests marked `couchdb` need what only Apache CouchDB does (repli
 `pouchdb_only` show how the broker copes with a server that lacks those.
 """
 
+import os
 import secrets
 import signal
 import uuid
@@ -17,7 +18,7 @@ from service.app import create_app, ensure_state_db
 from service.config import Settings
 from tests.helpers import CallLog, remove_broker_footprint
 from tests.servers.broker import BrokerProcess
-from tests.servers.choose import start_server
+from tests.servers.choose import start_second_server, start_server
 from tests.servers.demo import ALICE, BOB, alice_docs, bob_docs
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
@@ -65,6 +66,21 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def couch():
     return SERVER["couch"]
+
+
+@pytest.fixture(scope="session")
+def second_couch(couch):
+    """A second Apache CouchDB, for shares across servers; started on first use."""
+    if couch.kind != "couchdb":
+        pytest.skip("shares across servers need Apache CouchDB twice")
+    server = start_second_server()
+    if server is None:
+        missing = "no second CouchDB: set COUCHDB_SECOND_URL or COUCHDB_LAUNCHER"
+        if os.environ.get("COUCHDB_SERVER") == "couchdb":  # CI: fail rather than skip
+            raise RuntimeError(missing)
+        pytest.skip(missing)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

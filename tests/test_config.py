@@ -83,3 +83,57 @@ def test_the_record_key_is_given_or_derived_and_never_shown():
     assert "k" * 32 not in repr(given) and derived.record_key not in repr(derived)
     with pytest.raises(ConfigError, match="BROKER_RECORD_KEY"):
         Settings.from_env({**BASE, "BROKER_RECORD_KEY": "short"})
+
+
+TWO = {
+    **BASE,
+    "BROKER_SERVERS": "home, eu_west",
+    "BROKER_SERVER_HOME_URL": "https://home.example:6984/",
+    "BROKER_SERVER_HOME_USER": "broker-home",
+    "BROKER_SERVER_HOME_PASSWORD": "home-canary",
+    "BROKER_SERVER_HOME_REPLICATION_URL": "https://home.internal:6984",
+    "BROKER_SERVER_EU_WEST_URL": "http://eu.example:5984",
+    "BROKER_SERVER_EU_WEST_USER": "broker-eu",
+    "BROKER_SERVER_EU_WEST_PASSWORD": "eu-canary",
+}
+
+
+def test_more_servers_are_named_with_default_first(tmp_path):
+    (tmp_path / "pw").write_text("eu-from-file\n")
+    env = {k: v for k, v in TWO.items() if k != "BROKER_SERVER_EU_WEST_PASSWORD"}
+    env["BROKER_SERVER_EU_WEST_PASSWORD_FILE"] = str(tmp_path / "pw")
+    servers = Settings.from_env(env).servers
+    assert [(s.name, s.url, s.user, s.replication_url) for s in servers] == [
+        ("default", "http://couchdb:5984", "broker", "http://couchdb:5984"),
+        ("home", "https://home.example:6984", "broker-home", "https://home.internal:6984"),
+        ("eu_west", "http://eu.example:5984", "broker-eu", "http://eu.example:5984"),
+    ]
+    assert [s.password for s in servers] == ["s3cret-canary", "home-canary", "eu-from-file"]
+    assert not any(p in repr(servers) for p in ("s3cret-canary", "home-canary", "eu-from-file"))
+
+
+def test_one_server_is_the_default():
+    assert [s.name for s in Settings.from_env(BASE).servers] == ["default"]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"BROKER_SERVERS": "Home"}, "BROKER_SERVERS"),
+        ({"BROKER_SERVERS": "default"}, "BROKER_SERVERS"),
+        ({"BROKER_SERVERS": "home,home"}, "BROKER_SERVERS"),
+        ({"BROKER_SERVERS": "home-1"}, "BROKER_SERVERS"),
+        ({"BROKER_SERVER_HOME_URL": None}, "BROKER_SERVER_HOME_URL"),
+        ({"BROKER_SERVER_HOME_URL": "home:6984"}, "BROKER_SERVER_HOME_URL"),
+        ({"BROKER_SERVER_HOME_URL": "http://u:home-canary@h"}, "BROKER_SERVER_HOME_URL"),
+        ({"BROKER_SERVER_HOME_USER": None}, "BROKER_SERVER_HOME_USER"),
+        ({"BROKER_SERVER_HOME_PASSWORD": None}, "BROKER_SERVER_HOME_PASSWORD"),
+        ({"BROKER_SERVER_HOME_REPLICATION_URL": "ftp://x"}, "BROKER_SERVER_HOME_REPLICATION_URL"),
+        ({"BROKER_SERVER_EU_WEST_PASSWORD_FILE": "/nonexistent"}, "BROKER_SERVER_EU_WEST"),
+    ],
+)
+def test_a_bad_server_setting_is_named_without_its_value(change, named):
+    env = {k: v for k, v in {**TWO, **change}.items() if v is not None}
+    with pytest.raises(ConfigError, match=named) as raised:
+        Settings.from_env(env)
+    assert "home-canary" not in str(raised.value) and "eu-canary" not in str(raised.value)

@@ -7,6 +7,9 @@
 
 `COUCHDB_SERVER` narrows the choice: `couchdb` refuses the fallback, `pouchdb` goes straight
 to it, `auto` (the default) takes the first that is there.
+
+Shares across servers need a second Apache CouchDB: `COUCHDB_SECOND_URL`, else one more
+from the launcher or Docker.
 """
 
 import os
@@ -46,3 +49,17 @@ def start_server(
                 " COUCHDB_LAUNCHER, or run Docker"
             )
     return PouchServer(port, password).start()
+
+
+def start_second_server() -> AdminHttp | None:
+    """A second Apache CouchDB beside the first, tuned as it is; None if none can be had."""
+    if os.environ.get("COUCHDB_SECOND_URL"):
+        return RunningCouchDB(os.environ["COUCHDB_SECOND_URL"])
+    server = None
+    if os.environ.get("COUCHDB_LAUNCHER"):
+        server = LaunchedCouchDB(os.environ["COUCHDB_LAUNCHER"]).start()
+    elif DockerCouchDB.available():
+        server = DockerCouchDB().start()
+    if server is not None:
+        tune_for_tests(server)
+    return server
