@@ -90,3 +90,19 @@ def test_dockerfile_runs_gunicorn_as_non_root_with_a_healthcheck():
     assert re.search(r"^USER 10001", text, re.M)
     assert "HEALTHCHECK" in text and "/healthz" in text
     assert 'CMD ["sharing-broker", "serve"]' in text
+
+
+def test_the_two_server_example_gives_the_broker_both_servers():
+    """`docker compose -f docker-compose.yml -f docker-compose.two-servers.yml` merges the
+    second file's broker settings over the first's."""
+    extra = yaml.safe_load((ROOT / "docker-compose.two-servers.yml").read_text())["services"]
+    env = dotenv_example()
+    merged = {**compose()["services"]["broker"]["environment"], **extra["broker"]["environment"]}
+    settings = Settings.from_env({key: substitute(str(v), env) for key, v in merged.items()})
+    servers = {s.name: s for s in settings.servers}
+    assert servers["home"].url == "http://couchdb-home:5984"
+    # Replicators on both servers reach the first one by its service name.
+    assert servers["default"].replication_url == "http://couchdb:5984"
+    assert servers["home"].replication_url == "http://couchdb-home:5984"
+    assert "couchdb-home-init" in extra["broker"]["depends_on"]
+    assert "_replicator" in extra["couchdb-home-init"]["command"][0]

@@ -139,3 +139,75 @@ def test_bad_values_are_refused(helm, chart, args, complaint):
     )
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+TWO_SERVERS = {
+    "broker": {
+        "servers": [
+            {"name": "home", "url": "https://home.example:6984", "user": "broker-home"},
+            {
+                "name": "eu_west",
+                "url": "http://eu.example:5984",
+                "user": "broker-eu",
+                "replicationUrl": "http://eu.internal:5984",
+            },
+        ]
+    },
+    "secret": {
+        "couchdbPassword": "pw",
+        "adminTokens": "ops:token",
+        "serverPasswords": {"home": "home-pw", "eu_west": "eu-pw"},
+    },
+}
+
+
+def test_more_servers_reach_the_broker_as_settings_and_secret_files(helm, chart, tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(TWO_SERVERS))
+    kinds = render(helm, chart, "-f", str(values))
+    config = kinds["ConfigMap"]["data"]
+    assert config["BROKER_SERVERS"] == "home,eu_west"
+    assert config["BROKER_SERVER_HOME_URL"] == "https://home.example:6984"
+    assert config["BROKER_SERVER_EU_WEST_USER"] == "broker-eu"
+    assert config["BROKER_SERVER_EU_WEST_REPLICATION_URL"] == "http://eu.internal:5984"
+    assert "BROKER_SERVER_HOME_REPLICATION_URL" not in config
+    mounted = "/var/run/secrets/sharing-broker/server-home-password"
+    assert config["BROKER_SERVER_HOME_PASSWORD_FILE"] == mounted
+    assert "home-pw" not in str(config)
+    assert kinds["Secret"]["stringData"]["server-eu_west-password"] == "eu-pw"
+    items = kinds["Deployment"]["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"]
+    assert {"key": "server-home-password", "path": "server-home-password"} in items
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"name": "Home", "url": "http://h:5984", "user": "u"},
+        {"name": "default", "url": "http://h:5984", "user": "u"},
+        {"name": "home", "url": "http://u:pw@h:5984", "user": "u"},
+        {"name": "home", "url": "http://h:5984"},
+    ],
+)
+def test_a_bad_server_is_refused(helm, chart, tmp_path, server):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({**TWO_SERVERS, "broker": {"servers": [server]}}))
+    result = subprocess.run(
+        [helm, "template", "release", str(chart), "-f", str(values)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+
+
+def test_a_server_without_its_password_is_refused(helm, chart, tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({**TWO_SERVERS, "secret": REQUIRED_SECRET}))
+    result = subprocess.run(
+        [helm, "template", "release", str(chart), "-f", str(values)],
+        capture_output=True,
+        text=True,
+    )
+    assert "secret.serverPasswords.home is required" in result.stderr
+
+
+REQUIRED_SECRET = {"couchdbPassword": "pw", "adminTokens": "ops:token"}
