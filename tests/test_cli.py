@@ -62,6 +62,8 @@ def test_refusals_exit_1_with_the_problem_on_stderr(live_broker, capsys):
     code, out, err = run(capsys, "databases", "register", "no-such-db")
     assert (code, out) == (1, "")
     assert err.startswith("sharing-broker: 404 ") and "no-such-db" in err
+    code, _, err = run(capsys, "databases", "register", "some-db", "--server", "mars")
+    assert code == 1 and "422" in err and "mars" in err
     code, _, err = run(capsys, "shares", "show", "00000000-0000-4000-8000-000000000000")
     assert code == 1 and "404" in err
     code, _, err = run(

@@ -36,7 +36,8 @@ def _preview_line(p: dict) -> str:
 
 def databases(args: argparse.Namespace, api: BrokerClient) -> int:
     if args.action == "register":
-        data = api.json("POST", "/v1/databases", json={"database": args.database})
+        body = {"database": args.database, "server": args.server}
+        data = api.json("POST", "/v1/databases", json=body)
     elif args.action == "list":
         data = api.all_pages("/v1/databases", {})
     elif args.action == "show":
@@ -113,7 +114,9 @@ def reconcile(args: argparse.Namespace, api: BrokerClient) -> int:
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     db = commands.add_parser("databases", help="register, list, show or remove databases")
     db_actions = db.add_subparsers(dest="action", required=True)
-    db_actions.add_parser("register", parents=[common]).add_argument("database")
+    register = db_actions.add_parser("register", parents=[common])
+    register.add_argument("database")
+    register.add_argument("--server", default="default", help="the server that holds it")
     db_actions.add_parser("list", parents=[common])
     for action in ("show", "remove"):
         db_actions.add_parser(action, parents=[common]).add_argument("config_uuid")
