@@ -28,13 +28,16 @@ SECURITY_SCHEMES = {
     "couchdbBasic": {
         "type": "http",
         "scheme": "basic",
-        "description": "A CouchDB user's own name and password, checked with CouchDB.",
+        "description": "A CouchDB user's own name and password, checked with CouchDB: the"
+        " server the `CouchDB-Server` header names (its `BROKER_SERVERS` name), `default`"
+        " without it.",
     },
     "couchdbSession": {
         "type": "apiKey",
         "in": "cookie",
         "name": "AuthSession",
-        "description": "A CouchDB session cookie, from `POST /_session` on the same server.",
+        "description": "A CouchDB session cookie, from `POST /_session` on the server the"
+        " `CouchDB-Server` header names (`default` without it); it counts there only.",
     },
 }
 
