@@ -26,6 +26,7 @@ from tests.helpers import (
     wait_for_docs,
 )
 from tests.servers.demo import ALICE, BOB, alice_docs, bob_docs
+from tests.test_rules import CONTAINERS, item_with_picture
 from tests.test_selectors import COLLECTION_1
 
 pytestmark = pytest.mark.couchdb
@@ -474,3 +475,22 @@ def test_from_read_write_to_read_only_across_servers(
     # Bob's copy of db_sharing is purged on his server: his app stops offering edits.
     assert doc_state(second_couch, split["bob"], DB_SHARING) == "missing"
     assert doc_state(couch, split["alice"], DB_SHARING) == "deleted"
+
+
+def test_the_rule_follower_reads_the_owners_server_and_moves_both_guards(
+    app, client, couch, second_couch, registered, split
+):
+    books = "b0b-coll-1"
+    first = item_with_picture(1, "container", books) + item_with_picture(2, "item", books)
+    second_couch.request("POST", f"{split['bob']}/_bulk_docs", json={"docs": first})
+    share = create_share(client, owner=BOB, recipient=ALICE, collections=[books], rules=CONTAINERS)
+    follow = app.extensions["sharing_broker"].rule_follow()
+    follow.run()  # first look: followed from here on
+    later = item_with_picture(3, "container", books)
+    second_couch.request("POST", f"{split['bob']}/_bulk_docs", json={"docs": later})
+
+    rewritten = follow.run()
+
+    assert rewritten == {share["id"]: ["access:recipient", "replication:owner-to-recipient"]}
+    wait_for_docs(couch, split["alice"], {doc["_id"] for doc in later}, "the new container")
+    assert doc_state(couch, split["alice"], "item-rule-item-2") == "missing"  # not a container
