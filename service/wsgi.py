@@ -45,7 +45,7 @@ if settings.reconcile_interval_seconds:
     )
 if settings.follow_interval_seconds:
     interval = settings.follow_interval_seconds
-    lease = Lease(broker.couch, broker.store.db, LEASE_ID, lease_seconds(interval))
+    lease = Lease(broker.store.couch, broker.store.db, LEASE_ID, lease_seconds(interval))
     _in_background(
         "followers",
         follow_every,

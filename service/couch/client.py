@@ -1,5 +1,6 @@
 """CouchClient: JSON requests to one CouchDB server with service credentials."""
 
+import copy
 import time
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -33,6 +34,7 @@ class CouchClient:
     ):
         self.base_url = base_url.rstrip("/")
         self.server = server  # the operator's name for it, in metrics and errors
+        self.quorum = False  # whether a write CouchDB accepted without a quorum fails
         self.timeout = timeout
         self._session = requests.Session()
         self._session.auth = (username, password)
@@ -40,6 +42,14 @@ class CouchClient:
         adapter = HTTPAdapter(max_retries=IDEMPOTENT_RETRY, pool_maxsize=32)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+
+    def strict(self) -> "CouchClient":
+        """This client, sharing its connections, for coordination docs: a write that
+        CouchDB accepted without a quorum of copies (202) raises CouchUnavailable. Another
+        writer may have been told the same, so it is no success."""
+        strict = copy.copy(self)
+        strict.quorum = True
+        return strict
 
     def url(self, *segments: str) -> str:
         """The URL of a path given as unquoted segments, without credentials."""
@@ -72,6 +82,8 @@ class CouchClient:
             body = {}
         if response.status_code >= 400:
             raise error_for(response.status_code, body, operation, self.server)
+        if response.status_code == 202 and self.quorum:
+            raise CouchUnavailable(operation, "202 accepted without a quorum", self.server)
         return body
 
     def _send(self, method: str, url: str, **kwargs) -> requests.Response:

@@ -96,7 +96,7 @@ class BranchWatch:
     def __init__(self, sites: Sites, store: StateStore):
         self.sites = sites
         self.store = store
-        self.checkpoints = Checkpoints(sites.default.couch, store.db, CHECKPOINT_ID)
+        self.checkpoints = Checkpoints(store.couch, store.db, CHECKPOINT_ID)
         # target's place -> (home server, replicator doc id) -> inflow
         self._into: dict[str, dict[tuple[str, str], Inflow]] = {}
         self._targets: dict[tuple[str, str], str] = {}  # (home, doc id) -> target's place

@@ -53,9 +53,11 @@ class Broker:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":
-        state_couch = _client(settings.servers[0], settings)  # `default` holds the state
-        sites = Sites([_site(server, settings, state_couch) for server in settings.servers])
-        store = StateStore(state_couch, settings.state_db, Seal(settings.record_key))
+        default = _client(settings.servers[0], settings)
+        # The state database, on `default`: records, claims, locks, leases, checkpoints.
+        state = default.strict()
+        sites = Sites([_site(server, settings, default, state) for server in settings.servers])
+        store = StateStore(state, settings.state_db, Seal(settings.record_key))
         registry = Registry(sites, store)
         shares = ShareService(sites, store, registry, settings.invitation_ttl_seconds)
         return cls(sites, store, registry, shares, Policy(sites, registry))
@@ -71,10 +73,12 @@ def _client(server: ServerSettings, settings: Settings) -> CouchClient:
     )
 
 
-def _site(server: ServerSettings, settings: Settings, state_couch: CouchClient) -> Site:
-    """A server's site. Its databases' locks live in the state database."""
-    couch = state_couch if server.name == DEFAULT_SERVER else _client(server, settings)
-    locks = DatabaseLocks(state_couch, settings.state_db, server.name)
+def _site(
+    server: ServerSettings, settings: Settings, default: CouchClient, state: CouchClient
+) -> Site:
+    """A server's site. Its databases' locks live in the state database (`state`)."""
+    couch = default if server.name == DEFAULT_SERVER else _client(server, settings)
+    locks = DatabaseLocks(state, settings.state_db, server.name)
     editors = Editors(
         SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db), locks
     )
