@@ -38,6 +38,10 @@ REPLICATIONS = Gauge(
     ["state"],
     multiprocess_mode="livemax",
 )
+STATE_CONFLICTS = Counter(
+    "sharing_broker_state_conflicts_total",
+    "Docs of the state database found with conflicting branches (reconcile resolves them)",
+)
 FORGED_BRANCHES_REMOVED = Counter(
     "sharing_broker_forged_branches_removed_total", "Forged branches the watcher deleted"
 )

@@ -1,6 +1,7 @@
 """Reconcile: bring CouchDB and the share records back in line after crashes and hand edits.
 
-It finishes operations a crash left half-done, rewrites the parts of active shares that are
+It resolves conflicting branches in the state database (none should arise: it keeps one
+copy), finishes operations a crash left half-done, rewrites the parts of active shares that are
 missing, changed or failed, and removes broker-made parts that no share accounts for:
 replicator docs, db_sharing docs, share users and their `_security` entries. Only docs the
 broker labelled as its own are ever removed, and only `_security` names of share users.
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from service.config import DEFAULT_SERVER
 from service.couch import CouchError, CouchUnavailable, NotFound
-from service.metrics import RECONCILE_REPAIRS
+from service.metrics import RECONCILE_REPAIRS, STATE_CONFLICTS
 from service.sharing.branches import BranchWatch
 from service.sharing.credentials import USER_PREFIX, USERS_DB, user_doc_id
 from service.sharing.errors import SharingError
@@ -64,6 +65,7 @@ class Reconciler:
             report.skipped = "another reconciler holds the lease"
             return report
         try:
+            self._resolve_state_conflicts(report)
             self._finish_operations(report)
             self._repair_active(report)
             for site in self.sites:
@@ -91,6 +93,19 @@ class Reconciler:
         if outcome:
             report.repaired.append({**finding, "action": outcome})
             RECONCILE_REPAIRS.labels(finding["kind"]).inc()
+
+    def _resolve_state_conflicts(self, report: Report) -> None:
+        """Keep each conflicted record's winning revision, the one CouchDB shows every
+        reader, and delete the others: the repairs that follow bring CouchDB in line with
+        it. Each is counted: a conflict here means that two writers were both told yes."""
+        for doc_id, losers in self.store.conflicts().items():
+            finding = {"kind": "state conflict", "doc_id": doc_id, "dropped": losers}
+            STATE_CONFLICTS.inc()
+            self._attempt(report, finding, lambda d=doc_id, r=losers: self._drop(d, r))
+
+    def _drop(self, doc_id: str, revs: list[str]) -> str:
+        self.store.drop_branches(doc_id, revs)
+        return "kept the winning revision, deleted the others"
 
     def _finish_operations(self, report: Report) -> None:
         unfinished = {

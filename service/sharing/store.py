@@ -1,7 +1,10 @@
 """The broker's state in CouchDB: database registrations, share records and pair claims.
 
 Any number of broker replicas share this state. Writes carry `_rev`, so a concurrent change
-shows up as a conflict instead of being overwritten.
+shows up as a conflict instead of being overwritten. That holds on a cluster only if one
+copy decides: the state database is made with one shard and one copy (`q=1`, `n=1`), so
+every write to it, through whatever node, is judged in one place, in order. Two writers of
+one new doc id get one 201 and one 409, never two successes.
 """
 
 import json
@@ -62,7 +65,7 @@ class StateStore:
             self.couch.get(self.db)
         except NotFound:
             with suppress(DocumentConflict):  # another replica created it first
-                self.couch.put(self.db)
+                self.couch.put(self.db, params=ONE_COPY)
             self._locked = self._indexed = False  # a new database: lock and index it
         if not self._locked:
             if self.exposure() is not None:
@@ -71,8 +74,9 @@ class StateStore:
         if not self._indexed:
             for index in (PAGE_INDEX, RULED_INDEX):
                 self.couch.post(self.db, "_index", json=index)  # idempotent
-            with suppress(DocumentConflict):  # already there
-                self.couch.put(self.db, STATS_DDOC["_id"], json=STATS_DDOC)
+            for ddoc in (STATS_DDOC, CONFLICTS_DDOC):
+                with suppress(DocumentConflict):  # already there
+                    self.couch.put(self.db, ddoc["_id"], json=ddoc)
             self._indexed = True
 
     def exposure(self) -> str | None:
@@ -88,6 +92,36 @@ class StateStore:
         if security != {**security, **ADMINS_ONLY}:
             return f"its _security lets others in: {json.dumps(security, sort_keys=True)}"
         return None
+
+    def placement(self) -> str | None:
+        """Why the state database cannot judge concurrent writes in one place, or None.
+
+        On a cluster it must keep one copy: with more, two nodes may each accept a write of
+        the same new doc, and locks and claims would hold twice.
+        """
+        try:
+            nodes = self.couch.get("_membership").get("cluster_nodes") or []
+        except CouchError:  # no clustering here (pouchdb-server)
+            return None
+        copies = (self.couch.get(self.db).get("cluster") or {}).get("n", 1)
+        if len(nodes) > 1 and copies != 1:
+            return (
+                f"it keeps {copies} copies on a cluster of {len(nodes)} nodes; the broker's"
+                " locks and claims need one (create it with ?q=1&n=1, see the README)"
+            )
+        return None
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Doc id -> its losing revisions, for every doc of the state database that has
+        conflicting branches."""
+        view = ("_design", CONFLICTS_DDOC_NAME, "_view", "conflicts")
+        return {row["id"]: row["value"] for row in self.couch.get(self.db, *view)["rows"]}
+
+    def drop_branches(self, doc_id: str, revs: list[str]) -> None:
+        """Delete these losing branches of a doc; its winning revision stays."""
+        for rev in revs:
+            with suppress(NotFound, DocumentConflict):  # gone already
+                self.couch.delete(self.db, doc_id, params={"rev": rev})
 
     # Database registrations
 
@@ -461,6 +495,17 @@ class StateStore:
 
 
 STATS_DDOC_NAME = "sharing-broker-stats"
+ONE_COPY = {"q": "1", "n": "1"}
+CONFLICTS_DDOC_NAME = "sharing-broker-conflicts"
+CONFLICTS_DDOC = {
+    "_id": f"_design/{CONFLICTS_DDOC_NAME}",
+    "language": "javascript",
+    "views": {
+        "conflicts": {
+            "map": "function (doc) { if (doc._conflicts) { emit(null, doc._conflicts); } }"
+        }
+    },
+}
 STATS_DDOC = {
     "_id": f"_design/{STATS_DDOC_NAME}",
     "language": "javascript",

@@ -42,8 +42,8 @@ class Readiness(MethodView):
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(
         503,
-        description="The `default` server is unreachable or refuses the broker, or others"
-        " can read the state database",
+        description="The `default` server is unreachable or refuses the broker, others can"
+        " read the state database, or it keeps more than one copy on a cluster",
     )
     def get(self):
         """Check each server and the service credentials, and the state database and its lock
@@ -59,12 +59,15 @@ class Readiness(MethodView):
         try:
             b.store.ensure()
             exposure = b.store.exposure()
+            placement = b.store.placement()
         except (CouchError, CouchUnavailable) as exc:
             return problem(503, f"not ready: {exc}")
         if exposure is not None:
             return problem(
                 503, f"not ready: the state database {b.store.db} is exposed: {exposure}"
             )
+        if placement is not None:
+            return problem(503, f"not ready: the state database {b.store.db}: {placement}")
         status = "ok" if all(v == "ok" for v in servers.values()) else "degraded"
         return {"status": status, "servers": servers}
 
