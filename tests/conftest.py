@@ -19,6 +19,7 @@ from service.config import Settings
 from tests.helpers import CallLog, remove_broker_footprint
 from tests.servers.broker import BrokerProcess
 from tests.servers.choose import start_second_server, start_server
+from tests.servers.cluster import LaunchedCluster
 from tests.servers.demo import ALICE, BOB, alice_docs, bob_docs
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
@@ -81,6 +82,20 @@ def second_couch(couch):
         pytest.skip(missing)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(couch):
+    """A three-node Apache CouchDB cluster from the launcher; started on first use."""
+    launcher = os.environ.get("COUCHDB_LAUNCHER")
+    if couch.kind != "couchdb" or not launcher:
+        missing = "a cluster needs the launcher: set COUCHDB_LAUNCHER"
+        if couch.kind == "couchdb" and os.environ.get("COUCHDB_SERVER") == "couchdb":
+            raise RuntimeError(missing)  # CI: fail rather than skip
+        pytest.skip(missing)
+    started = LaunchedCluster(launcher).start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture
