@@ -166,6 +166,52 @@ def test_two_replicas_never_both_hold_the_followers_lease(cluster, replicas, att
         leases[taken.index(True)].drop()
 
 
+@pytest.mark.parametrize("attempt", ROUNDS)
+def test_one_idempotency_key_through_two_replicas_runs_once(cluster, replicas, people, attempt):
+    _alice, recipients = people
+    body = {"owner": ALICE, "recipient": next(iter(recipients)), "access": "read"}
+    key = {"Idempotency-Key": f"create-{attempt}"}
+    clients = [admin_client(replicas[i % 2]) for i in range(8)]
+
+    answers = at_once([lambda c=c: c.post("/v1/shares", json=body, headers=key) for c in clients])
+
+    ran = [a for a in answers if a.status_code == 201 and "Idempotent-Replayed" not in a.headers]
+    assert len(ran) == 1, [(a.status_code, a.json) for a in answers]
+    for answer in answers:  # the others wait for it, or get its answer again
+        replayed = answer.headers.get("Idempotent-Replayed") == "true"
+        assert answer is ran[0] or replayed or "still running" in answer.json["detail"]
+        assert not replayed or answer.json["id"] == ran[0].json["id"]
+
+
+@pytest.mark.parametrize("attempt", ROUNDS)
+def test_two_changes_of_one_share_through_two_replicas_one_wins(cluster, replicas, people, attempt):
+    _alice, recipients = people
+    body = {"owner": ALICE, "recipient": next(iter(recipients)), "access": "read"}
+    share = admin_client(replicas[0]).post("/v1/shares", json=body).json
+    etag = admin_client(replicas[0]).get(f"/v1/shares/{share['id']}").headers["ETag"]
+    changes = [["c0ll-uuid-1"], ["c0ll-uuid-2"]]
+
+    answers = at_once(
+        [
+            lambda i=i: admin_client(replicas[i]).patch(
+                f"/v1/shares/{share['id']}",
+                json={"collections": changes[i]},
+                headers={"If-Match": etag},
+            )
+            for i in range(2)
+        ]
+    )
+
+    codes = sorted(a.status_code for a in answers)
+    assert codes in ([200, 409], [200, 412]), [a.json for a in answers]
+    won = next(a.json for a in answers if a.status_code == 200)
+    now = admin_client(replicas[1]).get(f"/v1/shares/{share['id']}").json
+    assert now["collections"] == won["collections"]
+    selector = cluster.nodes[2].get(f"_replicator/{now['replications'][0]['id']}")["selector"]
+    assert won["collections"][0] in str(selector)
+    assert changes[1 - changes.index(won["collections"])][0] not in str(selector)
+
+
 def test_a_node_killed_in_a_create_leaves_one_whole_share_or_none(
     cluster, replicas, people, monkeypatch
 ):
