@@ -3,8 +3,8 @@
 import requests
 
 from bench.stack import collection_of
-from service.sharing.model import Access, Direction
-from service.sharing.selectors import Scope, share_selector
+from service.sharing.core.model import Access, Direction
+from service.sharing.crossing.selectors import Scope, share_selector
 
 
 class Floor:

@@ -5,8 +5,8 @@ import time
 from bench.counts import counting
 from service.config import Settings
 from service.sharing.broker import Broker
-from service.sharing.followers import one_pass
-from service.sharing.lease import Lease
+from service.sharing.core.lease import Lease
+from service.sharing.watching.followers import one_pass
 
 
 class FollowerPasses:

@@ -35,11 +35,11 @@ from bench.stack import (
 )
 from service.app import create_app
 from service.config import Settings
-from service.sharing.credentials import Credentials
-from service.sharing.model import Access, Selection, Share, Status
-from service.sharing.parts import O2R, R2O, Target, wanted_parts
-from service.sharing.seal import Seal
-from service.sharing.selectors import Scope
+from service.sharing.core.model import Access, Selection, Share, Status
+from service.sharing.core.seal import Seal
+from service.sharing.crossing.selectors import Scope
+from service.sharing.placing.credentials import Credentials
+from service.sharing.placing.parts import O2R, R2O, Target, wanted_parts
 
 STATE_DB = "bench_state"
 SIZES = (100, 1_000, 10_000)

@@ -6,9 +6,9 @@ import threading
 from service.app import create_app, ensure_state_db
 from service.config import ConfigError
 from service.logs import configure_logging
-from service.sharing.followers import LEASE_ID, follow_every, lease_seconds
-from service.sharing.lease import Lease
-from service.sharing.reconcile import reconcile_every
+from service.sharing.core.lease import Lease
+from service.sharing.lifecycle.reconcile import reconcile_every
+from service.sharing.watching.followers import LEASE_ID, follow_every, lease_seconds
 
 configure_logging()
 try:

@@ -2,8 +2,8 @@
 
 import requests
 
-from service.sharing.model import Access, Share, Status
-from service.sharing.views import replication_ids
+from service.sharing.core.model import Access, Share, Status
+from service.sharing.lifecycle.views import replication_ids
 from tests.servers.demo import ALICE, BOB
 
 DB_SHARING = f"db_sharing-{ALICE}--{BOB}"

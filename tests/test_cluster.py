@@ -16,8 +16,8 @@ import pytest
 from service.app import create_app, ensure_state_db
 from service.config import Settings
 from service.couch import CouchClient
-from service.sharing.followers import LEASE_ID
-from service.sharing.lease import Lease
+from service.sharing.core.lease import Lease
+from service.sharing.watching.followers import LEASE_ID
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import remove_broker_footprint, wait_for
 from tests.servers.demo import ALICE, alice_docs
@@ -39,14 +39,7 @@ def replicas(cluster, state_db):
     through node 1."""
     clients = []
     for node in cluster.nodes[:2]:
-        settings = Settings(
-            couchdb_url=node.url,
-            couchdb_user=node.admin[0],
-            couchdb_password=node.admin[1],
-            admin_tokens=(ADMIN_TOKEN,),
-            state_db=state_db,
-        )
-        app = create_app(settings)
+        app = create_app(through(node, state_db))
         ensure_state_db(app)
         clients.append(app)
     yield clients
@@ -74,6 +67,17 @@ def people(cluster, replicas):
     remove_broker_footprint(node, replicas[0].config["BROKER_SETTINGS"].state_db)
     for name in (alice, *recipients.values()):
         node.delete(name)
+
+
+def through(node, state_db: str) -> Settings:
+    """A broker's settings that reach the cluster through this node."""
+    return Settings(
+        couchdb_url=node.url,
+        couchdb_user=node.admin[0],
+        couchdb_password=node.admin[1],
+        admin_tokens=(ADMIN_TOKEN,),
+        state_db=state_db,
+    )
 
 
 def admin_client(app):
@@ -270,15 +274,8 @@ def test_a_state_database_with_three_copies_is_not_ready(cluster):
     node = cluster.nodes[0]
     state = f"broker_state_{uuid.uuid4().hex[:8]}"
     node.put(state)  # the cluster's default: three copies
-    settings = Settings(
-        couchdb_url=node.url,
-        couchdb_user=node.admin[0],
-        couchdb_password=node.admin[1],
-        admin_tokens=(ADMIN_TOKEN,),
-        state_db=state,
-    )
     try:
-        response = admin_client(create_app(settings)).get("/readyz")
+        response = admin_client(create_app(through(node, state))).get("/readyz")
         assert response.status_code == 503
         assert "keeps 3 copies" in response.json["detail"]
     finally:

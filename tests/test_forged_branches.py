@@ -15,12 +15,12 @@ from contextlib import contextmanager
 
 import pytest
 
-from service.sharing.branches import BranchWatch
-from service.sharing.followers import LEASE_ID, follow_every
-from service.sharing.lease import Lease
-from service.sharing.mango import matches
-from service.sharing.seal import Seal
-from service.sharing.store import StateStore
+from service.sharing.core.lease import Lease
+from service.sharing.core.seal import Seal
+from service.sharing.core.store import StateStore
+from service.sharing.crossing.mango import matches
+from service.sharing.watching.branches import BranchWatch
+from service.sharing.watching.followers import LEASE_ID, follow_every
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import (
     GUARD_ID,

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from service.sharing.credentials import SHARE_USER_ITERATIONS
+from service.sharing.placing.credentials import SHARE_USER_ITERATIONS
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import assert_consistent
 from tests.helpers import create_share, replicator_docs, wait_for, wait_for_docs

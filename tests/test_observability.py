@@ -9,7 +9,7 @@ import time
 import requests
 
 from service.logs import JsonFormatter, RequestIdFilter
-from service.sharing.reconcile import reconcile_every
+from service.sharing.lifecycle.reconcile import reconcile_every
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import create_share, replicator_docs
 from tests.servers.demo import ALICE, BOB

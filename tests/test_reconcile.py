@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from service.cli import main
-from service.sharing.model import Access, Database, Selection, Share, Status, now_iso
-from service.sharing.seal import Seal
+from service.sharing.core.model import Access, Database, Selection, Share, Status, now_iso
+from service.sharing.core.seal import Seal
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent, broker_parts
 from tests.helpers import create_share, doc_state

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from service.sharing.updates import DatabaseUpdates
+from service.sharing.watching.updates import DatabaseUpdates
 from tests.conftest import CAROL
 from tests.helpers import (
     GUARD_ID,

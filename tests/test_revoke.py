@@ -2,8 +2,8 @@
 
 import pytest
 
-from service.sharing.model import Access, Direction
-from service.sharing.selectors import Scope, share_selector
+from service.sharing.core.model import Access, Direction
+from service.sharing.crossing.selectors import Scope, share_selector
 from tests.helpers import (
     create_share,
     doc_state,

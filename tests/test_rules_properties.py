@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.couch import CouchClient
-from service.sharing.guard import guard_doc
-from service.sharing.mango import matches
-from service.sharing.model import Access, Direction
-from service.sharing.preview import matching_ids
-from service.sharing.rules import JS_HELPERS, parse_rules, rules_condition, rules_js
-from service.sharing.selectors import SHARED_PREFIXES, Scope, share_selector
+from service.sharing.core.model import Access, Direction
+from service.sharing.crossing.mango import matches
+from service.sharing.crossing.preview import matching_ids
+from service.sharing.crossing.rules import JS_HELPERS, parse_rules, rules_condition, rules_js
+from service.sharing.crossing.selectors import SHARED_PREFIXES, Scope, share_selector
+from service.sharing.placing.guard import guard_doc
 from tests.helpers import find_ids
 from tests.rule_strategies import datas, rules, selectors
 from tests.servers.demo import ALICE, BOB, alice_docs

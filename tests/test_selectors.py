@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from service.sharing.mango import matches
-from service.sharing.model import Access, Direction
-from service.sharing.selectors import Scope, share_selector
+from service.sharing.core.model import Access, Direction
+from service.sharing.crossing.mango import matches
+from service.sharing.crossing.selectors import Scope, share_selector
 from tests.servers.demo import ALICE, BOB, alice_docs
 
 pytestmark = pytest.mark.fallback  # also run on pouchdb-server

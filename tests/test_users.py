@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from service.app import create_app
-from service.sharing.seal import Seal
+from service.sharing.core.seal import Seal
 from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.helpers import replicator_docs, revisions
 from tests.servers.demo import ALICE, BOB

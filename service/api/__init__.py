@@ -15,7 +15,7 @@ from service.api.health.routes import blp as health_blp
 from service.api.reconcile.routes import blp as reconcile_blp
 from service.api.shares.routes import blp as shares_blp
 from service.couch import CouchError, CouchUnavailable, PermissionDenied
-from service.sharing.errors import SharingError
+from service.sharing.core.errors import SharingError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "5"

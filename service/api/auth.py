@@ -18,8 +18,8 @@ from flask import current_app, g, request
 from service.api.context import broker
 from service.api.problems import problem
 from service.config import DEFAULT_SERVER
-from service.sharing.errors import ForbiddenError
-from service.sharing.identity import Caller
+from service.sharing.core.errors import ForbiddenError
+from service.sharing.core.identity import Caller
 
 CHALLENGE = 'Bearer realm="sharing-broker", Basic realm="sharing-broker"'
 SERVER_HEADER = "CouchDB-Server"

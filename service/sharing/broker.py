@@ -4,21 +4,21 @@ from dataclasses import dataclass
 
 from service.config import DEFAULT_SERVER, ServerSettings, Settings
 from service.couch import CouchClient
-from service.sharing.access import Editors
-from service.sharing.branches import BranchWatch
-from service.sharing.credentials import DatabaseLocks, SecurityEditor
-from service.sharing.follow import RuleFollow
-from service.sharing.guard import GuardEditor
-from service.sharing.identity import Identity
-from service.sharing.lifecycle import ShareService
-from service.sharing.policy import Policy
-from service.sharing.reconcile import Reconciler
-from service.sharing.registry import Registry
-from service.sharing.seal import Seal
-from service.sharing.sites import Site, Sites
-from service.sharing.states import StateRecorder
-from service.sharing.store import StateStore
-from service.sharing.updates import DatabaseUpdates
+from service.sharing.core.identity import Identity
+from service.sharing.core.policy import Policy
+from service.sharing.core.registry import Registry
+from service.sharing.core.seal import Seal
+from service.sharing.core.sites import Site, Sites
+from service.sharing.core.store import StateStore
+from service.sharing.lifecycle.reconcile import Reconciler
+from service.sharing.lifecycle.shares import ShareService
+from service.sharing.placing.access import Editors
+from service.sharing.placing.credentials import DatabaseLocks, SecurityEditor
+from service.sharing.placing.guard import GuardEditor
+from service.sharing.watching.branches import BranchWatch
+from service.sharing.watching.rule_follow import RuleFollow
+from service.sharing.watching.states import StateRecorder
+from service.sharing.watching.updates import DatabaseUpdates
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Broker:
         return self.sites.default.couch
 
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.sites, self.store, self.shares)
+        return Reconciler(self.sites, self.store, self.shares, self.branch_watch().run)
 
     def branch_watch(self) -> BranchWatch:
         return BranchWatch(self.sites, self.store)

@@ -46,7 +46,7 @@ class BrokerProcess:
             try:
                 if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or slow to start
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("the broker did not become ready")

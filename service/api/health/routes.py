@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from service.api.context import broker
 from service.api.problems import problem
 from service.couch import CouchClient, CouchError, CouchUnavailable
-from service.sharing.replicator import REPLICATOR_DB
+from service.sharing.placing.replicator import REPLICATOR_DB
 
 blp = Blueprint("health", __name__, description="Probes for orchestrators.")
 

@@ -21,14 +21,14 @@ from service.api.shares.schemas import (
     ShareQuerySchema,
     ShareSchema,
 )
-from service.sharing.errors import ForbiddenError, InvalidRequest
-from service.sharing.lifecycle import UNCHANGED
-from service.sharing.model import Access, Database, Selection, Share, Status
-from service.sharing.preview import Preview
-from service.sharing.replicator import ReplicationStatus, replication_status
-from service.sharing.states import STATES_DOC_ID, recorded_states
-from service.sharing.store import status_selector
-from service.sharing.views import describe, replication_ids
+from service.sharing.core.errors import ForbiddenError, InvalidRequest
+from service.sharing.core.model import Access, Database, Selection, Share, Status
+from service.sharing.core.store import status_selector
+from service.sharing.crossing.preview import Preview
+from service.sharing.lifecycle.change import UNCHANGED
+from service.sharing.lifecycle.views import describe, replication_ids
+from service.sharing.placing.replicator import ReplicationStatus, replication_status
+from service.sharing.watching.states import STATES_DOC_ID, recorded_states
 
 blp = Blueprint(
     "shares",

@@ -11,9 +11,9 @@ from service.api.fields import (
     page_of,
     timestamp,
 )
-from service.sharing.model import Access, Direction, Status
-from service.sharing.preview import FIRST
-from service.sharing.rules import MAX_REGEX, MAX_RULES, RULE_TYPES
+from service.sharing.core.model import Access, Direction, Status
+from service.sharing.crossing.preview import FIRST
+from service.sharing.crossing.rules import MAX_REGEX, MAX_RULES, RULE_TYPES
 
 COLLECTION_ID = FullMatch(
     r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchUnavailable, DocumentConflict, NotFound
-from service.sharing.errors import ConflictError
-from service.sharing.model import now_iso, place
+from service.sharing.core.errors import ConflictError
+from service.sharing.core.model import now_iso, place
 
 USERS_DB = "_users"
 USER_PREFIX = "sharing-broker-"

@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from service.sharing.errors import InvalidRequest
+from service.sharing.core.errors import InvalidRequest
 
 RULE_TYPES = ("collection", "item")
 MAX_NODES = 64

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
-from service.sharing.errors import ConflictError, NotFoundError, PreconditionFailed
-from service.sharing.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
-from service.sharing.seal import Seal
+from service.sharing.core.errors import ConflictError, NotFoundError, PreconditionFailed
+from service.sharing.core.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
+from service.sharing.core.seal import Seal
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class StateStore:
         if len(nodes) > 1 and copies != 1:
             return (
                 f"it keeps {copies} copies on a cluster of {len(nodes)} nodes; the broker's"
-                " locks and claims need one (create it with ?q=1&n=1, see the README)"
+                " locks and claims need one (create it with ?q=1&n=1, see docs/deploy.md)"
             )
         return None
 

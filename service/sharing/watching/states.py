@@ -12,21 +12,19 @@ changed, each with the time it stands for (`as_of`).
 import time
 from collections.abc import Mapping
 
-from service.couch import CouchClient, CouchError
+from service.couch import CouchClient
 from service.metrics import REPLICATIONS
-from service.sharing.model import now_iso
-from service.sharing.replicator import (
+from service.sharing.core.model import now_iso
+from service.sharing.core.sites import Sites
+from service.sharing.core.store import StateStore
+from service.sharing.placing.replicator import (
     REPLICATOR_DB,
-    REPLICATOR_PREFIX,
     ReplicationStatus,
-    redacted,
+    scheduler_states,
 )
-from service.sharing.sites import Sites
-from service.sharing.store import StateStore
 
 STATES_DOC_ID = "replication-states"
 NOT_RUNNING = ("initializing", "pending", "crashing", "failed")
-PAGE = 500
 
 
 class StateRecorder:
@@ -56,30 +54,6 @@ class StateRecorder:
         for state in NOT_RUNNING:
             REPLICATIONS.labels(state).set(sum(s["state"] == state for s in states.values()))
         return states
-
-
-def scheduler_states(couch: CouchClient, states: tuple[str, ...]) -> dict[str, dict] | None:
-    """Doc id -> {state, error} of the broker's replications in one of `states`, from
-    `_scheduler/docs` (a request per 500); None on a server without `_scheduler`."""
-    params = {"states": ",".join(states), "limit": str(PAGE)}
-    found, skip = {}, 0
-    while True:
-        try:
-            page = couch.get(
-                "_scheduler", "docs", REPLICATOR_DB, params={**params, "skip": str(skip)}
-            )
-        except CouchError as exc:
-            if exc.status in (400, 404):
-                return None
-            raise
-        docs = page.get("docs") or []
-        for doc in docs:
-            if str(doc.get("doc_id", "")).startswith(REPLICATOR_PREFIX):
-                error = redacted((doc.get("info") or {}).get("error"))
-                found[doc["doc_id"]] = {"state": doc.get("state"), "error": error}
-        if len(docs) < PAGE:
-            return found
-        skip += PAGE
 
 
 def recorded_states(

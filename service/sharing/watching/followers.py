@@ -4,8 +4,8 @@ import logging
 import threading
 
 from service.couch import CouchError, CouchUnavailable
-from service.sharing.lease import Lease
-from service.sharing.updates import DatabaseUpdates
+from service.sharing.core.lease import Lease
+from service.sharing.watching.updates import DatabaseUpdates
 
 log = logging.getLogger(__name__)
 LEASE_ID = "followers-lease"

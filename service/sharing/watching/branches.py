@@ -23,12 +23,13 @@ from urllib.parse import unquote
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.metrics import FORGED_BRANCHES_REMOVED
-from service.sharing.checkpoints import Checkpoints, changes_pages
-from service.sharing.mango import matches
-from service.sharing.model import Event, place
-from service.sharing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
-from service.sharing.sites import Site, Sites
-from service.sharing.store import StateStore
+from service.sharing.core.model import Event, place
+from service.sharing.core.revisions import history
+from service.sharing.core.sites import Site, Sites
+from service.sharing.core.store import StateStore
+from service.sharing.crossing.mango import matches
+from service.sharing.placing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
+from service.sharing.watching.checkpoints import Checkpoints, changes_pages
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ID = "branch-watch-checkpoints"
@@ -81,13 +82,6 @@ def forged_leaves(leaves: list[dict], known_in_source: set[str], selector: dict)
                 forged.append(leaf["_rev"])
                 break
     return forged
-
-
-def history(leaf: dict) -> set[str]:
-    """Every revision on the leaf's branch, the leaf's own included."""
-    revisions = leaf.get("_revisions") or {"start": 0, "ids": []}
-    start = revisions["start"]
-    return {f"{start - i}-{rev_id}" for i, rev_id in enumerate(revisions["ids"])} | {leaf["_rev"]}
 
 
 class BranchWatch:

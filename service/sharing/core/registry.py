@@ -3,10 +3,10 @@
 import uuid
 
 from service.couch import NotFound
-from service.sharing.errors import ConflictError, InvalidRequest, NotFoundError
-from service.sharing.model import Database, now_iso, place
-from service.sharing.sites import Site, Sites
-from service.sharing.store import StateStore
+from service.sharing.core.errors import ConflictError, InvalidRequest, NotFoundError
+from service.sharing.core.model import Database, now_iso, place
+from service.sharing.core.sites import Site, Sites
+from service.sharing.core.store import StateStore
 
 CONFIG_DOC_ID = "0000-config"
 

@@ -3,8 +3,8 @@
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 
-from service.sharing.model import Access, Database, Direction, Share, Status
-from service.sharing.replicator import ReplicationStatus, replicator_doc_id
+from service.sharing.core.model import Access, Database, Direction, Share, Status
+from service.sharing.placing.replicator import ReplicationStatus, replicator_doc_id
 
 
 def replication_ids(share: Share) -> list[str]:

@@ -11,25 +11,24 @@ A lease in the state database keeps reconcilers on several replicas from working
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.config import DEFAULT_SERVER
 from service.couch import CouchError, CouchUnavailable, NotFound
 from service.metrics import RECONCILE_REPAIRS, STATE_CONFLICTS
-from service.sharing.branches import BranchWatch
-from service.sharing.credentials import USER_PREFIX, USERS_DB, user_doc_id
-from service.sharing.errors import SharingError
-from service.sharing.lease import Lease
-from service.sharing.lifecycle import ShareService
-from service.sharing.model import Access, Database, Direction, Share, Status
-from service.sharing.parts import DB_SHARING, ensure_absent, restart_replication
-from service.sharing.purge import purge_doc
-from service.sharing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
-from service.sharing.scan import docs_with_prefix
-from service.sharing.sites import Site, Sites
-from service.sharing.states import scheduler_states
-from service.sharing.store import StateStore
-from service.sharing.views import replication_ids
+from service.sharing.core.errors import SharingError
+from service.sharing.core.lease import Lease
+from service.sharing.core.model import Access, Database, Direction, Share, Status
+from service.sharing.core.sites import Site, Sites
+from service.sharing.core.store import StateStore
+from service.sharing.crossing.scan import docs_with_prefix
+from service.sharing.lifecycle.shares import ShareService
+from service.sharing.lifecycle.views import replication_ids
+from service.sharing.placing.credentials import USER_PREFIX, USERS_DB, user_doc_id
+from service.sharing.placing.parts import DB_SHARING, ensure_absent, restart_replication
+from service.sharing.placing.purge import purge_doc
+from service.sharing.placing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX, scheduler_states
 
 log = logging.getLogger(__name__)
 ACTOR = "reconcile"
@@ -52,12 +51,19 @@ class Report:
 class Reconciler:
     """One pass of reconciliation."""
 
-    def __init__(self, sites: Sites, store: StateStore, shares: ShareService):
+    def __init__(
+        self,
+        sites: Sites,
+        store: StateStore,
+        shares: ShareService,
+        forged_branches: Callable[[], list],
+    ):
+        """`forged_branches` runs a pass of the branch watch and returns its removals."""
         self.sites = sites
         self.store = store
         self.shares = shares
+        self.forged_branches = forged_branches
         self.lease = Lease(store.couch, store.db, LEASE_ID, LEASE_SECONDS)
-        self.branches = BranchWatch(sites, store)
 
     def run(self) -> Report:
         report = Report()
@@ -274,7 +280,7 @@ class Reconciler:
     def _remove_forged_branches(self, report: Report) -> None:
         """A pass of the branch watch, so a reconcile also catches what it missed."""
         try:
-            removals = self.branches.run()
+            removals = self.forged_branches()
         except FAILURES as exc:
             report.errors.append({"kind": "forged branch", "error": str(exc)})
             return

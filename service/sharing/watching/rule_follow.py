@@ -10,11 +10,11 @@ lists and rewrites the selector and the guards if they moved.
 import logging
 
 from service.couch import CouchClient, CouchError, CouchUnavailable
-from service.sharing.checkpoints import Checkpoints, changes_pages
-from service.sharing.errors import SharingError
-from service.sharing.lifecycle import ShareService
-from service.sharing.selectors import SHARED_PREFIXES
-from service.sharing.store import StateStore
+from service.sharing.core.errors import SharingError
+from service.sharing.core.store import StateStore
+from service.sharing.crossing.selectors import SHARED_PREFIXES
+from service.sharing.lifecycle.shares import ShareService
+from service.sharing.watching.checkpoints import Checkpoints, changes_pages
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ID = "rule-follow-checkpoints"

@@ -21,19 +21,19 @@ from dataclasses import dataclass
 
 from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchError, DocumentConflict, NotFound
-from service.sharing.access import AccessChange
-from service.sharing.credentials import (
+from service.sharing.core.model import Access, Direction, Share, now_epoch_ms
+from service.sharing.core.sites import Site, Sites
+from service.sharing.core.together import run_each
+from service.sharing.crossing.selectors import Scope, share_selector
+from service.sharing.placing.access import AccessChange
+from service.sharing.placing.credentials import (
     USERS_DB,
     Credentials,
     ensure_user,
     hashed_password,
     user_doc_id,
 )
-from service.sharing.model import Access, Direction, Share, now_epoch_ms
-from service.sharing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
-from service.sharing.selectors import Scope, share_selector
-from service.sharing.sites import Site, Sites
-from service.sharing.together import run_each
+from service.sharing.placing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
 
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
 R2O = f"replication:{Direction.RECIPIENT_TO_OWNER}"

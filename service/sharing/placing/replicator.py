@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from service.couch import CouchClient, NotFound
-from service.sharing.model import Direction, Share
+from service.couch import CouchClient, CouchError, NotFound
+from service.sharing.core.model import Direction, Share
 
 REPLICATOR_DB = "_replicator"
 REPLICATOR_PREFIX = "sharing-broker-"
+SCHEDULER_PAGE = 500  # `_scheduler/docs` rows a request
 
 
 def replicator_doc_id(share_id: str, direction: Direction) -> str:
@@ -90,3 +91,27 @@ def replication_status(couch: CouchClient, doc_id: str) -> ReplicationStatus:
 def redacted(error: object) -> str | None:
     """An error text with any `user:password@` in URLs taken out."""
     return re.sub(r"//[^/\s@]*@", "//", error) if isinstance(error, str) else None
+
+
+def scheduler_states(couch: CouchClient, states: tuple[str, ...]) -> dict[str, dict] | None:
+    """Doc id -> {state, error} of the broker's replications in one of `states`, from
+    `_scheduler/docs` (a request per 500); None on a server without `_scheduler`."""
+    params = {"states": ",".join(states), "limit": str(SCHEDULER_PAGE)}
+    found, skip = {}, 0
+    while True:
+        try:
+            page = couch.get(
+                "_scheduler", "docs", REPLICATOR_DB, params={**params, "skip": str(skip)}
+            )
+        except CouchError as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+        docs = page.get("docs") or []
+        for doc in docs:
+            if str(doc.get("doc_id", "")).startswith(REPLICATOR_PREFIX):
+                error = redacted((doc.get("info") or {}).get("error"))
+                found[doc["doc_id"]] = {"state": doc.get("state"), "error": error}
+        if len(docs) < SCHEDULER_PAGE:
+            return found
+        skip += SCHEDULER_PAGE

@@ -7,8 +7,8 @@ One request a server a pass, whatever the number of databases, so the followers 
 """
 
 from service.couch import CouchClient, CouchError, CouchUnavailable
-from service.sharing.model import place
-from service.sharing.sites import Sites
+from service.sharing.core.model import place
+from service.sharing.core.sites import Sites
 
 
 class DatabaseUpdates:

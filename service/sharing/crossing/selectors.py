@@ -7,8 +7,8 @@ those prefixes can match whatever its `type` says: never `0000-config`, a design
 
 from dataclasses import dataclass
 
-from service.sharing.model import Access, Direction
-from service.sharing.rules import Rule, rules_condition
+from service.sharing.core.model import Access, Direction
+from service.sharing.crossing.rules import Rule, rules_condition
 
 # Doc kind -> the `_id` prefix the Inventory app gives it.
 SHARED_PREFIXES = {

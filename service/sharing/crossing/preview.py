@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from service.couch import CouchClient
-from service.sharing.selectors import SHARED_PREFIXES, Scope, kind_conditions
+from service.sharing.crossing.selectors import SHARED_PREFIXES, Scope, kind_conditions
 
 PAGE = 1000
 FIRST = 5

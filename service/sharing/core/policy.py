@@ -1,11 +1,11 @@
 """Who may do what. Admins may do everything; a user acts for the databases they can read
 on their own server."""
 
-from service.sharing.errors import ForbiddenError, NotFoundError
-from service.sharing.identity import Caller
-from service.sharing.model import Database, Share
-from service.sharing.registry import Registry
-from service.sharing.sites import Sites
+from service.sharing.core.errors import ForbiddenError, NotFoundError
+from service.sharing.core.identity import Caller
+from service.sharing.core.model import Database, Share
+from service.sharing.core.registry import Registry
+from service.sharing.core.sites import Sites
 
 
 class Policy:

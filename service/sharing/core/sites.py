@@ -6,12 +6,15 @@ server's name and its own (see `model.place`).
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from service.config import DEFAULT_SERVER
 from service.couch import CouchClient
-from service.sharing.access import Editors
-from service.sharing.errors import InvalidRequest
-from service.sharing.identity import Identity
+from service.sharing.core.errors import InvalidRequest
+from service.sharing.core.identity import Identity
+
+if TYPE_CHECKING:  # the editors are the placing package's; the wiring builds them
+    from service.sharing.placing.access import Editors
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class Site:
     name: str
     couch: CouchClient
     replication_url: str
-    editors: Editors
+    editors: "Editors"
     identity: Identity
 
 

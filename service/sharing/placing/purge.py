@@ -9,9 +9,9 @@ shared collection.
 from collections.abc import Iterator
 
 from service.couch import CouchClient, NotFound
-from service.sharing.mango import matches
-from service.sharing.scan import docs_with_prefix
-from service.sharing.selectors import SHARED_PREFIXES
+from service.sharing.crossing.mango import matches
+from service.sharing.crossing.scan import docs_with_prefix
+from service.sharing.crossing.selectors import SHARED_PREFIXES
 
 PURGE_BATCH = 100  # CouchDB's default purge limit per request
 

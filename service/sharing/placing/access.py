@@ -10,11 +10,11 @@ for at the same time in this process go in one round: one lock, one guard write,
 from dataclasses import dataclass, field
 
 from service.couch import NotFound
-from service.sharing.batches import GroupCommit
-from service.sharing.credentials import DatabaseLocks, SecurityEditor
-from service.sharing.errors import ConflictError
-from service.sharing.guard import GuardEditor
-from service.sharing.together import run_together
+from service.sharing.core.errors import ConflictError
+from service.sharing.core.together import run_together
+from service.sharing.placing.batches import GroupCommit
+from service.sharing.placing.credentials import DatabaseLocks, SecurityEditor
+from service.sharing.placing.guard import GuardEditor
 
 
 @dataclass(frozen=True)

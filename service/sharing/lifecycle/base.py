@@ -1,0 +1,118 @@
+"""The shared core of the share operations: audit, status transitions, the record."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from service.couch import CouchClient, CouchError, CouchUnavailable
+from service.sharing.core.errors import ConflictError, PreconditionFailed, SharingError
+from service.sharing.core.model import Database, Event, Share, Status, now_iso
+from service.sharing.core.registry import Registry
+from service.sharing.core.sites import Site, Sites
+from service.sharing.core.store import StateStore
+
+log = logging.getLogger(__name__)
+COUCH_FAILURES = (CouchError, CouchUnavailable)
+
+
+class LifecycleBase:
+    """The state every operation family works on, and how an operation is recorded and ends."""
+
+    def __init__(
+        self,
+        sites: Sites,
+        store: StateStore,
+        registry: Registry,
+        invitation_ttl_seconds: int,
+    ):
+        self.sites = sites
+        self.store = store
+        self.registry = registry
+        self.invitation_ttl_seconds = invitation_ttl_seconds
+        self.replication_urls = {site.name: site.replication_url for site in sites}
+
+    def home(self, share: Share) -> Site:
+        """The server of the share's owner, where its replications run."""
+        return self.registry.site(self.registry.get(share.owner, "owner"))
+
+    def _couch(self, database: Database) -> CouchClient:
+        return self.registry.site(database).couch
+
+    def events(self, share_id: str) -> list[Event]:
+        return self.store.events(share_id)
+
+    def _expire_if_due(self, share: Share, actor: str) -> None:
+        """Record an invitation past its time as expired."""
+        if share.status is Status.PENDING and share.current_status is Status.EXPIRED:
+            with self._audit(share, "expire", actor) as trail:
+                self._end(share, Status.EXPIRED, trail)
+
+    def _require(self, share: Share, status: Status, verb: str) -> None:
+        if share.status is not status:
+            raise ConflictError(f"a share that is {share.status} cannot be {verb}")
+
+    def _save_transition(self, share: Share) -> None:
+        """Save a change of status; losing a race to another request is a conflict."""
+        try:
+            self.store.save_share(share)
+        except PreconditionFailed:
+            raise ConflictError("another request changed this share at the same time") from None
+
+    def _end(self, share: Share, status: Status, trail: "Trail") -> None:
+        """A final status: the pair is free for a new share."""
+        self._finish(share, status, trail)
+        self.store.release_pair(share)
+
+    @contextmanager
+    def _audit(self, share: Share, action: str, actor: str) -> Iterator["Trail"]:
+        """Record the action's outcome in the audit trail, whatever it is: with the share's
+        final record when the block ends it well (`_finish` with the trail), else alone."""
+        trail = Trail(share.id, action, actor)
+        try:
+            yield trail
+        except SharingError as exc:
+            self._log_event(trail.event(f"refused: {exc.detail}"))
+            raise
+        except COUCH_FAILURES:
+            self._log_event(trail.event("failed: CouchDB error"))
+            raise
+        if not trail.recorded:
+            self._log_event(trail.event("ok"))
+
+    def _log_event(self, event: Event) -> None:
+        try:
+            self.store.add_event(event)
+        except COUCH_FAILURES:
+            log.warning("share %s: event %s not recorded", event.share_id, event.action)
+
+    def _finish(self, share: Share, status: Status, trail: "Trail | None" = None) -> Share:
+        """Settle on `status`; only an invitation keeps its expiry. With the operation's
+        `trail`, its "ok" event is written in the same request: the operation ends here."""
+        share.status = status
+        share.operation = None
+        if status not in (Status.PENDING, Status.EXPIRED):
+            share.expires_at = None
+        share.updated_at = now_iso()
+        if trail is None:
+            return self.store.save_share(share)
+        self.store.save_share(share, trail.event("ok"))
+        trail.recorded = True
+        return share
+
+
+@dataclass
+class Trail:
+    """The audit trail of one operation under way: who does what to which share."""
+
+    share_id: str
+    action: str
+    actor: str
+    recorded: bool = False  # its outcome is written
+
+    def event(self, outcome: str) -> Event:
+        return Event(self.share_id, self.action, self.actor, outcome)
+
+
+def by_uuid(*dbs: Database) -> dict[str, Database]:
+    return {db.config_uuid: db for db in dbs}

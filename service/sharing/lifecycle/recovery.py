@@ -1,0 +1,71 @@
+"""Recovery: finish what a crash left, and repair what drifted (reconcile calls these)."""
+
+from service.sharing.core.model import Share, Status
+from service.sharing.lifecycle.change import Changing
+from service.sharing.lifecycle.revoke import Revoking
+from service.sharing.placing.parts import (
+    ACCESS_OWNER,
+    ACCESS_RECIPIENT,
+    O2R,
+    R2O,
+    SHARE_USER,
+    SHARE_USER_AWAY,
+    apply,
+)
+
+
+class Recovering(Revoking, Changing):
+    """Finishes interrupted operations and repairs active shares."""
+
+    def resume(self, share: Share, actor: str) -> str:
+        """Finish or roll back an operation a crash left in the record; say which."""
+        operation = share.operation
+        with self._audit(share, "resume", actor) as trail:
+            if share.status is Status.REVOKING:
+                self.revoke(share, purge=bool(operation and operation.purge), actor=actor)
+                return "finished the revoke"
+            if operation is None:
+                return "nothing to do"
+            if share.status is Status.PROVISIONING and operation.name == "roll back":
+                share.status = Status.REVOKING
+                self.revoke(share, purge=False, actor=actor)
+                return "rolled back the provisioning"
+            if share.status is Status.PROVISIONING:
+                self._converge(share, share.access, share.selection)
+                self._finish(share, Status.ACTIVE, trail)
+                return "finished the provisioning"
+            # An active share in the middle of a change, a rotation, or undoing a change.
+            rotating = operation.name == "rotate"
+            if rotating:
+                operation.done.clear()  # a new password: every credential step again
+                self._stop_replications(share, self.home(share))
+            self._converge(share, operation.access, operation.selection, rotate=rotating)
+            self._withdraw_write_permission(share, operation.access)
+            share.adopt(operation.access, operation.selection)
+            self._finish(share, Status.ACTIVE, trail)
+            return f"finished the {operation.name}"
+
+    def repair(self, share: Share) -> list[str]:
+        """Rewrite the parts of an active share that are missing, changed or failed.
+
+        A share user whose password no longer matches its replicator docs gets a new one.
+        """
+        dbs = self.registry.parties(share.owner, share.recipient)
+        parts = self._parts(share, share.access, share.selection, dbs)
+        repaired = [name for name, part in parts.items() if self._repair_part(part)]
+        basic = parts[O2R].body["source"]["auth"]["basic"]  # the password replication uses
+        sites = {db.server: self.registry.site(db) for db in dbs}.values()
+        if not all(self._logs_in(site, basic["username"], basic["password"]) for site in sites):
+            self._stop_replications(share, self.registry.site(dbs[0]))
+            parts = self._parts(share, share.access, share.selection, dbs, rotate=True)
+            for name in (SHARE_USER, SHARE_USER_AWAY, O2R, R2O):
+                if name in parts and parts[name].body is not None:
+                    apply(self.sites[parts[name].server], parts[name])
+            repaired.append("credentials")
+        return repaired
+
+    def refresh_scope(self, share: Share) -> list[str]:
+        """Rewrite the guards and replicator docs whose rule-made id lists moved."""
+        parts = self._parts(share, share.access, share.selection)
+        names = (ACCESS_OWNER, ACCESS_RECIPIENT, O2R, R2O)
+        return [name for name in names if self._repair_part(parts[name])]
