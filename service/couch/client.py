@@ -9,6 +9,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from service.config import DEFAULT_SERVER
 from service.couch.errors import CouchUnavailable, error_for
 from service.metrics import COUCH_REQUESTS, COUCH_SECONDS, couch_operation
 
@@ -30,7 +31,7 @@ class CouchClient:
         username: str,
         password: str,
         timeout: tuple[float, float] = (3.05, 10.0),
-        server: str = "default",
+        server: str = DEFAULT_SERVER,
     ):
         self.base_url = base_url.rstrip("/")
         self.server = server  # the operator's name for it, in metrics and errors

@@ -1,5 +1,7 @@
 """Typed errors for CouchDB answers. None of them carries a URL with credentials."""
 
+from service.config import DEFAULT_SERVER
+
 
 class CouchError(Exception):
     """CouchDB answered with an error status."""
@@ -27,13 +29,13 @@ class PermissionDenied(CouchError):
 class CouchUnavailable(Exception):
     """CouchDB could not be reached, timed out, or answered 5xx."""
 
-    def __init__(self, operation: str, cause: str, server: str = "default"):
+    def __init__(self, operation: str, cause: str, server: str = DEFAULT_SERVER):
         super().__init__(f"{operation}: CouchDB server {server!r} unavailable: {cause}")
         self.operation = operation
         self.server = server
 
 
-def error_for(status: int, body: object, operation: str, server: str = "default") -> Exception:
+def error_for(status: int, body: object, operation: str, server: str = DEFAULT_SERVER) -> Exception:
     """Map an error answer from `server` to the matching typed exception."""
     body = body if isinstance(body, dict) else {}
     error = str(body.get("error", "unknown"))

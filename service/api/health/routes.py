@@ -6,6 +6,7 @@ from flask_smorest import Blueprint
 
 from service.api.context import broker
 from service.api.problems import problem
+from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchError, CouchUnavailable
 from service.sharing.placing.replicator import REPLICATOR_DB
 
@@ -54,7 +55,7 @@ class Readiness(MethodView):
         """
         b = broker()
         servers = {site.name: _server_check(site.couch) for site in b.sites}
-        if servers["default"] != "ok":
+        if servers[DEFAULT_SERVER] != "ok":
             return problem(503, f"not ready: {servers['default']}")
         try:
             b.store.ensure()

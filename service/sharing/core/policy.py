@@ -27,7 +27,7 @@ class Policy:
         """Whether the caller may act for a registered database."""
         if caller.is_admin:
             return True
-        if caller.server != database.server or database.server not in self.sites.names:
+        if caller.server != database.server or database.server not in self.sites:
             return False
         return self.sites[database.server].identity.can_read(caller, database.database)
 

@@ -42,16 +42,11 @@ class Sites:
     def __iter__(self) -> Iterator[Site]:
         return iter(self._sites.values())
 
-    def __len__(self) -> int:
-        return len(self._sites)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._sites)
+    def __contains__(self, name: str) -> bool:
+        return name in self._sites
 
     def named(self, name: str, field: str = "server") -> Site:
-        """The server called `name`, or 422 naming `field`."""
+        """The server called `name`, or 422 naming `field` (without listing the others)."""
         if name not in self._sites:
-            known = ", ".join(sorted(self._sites))
-            raise InvalidRequest(f"no server is named {name!r}; known: {known}", field)
+            raise InvalidRequest(f"no server is named {name!r}", field)
         return self._sites[name]
