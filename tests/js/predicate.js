@@ -1,4 +1,4 @@
-// Runs a guard predicate compiled by service/sharing/rules.py over docs, in a fresh V8
+// Runs a guard predicate compiled by service/sharing/crossing/rules.py over docs, in a fresh V8
 // context: reads {helpers, predicate, docs} as JSON on stdin, prints the ids that pass.
 const vm = require('vm');
 
