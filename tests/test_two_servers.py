@@ -8,6 +8,7 @@ leaves nothing half-done on the one that stayed up, and reconcile finishes the r
 """
 
 import base64
+import threading
 from dataclasses import replace
 
 import pytest
@@ -494,3 +495,23 @@ def test_the_rule_follower_reads_the_owners_server_and_moves_both_guards(
     assert rewritten == {share["id"]: ["access:recipient", "replication:owner-to-recipient"]}
     wait_for_docs(couch, split["alice"], {doc["_id"] for doc in later}, "the new container")
     assert doc_state(couch, split["alice"], "item-rule-item-2") == "missing"  # not a container
+
+
+def test_readiness_does_not_wait_for_a_server_that_hangs(client, split, monkeypatch):
+    original = CouchClient._send
+    released = threading.Event()
+
+    def send(couch, method, url, **kwargs):
+        if couch.server == HOME:
+            released.wait(10)  # a server that takes the connection and never answers
+        return original(couch, method, url, **kwargs)
+
+    monkeypatch.setattr(CouchClient, "_send", send)
+    try:
+        response = client.get("/readyz")
+    finally:
+        released.set()
+
+    assert response.status_code == 200
+    assert response.json["status"] == "degraded"
+    assert response.json["servers"] == {"default": "ok", HOME: "no answer within 2 s"}

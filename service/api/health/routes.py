@@ -1,5 +1,7 @@
 """Liveness and readiness probes."""
 
+from concurrent.futures import ThreadPoolExecutor, wait
+
 import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -8,8 +10,10 @@ from service.api.context import broker
 from service.api.problems import problem
 from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchError, CouchUnavailable
+from service.sharing.core.sites import Sites
 from service.sharing.placing.replicator import REPLICATOR_DB
 
+SERVER_CHECK_SECONDS = 2.0
 blp = Blueprint("health", __name__, description="Probes for orchestrators.")
 
 
@@ -54,9 +58,9 @@ class Readiness(MethodView):
         go on working, and taking the broker out of service would not bring that one back.
         """
         b = broker()
-        servers = {site.name: _server_check(site.couch) for site in b.sites}
+        servers = _check_servers(b.sites)
         if servers[DEFAULT_SERVER] != "ok":
-            return problem(503, f"not ready: {servers['default']}")
+            return problem(503, f"not ready: {servers[DEFAULT_SERVER]}")
         try:
             b.store.ensure()
             exposure = b.store.exposure()
@@ -71,6 +75,17 @@ class Readiness(MethodView):
             return problem(503, f"not ready: the state database {b.store.db}: {placement}")
         status = "ok" if all(v == "ok" for v in servers.values()) else "degraded"
         return {"status": status, "servers": servers}
+
+
+def _check_servers(sites: Sites) -> dict[str, str]:
+    """Each server's state, checked at once. One that has not answered within
+    `SERVER_CHECK_SECONDS` is reported so, and the probe does not wait for its timeouts."""
+    pool = ThreadPoolExecutor(max_workers=len(sites.names))
+    checks = {site.name: pool.submit(_server_check, site.couch) for site in sites}
+    wait(checks.values(), timeout=SERVER_CHECK_SECONDS)
+    pool.shutdown(wait=False)  # a check still under way ends with its own timeout
+    late = f"no answer within {SERVER_CHECK_SECONDS:g} s"
+    return {name: check.result() if check.done() else late for name, check in checks.items()}
 
 
 def _server_check(couch: CouchClient) -> str:
