@@ -80,8 +80,9 @@ class Readiness(MethodView):
 def _check_servers(sites: Sites) -> dict[str, str]:
     """Each server's state, checked at once. One that has not answered within
     `SERVER_CHECK_SECONDS` is reported so, and the probe does not wait for its timeouts."""
-    pool = ThreadPoolExecutor(max_workers=len(sites.names))
-    checks = {site.name: pool.submit(_server_check, site.couch) for site in sites}
+    servers = list(sites)
+    pool = ThreadPoolExecutor(max_workers=len(servers))
+    checks = {site.name: pool.submit(_server_check, site.couch) for site in servers}
     wait(checks.values(), timeout=SERVER_CHECK_SECONDS)
     pool.shutdown(wait=False)  # a check still under way ends with its own timeout
     late = f"no answer within {SERVER_CHECK_SECONDS:g} s"

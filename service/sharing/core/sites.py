@@ -45,10 +45,6 @@ class Sites:
     def __contains__(self, name: str) -> bool:
         return name in self._sites
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._sites)
-
     def named(self, name: str, field: str = "server") -> Site:
         """The server called `name`, or 422 naming `field` (without listing the others)."""
         if name not in self._sites:

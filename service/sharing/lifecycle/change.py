@@ -87,8 +87,9 @@ class Changing(Placement):
             share.operation = Operation.toward("rotate", share.access, share.selection)
             self._save_transition(share)
             try:
-                self._stop_replications(share, self.home(share))
-                self._converge(share, share.access, share.selection, rotate=True)
+                dbs = self.registry.parties(share.owner, share.recipient)
+                self._stop_replications(share, self.registry.site(dbs[0]))
+                self._converge(share, share.access, share.selection, dbs, rotate=True)
             except COUCH_FAILURES:
                 log.warning("share %s: rotation stopped half-way; reconcile finishes it", share.id)
                 raise

@@ -36,10 +36,11 @@ class Recovering(Revoking, Changing):
                 return "finished the provisioning"
             # An active share in the middle of a change, a rotation, or undoing a change.
             rotating = operation.name == "rotate"
+            dbs = self.registry.parties(share.owner, share.recipient)
             if rotating:
                 operation.done.clear()  # a new password: every credential step again
-                self._stop_replications(share, self.home(share))
-            self._converge(share, operation.access, operation.selection, rotate=rotating)
+                self._stop_replications(share, self.registry.site(dbs[0]))
+            self._converge(share, operation.access, operation.selection, dbs, rotate=rotating)
             self._withdraw_write_permission(share, operation.access)
             share.adopt(operation.access, operation.selection)
             self._finish(share, Status.ACTIVE, trail)

@@ -222,11 +222,11 @@ def converge(
                 groups.setdefault(key, []).append(name)
         outcomes = run_each(
             *(
-                lambda g=group: _apply_group(sites[parts[g[0]].server], [parts[n] for n in g])
-                for group in groups.values()
+                lambda k=key, g=names: _apply_group(sites[k[0]], [parts[n] for n in g])
+                for key, names in groups.items()
             )
         )
-        for (server, _, _), names, error in zip(groups, groups.values(), outcomes, strict=True):
+        for ((server, _, _), names), error in zip(groups.items(), outcomes, strict=True):
             if error is None:
                 for name in names:
                     record(name)
