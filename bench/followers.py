@@ -15,7 +15,7 @@ class FollowerPasses:
 
     def __init__(self, settings: Settings):
         broker = Broker.from_settings(settings)
-        self.passes = [broker.branch_watch(), broker.rule_follow(), broker.state_recorder()]
+        self.passes = broker.followers()
         self.lease = Lease(broker.store.couch, broker.store.db, "bench-followers-lease", 60)
         self.updates = broker.database_updates()
 

@@ -50,7 +50,7 @@ if settings.follow_interval_seconds:
         "followers",
         follow_every,
         interval,
-        [broker.branch_watch(), broker.rule_follow(), broker.state_recorder()],
+        broker.followers(),
         lease,
         broker.database_updates(),
     )

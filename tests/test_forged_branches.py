@@ -21,6 +21,7 @@ from service.sharing.core.store import StateStore
 from service.sharing.crossing.mango import matches
 from service.sharing.watching.branches import BranchWatch
 from service.sharing.watching.followers import LEASE_ID, follow_every
+from service.sharing.watching.replications import Replications
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import (
     GUARD_ID,
@@ -263,7 +264,7 @@ def test_another_brokers_replications_are_not_watched(app, client, registered, d
     create_share(client, **RW)
     broker = app.extensions["sharing_broker"]
     another = StateStore(broker.couch, "another_broker", Seal("another-key" * 4))
-    other = BranchWatch(broker.sites, another)
+    other = BranchWatch(broker.sites, another, Replications(broker.sites, another.db))
 
     assert other.inflows() == []
     ours = broker.branch_watch().inflows()

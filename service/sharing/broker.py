@@ -16,9 +16,11 @@ from service.sharing.placing.access import Editors
 from service.sharing.placing.credentials import DatabaseLocks, SecurityEditor
 from service.sharing.placing.guard import GuardEditor
 from service.sharing.watching.branches import BranchWatch
+from service.sharing.watching.checkpoints import Checkpoints
+from service.sharing.watching.replications import Replications
 from service.sharing.watching.rule_follow import RuleFollow
 from service.sharing.watching.states import StateRecorder
-from service.sharing.watching.updates import DatabaseUpdates
+from service.sharing.watching.updates import DB_UPDATES_CHECKPOINT_ID, DatabaseUpdates
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,17 @@ class Broker:
     def reconciler(self) -> Reconciler:
         return Reconciler(self.sites, self.store, self.shares, self.branch_watch().run)
 
-    def branch_watch(self) -> BranchWatch:
-        return BranchWatch(self.sites, self.store)
+    def followers(self) -> list:
+        """The passes of the followers loop, in order; they share one index of the
+        replications."""
+        replications = self.replications()
+        return [self.branch_watch(replications), self.rule_follow(), self.state_recorder()]
+
+    def replications(self) -> Replications:
+        return Replications(self.sites, self.store.db)
+
+    def branch_watch(self, replications: Replications | None = None) -> BranchWatch:
+        return BranchWatch(self.sites, self.store, replications or self.replications())
 
     def rule_follow(self) -> RuleFollow:
         return RuleFollow(self.store, self.shares)
@@ -49,7 +60,8 @@ class Broker:
         return StateRecorder(self.sites, self.store)
 
     def database_updates(self) -> DatabaseUpdates:
-        return DatabaseUpdates(self.sites)
+        checkpoints = Checkpoints(self.store.couch, self.store.db, DB_UPDATES_CHECKPOINT_ID)
+        return DatabaseUpdates(self.sites, checkpoints)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":

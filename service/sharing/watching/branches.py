@@ -19,36 +19,21 @@ wins again on both sides.
 
 import logging
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.metrics import FORGED_BRANCHES_REMOVED
 from service.sharing.core.model import Event, place
 from service.sharing.core.revisions import history
-from service.sharing.core.sites import Site, Sites
+from service.sharing.core.sites import Sites
 from service.sharing.core.store import StateStore
 from service.sharing.crossing.mango import matches
-from service.sharing.placing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
+from service.sharing.placing.replicator import REPLICATOR_DB
 from service.sharing.watching.checkpoints import Checkpoints, changes_pages
+from service.sharing.watching.replications import Replication, Replications
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ID = "branch-watch-checkpoints"
 ACTOR = "branch watch"
-
-
-@dataclass(frozen=True)
-class Inflow:
-    """One replication of ours, seen from the database it writes into; its selector is
-    read when a doc there needs judging, so thousands of inflows take little memory.
-
-    `home` is the server whose `_replicator` holds it; `source` and `target` are each a
-    server's name and a database on it."""
-
-    doc_id: str
-    share_id: str
-    home: str
-    source: tuple[str, str]
-    target: tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -87,14 +72,11 @@ def forged_leaves(leaves: list[dict], known_in_source: set[str], selector: dict)
 class BranchWatch:
     """One pass over the changes of every database our replications write into."""
 
-    def __init__(self, sites: Sites, store: StateStore):
+    def __init__(self, sites: Sites, store: StateStore, replications: Replications):
         self.sites = sites
         self.store = store
+        self.replications = replications
         self.checkpoints = Checkpoints(store.couch, store.db, CHECKPOINT_ID)
-        # target's place -> (home server, replicator doc id) -> inflow
-        self._into: dict[str, dict[tuple[str, str], Inflow]] = {}
-        self._targets: dict[tuple[str, str], str] = {}  # (home, doc id) -> target's place
-        self._replicator_seq: dict[str, object] = {}  # home server -> its `_replicator` seq
 
     def run(self, changed: set[str] | None = None) -> list[Removal]:
         """Judge the databases whose places are in `changed` (`None`: every one) since
@@ -102,79 +84,28 @@ class BranchWatch:
 
         A pass costs in proportion to what moved, not to the number of replications.
         """
-        for site in self.sites:
-            try:
-                self._refresh(site, changed)
-            except (CouchError, CouchUnavailable) as exc:
-                log.warning("branch watch could not read %s's _replicator: %s", site.name, exc)
-        targets = self._into if changed is None else changed & self._into.keys()
+        self.replications.refresh(changed)
+        known = self.replications.targets()
+        targets = known if changed is None else changed & known
         since = self.checkpoints.load()
         removed: list[Removal] = []
         for target in sorted(targets):
-            into = list(self._into[target].values())
+            into = self.replications.into(target)
             try:
                 since[target] = self._follow(into, since.get(target, 0), removed)
             except NotFound:
                 log.debug("branch watch: %s is gone; reconcile reports it", target)
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("branch watch could not read %s: %s", target, exc)
-        self.checkpoints.save({t: s for t, s in since.items() if t in self._into})
+        self.checkpoints.save({t: s for t, s in since.items() if t in known})
         return removed
 
-    def inflows(self) -> list[Inflow]:
+    def inflows(self) -> list[Replication]:
         """Every replication this broker labelled as its own in `_replicator`."""
-        for site in self.sites:
-            self._refresh(site, None)
-        return [inflow for into in self._into.values() for inflow in into.values()]
+        self.replications.refresh()
+        return self.replications.all()
 
-    def _refresh(self, site: Site, changed: set[str] | None) -> None:
-        """Bring the inflows in line with a server's `_replicator`, from its `_changes`
-        since the last look; nothing to read when `changed` (the places `_db_updates` saw
-        move) leaves that `_replicator` out."""
-        seq = self._replicator_seq.get(site.name, 0)
-        if changed is not None and place(site.name, REPLICATOR_DB) not in changed and seq != 0:
-            return
-        for page in changes_pages(site.couch, REPLICATOR_DB, seq, include_docs="true"):
-            for row in page["results"]:
-                key = (site.name, row["id"])
-                self._forget(key)
-                inflow = None if row.get("deleted") else self._inflow(site, row.get("doc") or {})
-                if inflow is not None:
-                    target = place(*inflow.target)
-                    self._targets[key] = target
-                    self._into.setdefault(target, {})[key] = inflow
-            self._replicator_seq[site.name] = page["last_seq"]
-
-    def _forget(self, key: tuple[str, str]) -> None:
-        target = self._targets.pop(key, None)
-        if target is not None:
-            self._into[target].pop(key, None)
-            if not self._into[target]:
-                del self._into[target]
-
-    def _inflow(self, home: Site, doc: dict) -> Inflow | None:
-        label = doc.get("sharing_broker")
-        if not doc.get("_id", "").startswith(REPLICATOR_PREFIX) or not isinstance(label, dict):
-            return None
-        if label.get("broker") != self.store.db:
-            return None
-        try:
-            source, target = (self._end(doc[end]["url"]) for end in ("source", "target"))
-        except (KeyError, TypeError, AttributeError):
-            return None
-        if source is None or target is None:
-            return None  # a server the settings no longer name
-        return Inflow(doc["_id"], str(label.get("share_id")), home.name, source, target)
-
-    def _end(self, url: str) -> tuple[str, str] | None:
-        """The server (by how replicators reach it) and database a replication URL names."""
-        base, _, name = url.rstrip("/").rpartition("/")
-        for site in self.sites:
-            if site.replication_url.rstrip("/") == base:
-                return site.name, unquote(name)
-        return None
-
-    def _follow(self, into: list[Inflow], since: object, removed: list) -> object:
+    def _follow(self, into: list[Replication], since: object, removed: list) -> object:
         """Judge every doc with several leaves changed after `since` in the database these
         inflows write into; return the new `since`."""
         server, target = into[0].target
@@ -187,7 +118,7 @@ class BranchWatch:
         return since
 
     def _judge(
-        self, couch: CouchClient, target: str, doc_id: str, into: list[Inflow]
+        self, couch: CouchClient, target: str, doc_id: str, into: list[Replication]
     ) -> list[Removal]:
         leaves = [
             row["ok"]
@@ -209,7 +140,7 @@ class BranchWatch:
                     leaves = [leaf for leaf in leaves if leaf["_rev"] != rev]
         return removed
 
-    def _selectors(self, into: list[Inflow]) -> dict[tuple[str, str], dict]:
+    def _selectors(self, into: list[Replication]) -> dict[tuple[str, str], dict]:
         """The selectors of these inflows' replicator docs as they are now, in one request
         per server that holds them."""
         homes: dict[str, list[str]] = {}

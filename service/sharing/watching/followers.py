@@ -9,6 +9,7 @@ from service.sharing.watching.updates import DatabaseUpdates
 
 log = logging.getLogger(__name__)
 LEASE_ID = "followers-lease"
+LONGEST_WAIT = 5.0  # seconds a pass waits for a change; well under the read timeout
 
 
 def lease_seconds(interval: float) -> float:
@@ -20,24 +21,28 @@ def lease_seconds(interval: float) -> float:
 def follow_every(
     seconds: float, passes: list, lease: Lease, updates: DatabaseUpdates, stop: threading.Event
 ) -> None:
-    """Every `seconds`, while this process holds `lease` and until `stop`: run each pass
-    over the databases `updates` says changed. On `stop` the lease is given up, so the
-    next process (a restart, a rolling deploy) takes over at once."""
+    """While this process holds `lease` and until `stop`: run each pass over the
+    databases `updates` says changed, as soon as they change, and every `seconds` at
+    least. On `stop` the lease is given up, so the next process (a restart, a rolling
+    deploy) takes over at once."""
     try:
-        while not stop.wait(seconds):
-            one_pass(passes, lease, updates)
+        while not stop.is_set():
+            if not one_pass(passes, lease, updates, wait=min(seconds, LONGEST_WAIT)):
+                stop.wait(seconds)
     finally:
         lease.drop()
 
 
-def one_pass(passes: list, lease: Lease, updates: DatabaseUpdates) -> None:
+def one_pass(passes: list, lease: Lease, updates: DatabaseUpdates, wait: float = 0.0) -> bool:
+    """Run the passes once, after waiting up to `wait` seconds for a change; return whether
+    the changes were known (else the caller waits before the next)."""
     try:
         if not lease.hold():
-            return
+            return False
     except (CouchError, CouchUnavailable) as exc:
         log.warning("followers lease not taken: %s", exc)
-        return
-    changed = updates.changed()
+        return False
+    changed = updates.changed(wait)
     for follower in passes:
         try:
             follower.run(changed)
@@ -45,3 +50,4 @@ def one_pass(passes: list, lease: Lease, updates: DatabaseUpdates) -> None:
             log.warning("%s pass failed: %s", type(follower).__name__, exc)
         except Exception:  # a bug in one pass must not stop the loop for good
             log.exception("%s pass failed", type(follower).__name__)
+    return changed is not None

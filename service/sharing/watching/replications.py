@@ -1,0 +1,116 @@
+"""The broker's replications as every server's `_replicator` holds them, followed from its
+`_changes`: by the database each reads from and the one it writes into."""
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from service.couch import CouchError, CouchUnavailable
+from service.sharing.core.model import place
+from service.sharing.core.sites import Site, Sites
+from service.sharing.placing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
+from service.sharing.watching.checkpoints import changes_pages
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (home server, replicator doc id)
+
+
+@dataclass(frozen=True)
+class Replication:
+    """One replication of ours. Its doc is read when needed, so thousands of them take
+    little memory.
+
+    `home` is the server whose `_replicator` holds it; `source` and `target` are each a
+    server's name and a database on it."""
+
+    doc_id: str
+    share_id: str
+    home: str
+    source: tuple[str, str]
+    target: tuple[str, str]
+
+    @property
+    def key(self) -> Key:
+        return self.home, self.doc_id
+
+
+class Replications:
+    """Every replication labelled as `broker`'s (its state database), kept in memory and
+    brought in line with each `_replicator` by `refresh`."""
+
+    def __init__(self, sites: Sites, broker: str):
+        self.sites = sites
+        self.broker = broker
+        self._all: dict[Key, Replication] = {}
+        self._into: dict[str, dict[Key, Replication]] = {}  # target's place -> ...
+        self._out_of: dict[str, dict[Key, Replication]] = {}  # source's place -> ...
+        self._seq: dict[str, object] = {}  # home server -> its `_replicator` seq
+
+    def refresh(self, changed: set[str] | None = None) -> None:
+        """Read each server's `_replicator` changes since the last look; nothing to read
+        where `changed` (the places `_db_updates` saw move) leaves its `_replicator` out.
+        A server that does not answer keeps what was known of it."""
+        for site in self.sites:
+            seq = self._seq.get(site.name, 0)
+            if changed is not None and place(site.name, REPLICATOR_DB) not in changed and seq:
+                continue
+            try:
+                self._refresh(site, seq)
+            except (CouchError, CouchUnavailable) as exc:
+                log.warning("could not read %s's _replicator: %s", site.name, exc)
+
+    def all(self) -> list[Replication]:
+        return list(self._all.values())
+
+    def targets(self) -> set[str]:
+        """The places of the databases a replication of ours writes into."""
+        return set(self._into)
+
+    def into(self, target: str) -> list[Replication]:
+        return list(self._into.get(target, {}).values())
+
+    def out_of(self, source: str) -> list[Replication]:
+        return list(self._out_of.get(source, {}).values())
+
+    def _refresh(self, site: Site, seq: object) -> None:
+        for page in changes_pages(site.couch, REPLICATOR_DB, seq, include_docs="true"):
+            for row in page["results"]:
+                self._forget((site.name, row["id"]))
+                found = None if row.get("deleted") else self._parse(site, row.get("doc") or {})
+                if found is not None:
+                    self._all[found.key] = found
+                    self._into.setdefault(place(*found.target), {})[found.key] = found
+                    self._out_of.setdefault(place(*found.source), {})[found.key] = found
+            self._seq[site.name] = page["last_seq"]
+
+    def _forget(self, key: Key) -> None:
+        gone = self._all.pop(key, None)
+        if gone is None:
+            return
+        for index, end in ((self._into, gone.target), (self._out_of, gone.source)):
+            entries = index[place(*end)]
+            entries.pop(key, None)
+            if not entries:
+                del index[place(*end)]
+
+    def _parse(self, home: Site, doc: dict) -> Replication | None:
+        label = doc.get("sharing_broker")
+        if not doc.get("_id", "").startswith(REPLICATOR_PREFIX) or not isinstance(label, dict):
+            return None
+        if label.get("broker") != self.broker:
+            return None
+        try:
+            source, target = (self._end(doc[end]["url"]) for end in ("source", "target"))
+        except (KeyError, TypeError, AttributeError):
+            return None
+        if source is None or target is None:
+            return None  # a server the settings no longer name
+        return Replication(doc["_id"], str(label.get("share_id")), home.name, source, target)
+
+    def _end(self, url: str) -> tuple[str, str] | None:
+        """The server (by how replicators reach it) and database a replication URL names."""
+        base, _, name = url.rstrip("/").rpartition("/")
+        for site in self.sites:
+            if site.replication_url.rstrip("/") == base:
+                return site.name, unquote(name)
+        return None
