@@ -34,7 +34,7 @@ from bench.stack import (
     stop_couchdb,
 )
 from service.app import create_app
-from service.config import Settings
+from service.config import CONTINUOUS, Settings
 from service.sharing.core.model import Access, Selection, Share, Status
 from service.sharing.core.seal import Seal
 from service.sharing.crossing.selectors import Scope
@@ -98,6 +98,7 @@ class Bench:
             admin_tokens=(ADMIN_TOKEN,),
             state_db=STATE_DB,
             follow_interval_seconds=0,
+            replication_mode=CONTINUOUS,  # as the served broker's: see stack.Broker
         )
         self.client = create_app(self.settings).test_client()
         self.client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"

@@ -12,6 +12,8 @@ DEFAULT_SERVER = "default"
 RECORD_KEY_LABEL = b"sharing-broker record seal"
 # A server's name: also the middle of its settings' names, upper-cased.
 SERVER_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# How share replications run: continuous jobs, or one-shot runs when a database changes.
+CONTINUOUS, ON_CHANGE = "continuous", "on_change"
 
 
 class ConfigError(Exception):
@@ -49,6 +51,10 @@ class Settings:
     invitation_ttl_seconds: int = 7 * 24 * 3600
     reconcile_interval_seconds: float = 0.0
     follow_interval_seconds: float = 2.0
+    # How the share replications run: one-shot runs `on_change`, or `continuous` jobs.
+    replication_mode: str = ON_CHANGE
+    # At most this many on-change runs at once; keep it under CouchDB's `max_jobs`.
+    max_runs: int = 200
     # The proxies trusted to name the client in X-Forwarded-For (gunicorn reads it too).
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     # Seals the broker's records; by default derived from the service password.
@@ -57,6 +63,11 @@ class Settings:
     other_servers: tuple[ServerSettings, ...] = ()
 
     def __post_init__(self):
+        if self.replication_mode == ON_CHANGE and not self.follow_interval_seconds:
+            raise ConfigError(
+                "BROKER_REPLICATION_MODE=on_change needs the followers: set"
+                " BROKER_FOLLOW_INTERVAL above 0"
+            )
         if not self.replication_url:  # CouchDB reaches the databases as the broker does
             object.__setattr__(self, "replication_url", self.couchdb_url)
         if not self.record_key:
@@ -111,6 +122,8 @@ class Settings:
             invitation_ttl_seconds=int(_seconds(env, "BROKER_INVITATION_TTL_SECONDS", 604800)),
             reconcile_interval_seconds=_seconds(env, "BROKER_RECONCILE_INTERVAL", 0.0, zero=True),
             follow_interval_seconds=_seconds(env, "BROKER_FOLLOW_INTERVAL", 2.0, zero=True),
+            replication_mode=_replication_mode(env),
+            max_runs=_count(env, "BROKER_MAX_RUNS", 200),
             record_key=_record_key(env),
             other_servers=_other_servers(env),
             forwarded_allow_ips=tuple(
@@ -189,6 +202,22 @@ def _seconds(env: Mapping[str, str], name: str, default: float, zero: bool = Fal
     if value < 0 or (value == 0 and not zero):
         raise ConfigError(f"{name} must be positive")
     return value
+
+
+def _replication_mode(env: Mapping[str, str]) -> str:
+    mode = _optional(env, "BROKER_REPLICATION_MODE") or ON_CHANGE
+    if mode not in (CONTINUOUS, ON_CHANGE):
+        raise ConfigError(f"BROKER_REPLICATION_MODE must be {ON_CHANGE} or {CONTINUOUS}")
+    return mode
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number above 0")
+    return int(raw)
 
 
 def _record_key(env: Mapping[str, str]) -> str:

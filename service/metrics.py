@@ -38,6 +38,14 @@ REPLICATIONS = Gauge(
     ["state"],
     multiprocess_mode="livemax",
 )
+REPLICATIONS_DUE = Gauge(
+    "sharing_broker_replications_due",
+    "On-change mode: replications waiting for a run to start",
+    multiprocess_mode="livemax",
+)
+REPLICATION_RUNS = Counter(
+    "sharing_broker_replication_runs_total", "On-change mode: one-shot runs started"
+)
 STATE_CONFLICTS = Counter(
     "sharing_broker_state_conflicts_total",
     "Docs of the state database found with conflicting branches (reconcile resolves them)",

@@ -15,7 +15,7 @@ import pytest
 import responses
 
 from service.app import create_app, ensure_state_db
-from service.config import Settings
+from service.config import CONTINUOUS, Settings
 from tests.helpers import CallLog, remove_broker_footprint
 from tests.servers.broker import BrokerProcess
 from tests.servers.choose import start_second_server, start_server
@@ -126,6 +126,9 @@ def settings(couch):
         couchdb_password=couch.admin[1],
         admin_tokens=(ADMIN_TOKEN,),
         state_db=f"broker_state_{uuid.uuid4().hex[:8]}",
+        # Continuous jobs replicate with no follower running; test_on_change runs the
+        # default, on-change mode, with its followers loop.
+        replication_mode=CONTINUOUS,
     )
     yield settings
     remove_broker_footprint(couch, settings.state_db)

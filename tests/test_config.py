@@ -20,6 +20,18 @@ def test_defaults():
     assert settings.state_db == "sharing_broker"
     assert settings.admin_tokens == ("token-aaaaaaaaaaaaaaaa", "token-bbbbbbbbbbbbbbbb")
     assert settings.couch_timeout == (3.05, 10.0)
+    assert (settings.replication_mode, settings.max_runs) == ("on_change", 200)
+
+
+def test_continuous_mode_and_the_runs_at_once():
+    env = {**BASE, "BROKER_REPLICATION_MODE": "continuous", "BROKER_MAX_RUNS": "50"}
+    settings = Settings.from_env(env)
+    assert (settings.replication_mode, settings.max_runs) == ("continuous", 50)
+
+
+def test_continuous_mode_may_turn_the_followers_off():
+    env = {**BASE, "BROKER_REPLICATION_MODE": "continuous", "BROKER_FOLLOW_INTERVAL": "0"}
+    assert Settings.from_env(env).follow_interval_seconds == 0
 
 
 def test_secrets_from_files(tmp_path):
@@ -52,6 +64,13 @@ def test_secrets_from_files(tmp_path):
         ({"BROKER_COUCHDB_PASSWORD_FILE": "/nonexistent"}, "BROKER_COUCHDB_PASSWORD"),
         ({"BROKER_COUCHDB_READ_TIMEOUT": "soon"}, "BROKER_COUCHDB_READ_TIMEOUT"),
         ({"BROKER_COUCHDB_CONNECT_TIMEOUT": "0"}, "BROKER_COUCHDB_CONNECT_TIMEOUT"),
+        ({"BROKER_REPLICATION_MODE": "sometimes"}, "BROKER_REPLICATION_MODE"),
+        ({"BROKER_MAX_RUNS": "0"}, "BROKER_MAX_RUNS"),
+        ({"BROKER_MAX_RUNS": "lots"}, "BROKER_MAX_RUNS"),
+        (
+            {"BROKER_REPLICATION_MODE": "on_change", "BROKER_FOLLOW_INTERVAL": "0"},
+            "BROKER_FOLLOW_INTERVAL",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_without_its_value(change, named):

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from service.config import DEFAULT_SERVER, ServerSettings, Settings
+from service.config import CONTINUOUS, DEFAULT_SERVER, ON_CHANGE, ServerSettings, Settings
 from service.couch import CouchClient
 from service.sharing.core.identity import Identity
 from service.sharing.core.policy import Policy
@@ -19,6 +19,7 @@ from service.sharing.watching.branches import BranchWatch
 from service.sharing.watching.checkpoints import Checkpoints
 from service.sharing.watching.replications import Replications
 from service.sharing.watching.rule_follow import RuleFollow
+from service.sharing.watching.runs import RunOnChange
 from service.sharing.watching.states import StateRecorder
 from service.sharing.watching.updates import DB_UPDATES_CHECKPOINT_ID, DatabaseUpdates
 
@@ -32,6 +33,8 @@ class Broker:
     registry: Registry
     shares: ShareService
     policy: Policy
+    # On-change mode: the most one-shot runs at once a server; none in continuous mode.
+    max_runs: int | None = None
 
     @property
     def couch(self) -> CouchClient:
@@ -43,9 +46,13 @@ class Broker:
 
     def followers(self) -> list:
         """The passes of the followers loop, in order; they share one index of the
-        replications."""
+        replications. In on-change mode the runs go first, so a write starts its run
+        before the slower passes."""
         replications = self.replications()
-        return [self.branch_watch(replications), self.rule_follow(), self.state_recorder()]
+        passes = [self.branch_watch(replications), self.rule_follow(), self.state_recorder()]
+        if self.max_runs is not None:
+            passes.insert(0, RunOnChange(self.sites, replications, self.max_runs))
+        return passes
 
     def replications(self) -> Replications:
         return Replications(self.sites, self.store.db)
@@ -57,7 +64,7 @@ class Broker:
         return RuleFollow(self.store, self.shares)
 
     def state_recorder(self) -> StateRecorder:
-        return StateRecorder(self.sites, self.store)
+        return StateRecorder(self.sites, self.store, on_change=self.max_runs is not None)
 
     def database_updates(self) -> DatabaseUpdates:
         checkpoints = Checkpoints(self.store.couch, self.store.db, DB_UPDATES_CHECKPOINT_ID)
@@ -71,8 +78,16 @@ class Broker:
         sites = Sites([_site(server, settings, default, state) for server in settings.servers])
         store = StateStore(state, settings.state_db, Seal(settings.record_key))
         registry = Registry(sites, store)
-        shares = ShareService(sites, store, registry, settings.invitation_ttl_seconds)
-        return cls(sites, store, registry, shares, Policy(sites, registry))
+        shares = ShareService(
+            sites,
+            store,
+            registry,
+            settings.invitation_ttl_seconds,
+            continuous=settings.replication_mode == CONTINUOUS,
+        )
+        on_change = settings.replication_mode == ON_CHANGE
+        max_runs = settings.max_runs if on_change else None
+        return cls(sites, store, registry, shares, Policy(sites, registry), max_runs)
 
 
 def _client(server: ServerSettings, settings: Settings) -> CouchClient:

@@ -121,9 +121,10 @@ class ShareQuerySchema(PageQuerySchema):
         metadata={
             "description": "Add each replication's recorded state, for the whole page at"
             " once: what `_scheduler/docs` said when the broker last asked (`as_of`, every"
-            " 15 s): `running`, `initializing`, `pending`, `crashing` or `failed`; `missing`"
-            " if its replicator doc is gone; `unknown` if not asked since the share changed."
-            " GET one share for its live state."
+            " 15 s): `running`, `initializing`, `pending`, `crashing` or `failed`, or `idle`"
+            " between runs in on-change mode; `missing` if its replicator doc is gone;"
+            " `unknown` if not asked since the share changed. GET one share for its live"
+            " state."
         },
     )
     role = ma.fields.String(
@@ -146,7 +147,11 @@ class RevokeQuerySchema(ma.Schema):
 
 class ReplicationStatusSchema(ma.Schema):
     state = ma.fields.String(
-        metadata={"description": "From `_scheduler/docs`; `unknown` where the server has none."}
+        metadata={
+            "description": "From `_scheduler/docs`; `unknown` where the server has none."
+            " In on-change mode a replication whose last run ended (CouchDB's `completed`)"
+            " is `idle`: the next change runs it again."
+        }
     )
     docs_written = ma.fields.Integer(allow_none=True)
     doc_write_failures = ma.fields.Integer(allow_none=True)

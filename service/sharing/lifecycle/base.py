@@ -25,11 +25,13 @@ class LifecycleBase:
         store: StateStore,
         registry: Registry,
         invitation_ttl_seconds: int,
+        continuous: bool = True,
     ):
         self.sites = sites
         self.store = store
         self.registry = registry
         self.invitation_ttl_seconds = invitation_ttl_seconds
+        self.continuous = continuous  # else one-shot runs, started on change (`runs`)
         self.replication_urls = {site.name: site.replication_url for site in sites}
 
     def home(self, share: Share) -> Site:

@@ -85,7 +85,9 @@ class Placement(Parties):
         home = self.registry.site(owner_db)
         self.registry.site(recipient_db)  # refuse (409) a server no longer configured
         credentials = self._credentials(share, home, access is not None and not rotate)
-        return wanted_parts(share, target, credentials, self.replication_urls, self.store.db)
+        return wanted_parts(
+            share, target, credentials, self.replication_urls, self.store.db, self.continuous
+        )
 
     @staticmethod
     def _credentials(share: Share, home: Site, reuse: bool) -> Credentials:

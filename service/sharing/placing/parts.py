@@ -95,12 +95,14 @@ def wanted_parts(
     credentials: Credentials,
     replication_urls: Mapping[str, str],
     broker: str,
+    continuous: bool = True,
 ) -> dict[str, Part]:
     """Every part name with where it lives, and a body for those the target wants.
 
     `replication_urls` tell how replicators reach each server. Both replications run on
     the owner's server (see `replicator`). Bodies are labelled with `broker` (its state
-    database), so each broker recognises its own.
+    database), so each broker recognises its own. The replications are `continuous`, or
+    one-shot runs that the on-change follower starts again.
     """
     owner_end, recipient_end = (
         Endpoint(replication_urls[server], credentials.username, credentials.password)
@@ -119,6 +121,7 @@ def wanted_parts(
             Direction.OWNER_TO_RECIPIENT,
         ),
         broker,
+        continuous,
     )
     r2o = replicator_doc(
         share,
@@ -133,6 +136,7 @@ def wanted_parts(
             Direction.RECIPIENT_TO_OWNER,
         ),
         broker,
+        continuous,
     )
     stamp = now_epoch_ms()
     db_sharing = {

@@ -17,6 +17,10 @@ from service.sharing.core.model import Direction, Share
 REPLICATOR_DB = "_replicator"
 REPLICATOR_PREFIX = "sharing-broker-"
 SCHEDULER_PAGE = 500  # `_scheduler/docs` rows a request
+RUNNING = "running"
+# A one-shot run that ended well, as the broker calls it: CouchDB's `completed` reads as
+# if the share were over, and in on-change mode the next change runs it again.
+IDLE = "idle"
 
 
 def replicator_doc_id(share_id: str, direction: Direction) -> str:
@@ -46,14 +50,17 @@ def replicator_doc(
     target: tuple[Endpoint, str],
     selector: dict,
     broker: str,
+    continuous: bool = True,
 ) -> dict:
     """The body of one direction's replicator doc, labelled as `broker`'s; `source` and
-    `target` are each a server's endpoint and a database on it."""
+    `target` are each a server's endpoint and a database on it. A one-shot doc
+    (`continuous` false) keeps its replication id, and so its checkpoint, each time it is
+    written again to run once more."""
     return {
         "_id": replicator_doc_id(share.id, direction),
         "source": source[0].database(source[1]),
         "target": target[0].database(target[1]),
-        "continuous": True,
+        "continuous": continuous,
         "create_target": False,
         "selector": selector,
         "sharing_broker": {"broker": broker, "share_id": share.id, "direction": str(direction)},
@@ -80,8 +87,9 @@ def replication_status(couch: CouchClient, doc_id: str) -> ReplicationStatus:
     except NotFound:
         return ReplicationStatus(state="unknown")
     info = body.get("info") or {}
+    state = body.get("state") or "unknown"
     return ReplicationStatus(
-        state=body.get("state") or "unknown",
+        state=IDLE if state == "completed" else state,
         docs_written=info.get("docs_written"),
         doc_write_failures=info.get("doc_write_failures"),
         error=redacted(info.get("error")),

@@ -1,12 +1,16 @@
 """The states of the broker's replications, recorded from `_scheduler/docs` for lists.
 
 Reading one replication's live state costs a request; a page of fifty shares would cost a
-hundred. So a follower asks CouchDB every `every_seconds` for the replications that are not
-running (`initializing`, `pending`, `crashing`, `failed`: few, in a healthy server) and
-records them, with the time it asked, in one doc of the state database. A list shows a
-replication as that recorded state, `running` if it was not among them, `missing` if its
-replicator doc is gone, or `unknown` where nothing was recorded since the share last
-changed, each with the time it stands for (`as_of`).
+hundred. So a follower asks CouchDB every `every_seconds` for the replications in the
+states that are few in a healthy server, and records them, with the time it asked, in one
+doc of the state database. Continuous jobs are mostly `running`, so it asks for the others
+(`initializing`, `pending`, `crashing`, `failed`); one-shot runs (on-change mode) are
+mostly `idle` between runs, so it asks for those and `running`. The record says which
+state the replications it leaves out are in.
+
+A list shows a replication as its recorded state, that state if it was not among them,
+`missing` if its replicator doc is gone, or `unknown` where nothing was recorded since the
+share last changed, each with the time it stands for (`as_of`).
 """
 
 import time
@@ -18,7 +22,9 @@ from service.sharing.core.model import now_iso
 from service.sharing.core.sites import Sites
 from service.sharing.core.store import StateStore
 from service.sharing.placing.replicator import (
+    IDLE,
     REPLICATOR_DB,
+    RUNNING,
     ReplicationStatus,
     scheduler_states,
 )
@@ -30,10 +36,14 @@ NOT_RUNNING = ("initializing", "pending", "crashing", "failed")
 class StateRecorder:
     """A follower pass: records the not-running states, at most every `every_seconds`."""
 
-    def __init__(self, sites: Sites, store: StateStore, every_seconds: float = 15.0):
+    def __init__(
+        self, sites: Sites, store: StateStore, every_seconds: float = 15.0, on_change: bool = False
+    ):
         self.sites = sites
         self.store = store
         self.every_seconds = every_seconds
+        self.asked = (*NOT_RUNNING, RUNNING) if on_change else NOT_RUNNING
+        self.others = IDLE if on_change else RUNNING  # the state of those not asked for
         self._last = float("-inf")
 
     def run(self, changed: set[str] | None = None) -> dict[str, dict] | None:
@@ -45,13 +55,18 @@ class StateRecorder:
         self._last = time.monotonic()
         states: dict[str, dict] = {}
         for site in self.sites:
-            found = scheduler_states(site.couch, NOT_RUNNING)
+            found = scheduler_states(site.couch, self.asked)
             if found is None:
                 return None
             states.update(found)
-        record = {"type": STATES_DOC_ID, "checked_at": now_iso(), "states": states}
+        record = {
+            "type": STATES_DOC_ID,
+            "checked_at": now_iso(),
+            "states": states,
+            "others": self.others,
+        }
         self.store.update_doc(STATES_DOC_ID, lambda _current: record)
-        for state in NOT_RUNNING:
+        for state in self.asked:
             REPLICATIONS.labels(state).set(sum(s["state"] == state for s in states.values()))
         return states
 
@@ -83,5 +98,6 @@ def recorded_states(
         elif entry is not None:
             states[doc_id] = ReplicationStatus(entry["state"], error=entry["error"], as_of=as_of)
         else:
-            states[doc_id] = ReplicationStatus(state="running", as_of=as_of)
+            others = recorded.get("others", RUNNING)
+            states[doc_id] = ReplicationStatus(state=others, as_of=as_of)
     return states

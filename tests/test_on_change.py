@@ -1,0 +1,230 @@
+"""On-change mode on real Apache CouchDB: one-shot runs started when a database moves.
+
+The followers loop runs in the background, as it does when served. Writes cross both ways,
+deletions and rule-followed pictures arrive, forged branches are still taken out, status
+says `idle` between runs, and fifty read-write shares (a hundred replications, twice the
+`max_jobs` the test sets) all carry a write while CouchDB never runs more jobs than that.
+"""
+
+import dataclasses
+import threading
+
+import pytest
+
+from service.app import create_app
+from service.config import CONTINUOUS, ON_CHANGE
+from service.sharing.core.lease import Lease
+from service.sharing.watching.followers import follow_every
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers import create_share, doc_state, replicator_docs, wait_for, wait_for_docs
+from tests.servers.demo import ALICE
+from tests.test_replication import DB_SHARING, ITEM, RW, edit, leaves
+from tests.test_rules import CONTAINERS, item_with_picture
+from tests.test_selectors import COLLECTION_1
+
+pytestmark = pytest.mark.couchdb
+MAX_RUNS = 20
+
+
+@pytest.fixture
+def settings(settings):
+    return dataclasses.replace(settings, replication_mode=ON_CHANGE, max_runs=MAX_RUNS)
+
+
+@pytest.fixture
+def followers(app):
+    """The followers loop in a thread, as `sharing-broker serve` runs it."""
+    broker = app.extensions["sharing_broker"]
+    stop = threading.Event()
+    lease = Lease(broker.store.couch, broker.store.db, "test-followers-lease", 10)
+    loop = threading.Thread(
+        target=follow_every,
+        args=(0.5, broker.followers(), lease, broker.database_updates(), stop),
+        daemon=True,
+    )
+    loop.start()
+    yield
+    stop.set()
+    loop.join(10)
+
+
+def states(couch, share: dict) -> set[str]:
+    """The `_replication_state` of each of the share's replicator docs (None: not ended)."""
+    return {doc.get("_replication_state") for doc in replicator_docs(couch, share["id"]).values()}
+
+
+def test_the_replicator_docs_are_one_shot_and_the_first_run_copies_the_share(
+    client, couch, registered, dbs
+):
+    share = create_share(client, **RW)
+
+    assert {doc["continuous"] for doc in replicator_docs(couch, share["id"]).values()} == {False}
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1 | {DB_SHARING}, "the first run's docs")
+    wait_for(lambda: states(couch, share) == {"completed"}, "both runs ended", couch=couch)
+
+
+def test_an_owners_write_and_deletion_reach_the_recipient(
+    client, couch, registered, dbs, followers
+):
+    share = create_share(client)
+    wait_for(lambda: states(couch, share) == {"completed"}, "the first run ended", couch=couch)
+
+    rev = edit(couch, dbs["alice"], ITEM, name="Alice's edit")
+    wait_for(lambda: rev in leaves(couch, dbs["bob"], ITEM), "the edit at Bob's", couch=couch)
+    couch.delete_doc(dbs["alice"], ITEM)
+    wait_for(lambda: doc_state(couch, dbs["bob"], ITEM) == "deleted", "the deletion", couch=couch)
+
+
+def test_in_read_write_the_recipients_edit_reaches_the_owner(
+    client, couch, registered, dbs, followers
+):
+    share = create_share(client, **RW)
+    wait_for(lambda: states(couch, share) == {"completed"}, "the first runs ended", couch=couch)
+
+    rev = edit(couch, dbs["bob"], ITEM, name="Bob's edit")
+
+    wait_for(lambda: rev in leaves(couch, dbs["alice"], ITEM), "Bob's edit", couch=couch)
+
+
+def test_a_burst_of_writes_all_arrive(client, couch, registered, dbs, followers):
+    """Writes during a run make it run once more after it: none is left behind."""
+    share = create_share(client)
+    wait_for(lambda: states(couch, share) == {"completed"}, "the first run ended", couch=couch)
+
+    revs = [edit(couch, dbs["alice"], ITEM, name=f"edit {n}") for n in range(12)]
+
+    wait_for(lambda: revs[-1] in leaves(couch, dbs["bob"], ITEM), "the last edit", couch=couch)
+
+
+def test_a_share_between_runs_is_idle_not_failed(app, client, couch, registered, dbs):
+    share = create_share(client, **RW)
+    wait_for(lambda: states(couch, share) == {"completed"}, "the first runs ended", couch=couch)
+
+    live = client.get(f"/v1/shares/{share['id']}").get_json()["replications"]
+    app.extensions["sharing_broker"].state_recorder().run()
+    listed = client.get(f"/v1/shares?database={ALICE}&with_status=true").get_json()["items"]
+
+    assert [r["replication_status"]["state"] for r in live] == ["idle", "idle"]
+    recorded = listed[0]["replications"]
+    assert [r["replication_status"]["state"] for r in recorded] == ["idle", "idle"]
+    assert all(r["replication_status"]["as_of"] for r in recorded)
+
+
+def test_pictures_of_an_item_that_comes_to_match_follow_it(
+    client, couch, registered, dbs, followers
+):
+    create_share(client, collections=["c0ll-uuid-1"], rules=CONTAINERS)
+    new = item_with_picture(7, "container")
+
+    couch.request("POST", f"{dbs['alice']}/_bulk_docs", json={"docs": new}).raise_for_status()
+
+    wait_for_docs(couch, dbs["bob"], {doc["_id"] for doc in new}, "the item and its pictures")
+
+
+def test_a_forged_branch_is_still_removed(client, couch, registered, dbs, followers):
+    mine = {"type": "item", "data": {"collection_id": "b0b-coll-1", "name": "Bob's diary"}}
+    own_rev = couch.put(f"{dbs['bob']}/item-b0b-diary", mine)["rev"]
+    create_share(client, access="read", collections=None)
+    forged = {"type": "item", "data": {"collection_id": "c0ll-uuid-1", "name": "read me"}}
+    couch.put(f"{dbs['alice']}/item-b0b-diary", forged)
+    edit(couch, dbs["alice"], "item-b0b-diary", times=3, name="read me")
+
+    wait_for(
+        lambda: leaves(couch, dbs["bob"], "item-b0b-diary") == {own_rev},
+        "the forgery at Bob's removed",
+        couch=couch,
+    )
+    assert couch.get(f"{dbs['bob']}/item-b0b-diary")["data"]["name"] == "Bob's diary"
+
+
+@pytest.fixture
+def max_jobs(couch):
+    """CouchDB's `[replicator] max_jobs` at 50 for the test, then as it was."""
+    path = f"{couch.config_path}/replicator/max_jobs"
+    before = couch.request("GET", path)
+    couch.set_config("replicator", "max_jobs", "50")
+    yield 50
+    if before.ok:
+        couch.set_config("replicator", "max_jobs", before.json())
+    else:
+        couch.request("DELETE", path)
+
+
+@pytest.fixture
+def fifty_pairs(client, couch, names):
+    """Fifty owner and recipient databases, registered; removed after the test."""
+    pairs = []
+    for n in range(50):
+        pair = []
+        for side, prefix in (("a", names["alice"]), ("b", names["bob"])):
+            db, uuid = f"{prefix}-{n:02d}", f"0c0c0c0c-0000-4000-8000-{side}{n:011d}"
+            couch.create_db(db, [{"_id": "0000-config", "uuid": uuid}])
+            assert client.post("/v1/databases", json={"database": db}).status_code == 201
+            pair.append((db, uuid))
+        pairs.append(tuple(pair))
+    yield pairs
+    for pair in pairs:
+        for db, _ in pair:
+            couch.delete(db)
+
+
+def test_fifty_read_write_shares_past_max_jobs_all_carry_a_write(
+    client, couch, fifty_pairs, max_jobs, followers
+):
+    for (_, owner), (_, recipient) in fifty_pairs:
+        body = {"owner": owner, "recipient": recipient, "access": "read-write"}
+        assert client.post("/v1/shares", json=body).status_code == 201
+    item = {"type": "item", "data": {"name": "crossed", "collection_id": "none"}}
+    for (owner, _), _ in fifty_pairs:
+        couch.put(f"{owner}/item-crossed", item)
+    jobs_seen = []
+
+    def all_arrived() -> bool:
+        jobs_seen.append(couch.get("_scheduler/jobs", limit="0")["total_rows"])
+        return all(doc_state(couch, db, "item-crossed") == "live" for _, (db, _) in fifty_pairs)
+
+    wait_for(all_arrived, "the write at all 50 recipients", seconds=120, couch=couch)
+
+    assert max(jobs_seen) <= max_jobs  # so CouchDB started each run at once
+
+
+def test_reconcile_moves_shares_made_in_continuous_mode_to_one_shot_runs(
+    settings, couch, registered, dbs
+):
+    def client_of(mode: str):
+        client = create_app(dataclasses.replace(settings, replication_mode=mode)).test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"
+        return client
+
+    share = create_share(client_of(CONTINUOUS), **RW)
+    assert {doc["continuous"] for doc in replicator_docs(couch, share["id"]).values()} == {True}
+
+    report = client_of(ON_CHANGE).post("/v1/reconcile").get_json()
+
+    assert {r["part"] for r in report["repaired"]} == {
+        "replication:owner-to-recipient",
+        "replication:recipient-to-owner",
+    }
+    assert {doc["continuous"] for doc in replicator_docs(couch, share["id"]).values()} == {False}
+    wait_for(lambda: states(couch, share) == {"completed"}, "the one-shot runs ended", couch=couch)
+
+
+def test_a_restarted_follower_reads_db_updates_on_from_where_the_last_one_left(app, couch, dbs):
+    """So a restart or a new lease holder runs what moved meanwhile, not every share."""
+    broker = app.extensions["sharing_broker"]
+    before = broker.database_updates()
+    before.save_seconds = 0
+    assert before.changed() is None  # the very first look only learns where the feed is
+    before.changed()  # and this one saves it: the passes dealt with the first
+    couch.put(f"{dbs['alice']}/item-while-away", {"type": "item", "data": {}})
+
+    after = broker.database_updates()  # a new process, with nothing in memory
+    seen: list[set[str] | None] = []
+
+    def alice_seen() -> bool:
+        seen.append(after.changed())
+        return None in seen or dbs["alice"] in set().union(*seen)
+
+    wait_for(alice_seen, "Alice's database among the changes", couch=couch)
+
+    assert None not in seen
