@@ -1,0 +1,311 @@
+"""Scale past CouchDB's replicator: many read-write shares on one node, under writes.
+
+Creates the shares through the served broker (real databases, real replications), lets
+them settle, measures CouchDB's idle CPU, then writes an item every `1/rate` seconds to a
+random owner and times its arrival at the recipient. Reports lag percentiles, the slowest
+share, CPU and memory of CouchDB and the broker.
+
+    python -m bench.scale --mode on_change --shares 1000 --minutes 10 --results F
+
+CouchDB keeps its replicator defaults (`max_jobs` 500, `interval` 60 s, `max_churn` 20),
+but `startup_jitter`, which on-change mode needs low (see docs/deploy.md). It runs long:
+apart from CI. `--baseline N` also measures idle CPU once the first N shares exist.
+"""
+
+import argparse
+import datetime
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from bench.run import percentile
+from bench.stack import ADMIN_TOKEN, collection_of, config_uuid, item, start_couchdb
+from tests.servers.broker import BrokerProcess
+
+STATE_DB = "sharing_broker_scale"
+DEFAULTED = ("interval", "checkpoint_interval", "auth_plugins")  # the bench's quick ones
+GRACE_SECONDS = 180  # after the load, for late arrivals
+CLIENTS = 4
+
+
+class Processes:
+    """CPU seconds and resident memory of a set of processes, from /proc."""
+
+    def __init__(self, match):
+        self.match = match
+
+    def _pids(self) -> list[Path]:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if self.match(proc):
+                    found.append(proc)
+            except OSError:
+                continue  # ended meanwhile
+        return found
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for proc in self._pids():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / 100  # clock ticks
+
+    def rss_mib(self) -> float:
+        total = 0
+        for proc in self._pids():
+            try:
+                status = (proc / "status").read_text()
+            except OSError:
+                continue
+            found = re.search(r"VmRSS:\s+(\d+)", status)
+            total += int(found.group(1)) if found else 0
+        return total / 1024
+
+    def cpu_percent(self, seconds: float) -> float:
+        before = self.cpu_seconds()
+        time.sleep(seconds)
+        return 100 * (self.cpu_seconds() - before) / seconds
+
+
+def couchdb_processes(couch) -> Processes:
+    """A launched server's processes (its Erlang VM and JavaScript ones): those run from
+    its directory. None for a server given by URL."""
+    home = str(getattr(couch, "_dir", ""))
+    return Processes(lambda proc: bool(home) and home in (proc / "cmdline").read_text())
+
+
+def broker_processes(broker: BrokerProcess) -> Processes:
+    master = str(broker.process.pid)
+
+    def ours(proc: Path) -> bool:
+        if proc.name == master:
+            return True
+        status = (proc / "status").read_text()
+        return re.search(r"PPid:\s+(\d+)", status).group(1) == master
+
+    return Processes(ours)
+
+
+class Scale:
+    def __init__(self, args):
+        self.args = args
+        self.couch = start_couchdb(args.disposable)
+        for key in DEFAULTED:
+            self.couch.request("DELETE", f"{self.couch.config_path}/replicator/{key}")
+        self.couchdb = couchdb_processes(self.couch)
+        self.broker = BrokerProcess(
+            self.couch,
+            STATE_DB,
+            ADMIN_TOKEN,
+            BROKER_WORKERS="2",
+            BROKER_THREADS="4",
+            BROKER_FOLLOW_INTERVAL="2",
+            BROKER_REPLICATION_MODE=args.mode,
+        )
+        self.brokers = broker_processes(self.broker)
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+        self.report: list[str] = []
+        self.pairs: list[tuple[str, str]] = []  # (owner db, recipient db) per share
+
+    def call(self, method: str, path: str, **kwargs):
+        for _ in range(5):
+            response = self.http.request(method, self.broker.url + path, timeout=120, **kwargs)
+            if response.status_code != 503:
+                break
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response
+
+    def line(self, text: str) -> None:
+        print(text, flush=True)
+        self.report.append(text)
+
+    # Setting up
+
+    def _database(self, n: int) -> tuple[str, str]:
+        name, uid = f"scale-{n:05d}", config_uuid(n)
+        collection = {
+            "_id": f"collection-{collection_of(uid)}",
+            "type": "collection",
+            "data": {"name": "Kitchen", "config_uuid": uid},
+        }
+        self.couch.create_db(
+            name, [{"_id": "0000-config", "uuid": uid}, collection, item(uid, "0")]
+        )
+        self.call("POST", "/v1/databases", json={"database": name})
+        return name, uid
+
+    def _share(self, n: int) -> tuple[str, str]:
+        (owner, owner_uuid), (recipient, recipient_uuid) = (
+            self._database(2 * n),
+            self._database(2 * n + 1),
+        )
+        body = {
+            "owner": owner_uuid,
+            "recipient": recipient_uuid,
+            "access": "read-write",
+            "collections": [collection_of(owner_uuid)],
+        }
+        self.call("POST", "/v1/shares", json=body)
+        return owner, recipient
+
+    def grow_to(self, count: int) -> None:
+        first = len(self.pairs)
+        started = time.monotonic()
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            self.pairs += list(pool.map(self._share, range(first, count)))
+        seconds = time.monotonic() - started
+        self.line(
+            f"- created shares {first + 1} to {count} (2 databases each, registered, then the"
+            f" share) in {seconds:.0f} s, {1000 * seconds / (count - first):.0f} ms a share"
+            f" with {CLIENTS} clients"
+        )
+
+    def idle(self, label: str) -> float:
+        time.sleep(self.args.settle)
+        couchdb = self.couchdb.cpu_percent(60)
+        broker = self.brokers.cpu_percent(10)
+        self.line(
+            f"- idle with {label}: CouchDB {couchdb:.1f}% of a core over 60 s,"
+            f" broker {broker:.1f}%; memory CouchDB {self.couchdb.rss_mib():.0f} MiB,"
+            f" broker {self.brokers.rss_mib():.0f} MiB; {self.jobs()}"
+        )
+        return couchdb
+
+    def jobs(self) -> str:
+        total = self.couch.get("_scheduler/jobs", limit="0")["total_rows"]
+        docs = self.couch.get("_replicator/_all_docs", limit="0")["total_rows"]
+        return f"{total} replication jobs in the scheduler, {docs} docs in `_replicator`"
+
+    # The load
+
+    def load(self) -> None:
+        pending: dict[str, tuple[int, float, str]] = {}  # doc id -> (share, written, target)
+        lags: dict[str, tuple[int, float]] = {}
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def check() -> None:
+            while not done.is_set() or pending:
+                now = time.monotonic()
+                with lock:
+                    due = list(pending.items())
+                for doc_id, (share, written, target) in due:
+                    if now - written > self.args.minutes * 60 + GRACE_SECONDS:
+                        with lock:
+                            pending.pop(doc_id)
+                        continue
+                    response = self.couch.request("HEAD", f"{target}/{doc_id}")
+                    if response.status_code == 200:
+                        with lock:
+                            pending.pop(doc_id)
+                            lags[doc_id] = (share, time.monotonic() - written)
+                time.sleep(0.05)
+                if done.is_set() and time.monotonic() > done_at[0] + GRACE_SECONDS:
+                    return
+
+        done_at = [float("inf")]
+        checker = threading.Thread(target=check, daemon=True)
+        checker.start()
+        cpu_couch, cpu_broker = self.couchdb.cpu_seconds(), self.brokers.cpu_seconds()
+        started = time.monotonic()
+        end = started + self.args.minutes * 60
+        written = 0
+        rng = random.Random(17)  # noqa: S311 (which owner, not a secret)
+        while time.monotonic() < end:
+            share = rng.randrange(len(self.pairs))
+            owner, recipient = self.pairs[share]
+            uid = config_uuid(2 * share)
+            doc = item(uid, f"load-{written}")
+            self.couch.put(f"{owner}/{doc['_id']}", doc)
+            with lock:
+                pending[doc["_id"]] = (share, time.monotonic(), recipient)
+            written += 1
+            time.sleep(max(0.0, started + written / self.args.rate - time.monotonic()))
+        seconds = time.monotonic() - started
+        couch_cpu = 100 * (self.couchdb.cpu_seconds() - cpu_couch) / seconds
+        broker_cpu = 100 * (self.brokers.cpu_seconds() - cpu_broker) / seconds
+        memory = (
+            f"CouchDB {self.couchdb.rss_mib():.0f} MiB, broker {self.brokers.rss_mib():.0f} MiB"
+        )
+        done_at[0] = time.monotonic()
+        done.set()
+        checker.join(GRACE_SECONDS + 30)
+        values = sorted(lag for _, lag in lags.values())
+        missing = written - len(values)
+        self.line(
+            f"- load: {written} writes in {seconds:.0f} s ({written / seconds:.2f}/s) to random"
+            f" owners; CPU under load: CouchDB {couch_cpu:.1f}%, broker {broker_cpu:.1f}%;"
+            f" memory {memory}; {self.jobs()}"
+        )
+        if values:
+            p50, p95, p99 = (percentile(values, p) for p in (50, 95, 99))
+            self.line(
+                f"- lag, write to recipient: p50 {p50:.2f} s, p95 {p95:.2f} s, p99"
+                f" {p99:.2f} s, max {values[-1]:.2f} s over {len(values)} arrivals;"
+                f" {missing} not arrived within {GRACE_SECONDS} s of the load's end"
+            )
+        worst = max(lags.items(), key=lambda entry: entry[1][1], default=None)
+        if worst is not None:
+            share, lag = worst[1]
+            owner, recipient = self.pairs[share]
+            self.line(f"- slowest share: {owner} → {recipient}, {lag:.2f} s")
+        runs = re.search(
+            r"^sharing_broker_replication_runs_total (\S+)",
+            self.call("GET", "/metrics").text,
+            re.M,
+        )
+        if runs and self.args.mode == "on_change":
+            self.line(
+                f"- on-change runs started since the broker began: {float(runs.group(1)):.0f}"
+            )
+
+    def stop(self) -> None:
+        self.broker.stop()
+        if hasattr(self.couch, "stop"):
+            self.couch.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mode", choices=("continuous", "on_change"), required=True)
+    parser.add_argument("--shares", type=int, default=1000)
+    parser.add_argument("--baseline", type=int, default=0, help="idle CPU at this many first")
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=2.0, help="writes a second")
+    parser.add_argument("--settle", type=float, default=90, help="seconds before idle CPU")
+    parser.add_argument("--results", help="also write the report to this markdown file")
+    parser.add_argument("--disposable", action="store_true")
+    args = parser.parse_args()
+    scale = Scale(args)
+    try:
+        scale.couch.set_config("replicator", "startup_jitter", "0")
+        scale.line(
+            f"### {args.mode}: {args.shares} read-write shares, {args.rate:g} writes/s for"
+            f" {args.minutes:g} min ({datetime.date.today().isoformat()})"
+        )
+        if args.baseline:
+            scale.grow_to(args.baseline)
+            scale.idle(f"{args.baseline} shares")
+        scale.grow_to(args.shares)
+        scale.idle(f"{args.shares} shares")
+        scale.load()
+    finally:
+        scale.stop()
+    if args.results:
+        Path(args.results).write_text("\n".join(scale.report) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
