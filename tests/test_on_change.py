@@ -215,7 +215,8 @@ def test_a_restarted_follower_reads_db_updates_on_from_where_the_last_one_left(a
     before = broker.database_updates()
     before.save_seconds = 0
     assert before.changed() is None  # the very first look only learns where the feed is
-    before.changed()  # and this one saves it: the passes dealt with the first
+    before.changed()
+    before.settled()  # the passes dealt with what it returned: saved
     couch.put(f"{dbs['alice']}/item-while-away", {"type": "item", "data": {}})
 
     after = broker.database_updates()  # a new process, with nothing in memory

@@ -9,8 +9,9 @@ import json
 import pytest
 import responses
 
-from service.couch import CouchClient
+from service.couch import CouchClient, CouchUnavailable
 from service.sharing.core.sites import Site, Sites
+from service.sharing.watching.followers import one_pass
 from service.sharing.watching.replications import Replications
 from service.sharing.watching.runs import RunOnChange
 
@@ -187,3 +188,45 @@ def test_a_server_that_holds_runs_back_is_named_once(mock, caplog, answer, warne
 
     warnings = [r for r in caplog.records if "startup_jitter" in r.getMessage()]
     assert len(warnings) == (1 if warned else 0)
+
+
+class Updates:
+    """`DatabaseUpdates` as the followers loop sees it: what changed, and what it settled."""
+
+    def __init__(self, changed: set[str] | None):
+        self.changes = changed
+        self.settled_times = 0
+
+    def changed(self, wait: float = 0.0) -> set[str] | None:
+        return self.changes
+
+    def settled(self) -> None:
+        self.settled_times += 1
+
+
+class Held:
+    def hold(self) -> bool:
+        return True
+
+
+class Failing:
+    def run(self, changed):
+        raise CouchUnavailable("GET /broker_state/_changes", "timed out")
+
+
+@pytest.mark.parametrize(
+    ("changed", "passes", "settled"),
+    [
+        ({"owner-2"}, [], True),  # nothing reads from it: dealt with, may be saved
+        ({"owner-1"}, [], False),  # its run is still due: read it again after a restart
+        ({"owner-2"}, [Failing()], False),  # a pass failed: the same
+        (None, [], False),  # nothing known, nothing settled
+    ],
+)
+def test_changes_settle_only_once_every_pass_dealt_with_them(mock, changed, passes, settled):
+    Scripted(mock, [replicator_doc(1)])  # running: a write to owner-1 stays due
+    updates = Updates(changed)
+
+    one_pass([runs_over(), *passes], Held(), updates)
+
+    assert updates.settled_times == (1 if settled else 0)

@@ -35,7 +35,8 @@ def follow_every(
 
 def one_pass(passes: list, lease: Lease, updates: DatabaseUpdates, wait: float = 0.0) -> bool:
     """Run the passes once, after waiting up to `wait` seconds for a change; return whether
-    the changes were known (else the caller waits before the next)."""
+    the changes were known (else the caller waits before the next). When every pass dealt
+    with them and none has work left over (`pending`), they count as settled."""
     try:
         if not lease.hold():
             return False
@@ -43,11 +44,16 @@ def one_pass(passes: list, lease: Lease, updates: DatabaseUpdates, wait: float =
         log.warning("followers lease not taken: %s", exc)
         return False
     changed = updates.changed(wait)
+    dealt_with = changed is not None
     for follower in passes:
         try:
             follower.run(changed)
         except (CouchError, CouchUnavailable) as exc:
+            dealt_with = False
             log.warning("%s pass failed: %s", type(follower).__name__, exc)
         except Exception:  # a bug in one pass must not stop the loop for good
+            dealt_with = False
             log.exception("%s pass failed", type(follower).__name__)
+    if dealt_with and not any(getattr(follower, "pending", False) for follower in passes):
+        updates.settled()  # the on-change runs and the rule follower keep work over
     return changed is not None

@@ -54,6 +54,11 @@ class RunOnChange:
         self._last_sweep = float("-inf")
         self._jitter_checked: set[str] = set()
 
+    @property
+    def pending(self) -> bool:
+        """Whether runs are still due: the changes that made them so are not settled."""
+        return bool(self._due)
+
     def run(self, changed: set[str] | None = None) -> list[str]:
         """Mark due what reads from the places in `changed` (`None`: unknown), and start
         what may start; return the doc ids started."""

@@ -5,10 +5,11 @@ One request a server a pass, whatever the number of databases, so the followers 
 (pouchdb-server), one that did not answer, or the very first pass, answers "unknown", and
 the followers read every feed.
 
-How far the passes have dealt with each feed is saved in the state database every
-`save_seconds`, so a restarted process (or a replica taking over the lease) reads on from
-there rather than from nothing: a rolling deploy does not make every share's replication
-run again in on-change mode. Saving less often only shows some changes twice.
+How far the passes have dealt with each feed (`settled`) is saved in the state database,
+at most every `save_seconds`, so a restarted process (or a replica taking over the lease)
+reads on from there rather than from nothing: a rolling deploy does not make every share's
+replication run again in on-change mode, and a run still due when a process stops is due
+again in the next. Saving less often only shows some changes twice.
 
 A pass may wait for the next change on `default` (a long poll), so that it follows a write
 as soon as CouchDB reports it rather than at the next tick; the other servers are read as
@@ -40,18 +41,12 @@ class DatabaseUpdates:
     def changed(self, wait: float = 0.0) -> set[str] | None:
         """The places (see `model.place`) of the databases updated since the last call;
         `None` when unknown. Waits up to `wait` seconds for one on `default` when there is
-        none yet.
-
-        The passes have dealt with what the last call returned, so that is what is saved."""
-        try:
-            if self._since is None:
+        none yet."""
+        if self._since is None:
+            try:
                 self._since = self.checkpoints.load()
-            elif time.monotonic() - self._saved_at >= self.save_seconds:
-                self._saved_at = time.monotonic()
-                self.checkpoints.save(dict(self._since))
-        except (CouchError, CouchUnavailable) as exc:
-            log.warning("_db_updates checkpoints not read or saved: %s", exc)
-            if self._since is None:
+            except (CouchError, CouchUnavailable) as exc:
+                log.warning("_db_updates checkpoints not read: %s", exc)
                 return None
         found: set[str] | None = set()
         for site in self.sites:
@@ -63,6 +58,17 @@ class DatabaseUpdates:
             else:
                 found |= {place(site.name, name) for name in names}
         return found
+
+    def settled(self) -> None:
+        """The passes have dealt with every change returned so far, and have nothing left
+        to do for them: save where the feeds stand, if `save_seconds` have passed."""
+        if self._since is None or time.monotonic() - self._saved_at < self.save_seconds:
+            return
+        self._saved_at = time.monotonic()
+        try:
+            self.checkpoints.save(dict(self._since))
+        except (CouchError, CouchUnavailable) as exc:
+            log.warning("_db_updates checkpoints not saved: %s", exc)
 
     def _changed_on(self, server: str, couch: CouchClient, wait: float) -> set[str] | None:
         try:
