@@ -13,7 +13,10 @@ import pytest
 
 from service.app import create_app
 from service.config import CONTINUOUS, ON_CHANGE
+from service.couch import CouchClient
 from service.sharing.core.lease import Lease
+from service.sharing.placing.parts import ensure_current
+from service.sharing.placing.replicator import REPLICATOR_DB
 from service.sharing.watching.followers import follow_every
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import create_share, doc_state, replicator_docs, wait_for, wait_for_docs
@@ -229,3 +232,27 @@ def test_a_restarted_follower_reads_db_updates_on_from_where_the_last_one_left(a
     wait_for(alice_seen, "Alice's database among the changes", couch=couch)
 
     assert None not in seen
+
+
+def test_a_replicator_doc_the_replicator_changed_meanwhile_is_read_again(
+    app, client, couch, registered, dbs, monkeypatch
+):
+    """CouchDB writes the end of each one-shot run into its doc: a rewrite that read it
+    just before gets 409 from the real server, reads again and goes through."""
+    share = create_share(client, **RW)
+    doc_id = share["replications"][0]["id"]
+    current = couch.get(f"_replicator/{doc_id}")
+    wanted = {k: v for k, v in current.items() if k != "_rev"} | {"selector": {"type": "item"}}
+    real_put, puts = CouchClient.put, []
+
+    def put_after_a_concurrent_write(self, *segments, **kwargs):
+        if segments[0] == REPLICATOR_DB and not puts:
+            couch.put(f"_replicator/{doc_id}", {**current, "note": "written meanwhile"})
+        puts.append(segments)
+        return real_put(self, *segments, **kwargs)
+
+    monkeypatch.setattr(CouchClient, "put", put_after_a_concurrent_write)
+
+    assert ensure_current(app.extensions["sharing_broker"].couch, REPLICATOR_DB, wanted)
+    assert len(puts) == 2  # the first lost to the write meanwhile
+    assert couch.get(f"_replicator/{doc_id}")["selector"] == {"type": "item"}

@@ -5,6 +5,8 @@ one plain item. A rule that shares only containers must carry the two and their 
 and nothing of the third; the write guard must judge the share user by the same rule.
 """
 
+import re
+
 import pytest
 import requests
 
@@ -216,6 +218,30 @@ def test_pictures_follow_items_that_come_to_match(app, client, couch, kitchen):
     crossing = find_ids(couch, kitchen["alice"], selector())
     assert {new_item["_id"], new_link["_id"], new_image["_id"]} <= crossing
     assert follow.run() == {}  # nothing changed since
+
+
+def test_a_rewrite_that_failed_is_tried_again_without_a_new_change(
+    app, client, couch, kitchen, faults
+):
+    """Also when the replicator's end of a one-shot run changed the doc meanwhile."""
+    share = create_share(client, collections=["c0ll-uuid-1"], rules=CONTAINERS)
+    follow = app.extensions["sharing_broker"].rule_follow()
+    follow.run()
+    new = item_with_picture(7, "container")
+    couch.request("POST", f"{kitchen['alice']}/_bulk_docs", json={"docs": new})
+    replicator_writes = re.compile(re.escape(couch.url) + "/_replicator/.+")
+    fault = faults.add("PUT", replicator_writes, status=500, json={"error": "injected"})
+
+    assert follow.run() == {}  # the guard moved, the selector's rewrite failed
+    assert follow.pending
+    faults.remove(fault)
+    nothing_moved = set()
+
+    assert follow.run(nothing_moved) == {share["id"]: ["replication:owner-to-recipient"]}
+    assert not follow.pending
+    assert {doc["_id"] for doc in new} <= find_ids(
+        couch, kitchen["alice"], o2r(couch, share["id"])["selector"]
+    )
 
 
 @pytest.mark.parametrize(

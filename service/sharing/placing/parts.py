@@ -355,20 +355,26 @@ def _overwrite(couch: CouchClient, db: str, body: dict) -> None:
 def ensure_current(couch: CouchClient, db: str, body: dict) -> bool:
     """Like `ensure_present`, and also restart a replication CouchDB marked failed.
 
-    Return whether anything was written.
+    Return whether anything was written. A doc that changed meanwhile is read again: the
+    replicator writes the end of each one-shot run into its doc.
     """
-    try:
-        current = couch.get(db, body["_id"])
-    except NotFound:
-        current = None
-    failed = current is not None and current.get("_replication_state") == "failed"
-    if current is not None and not failed and not _differs(current, body):
-        return False
-    if current is None:
-        ensure_present(couch, db, body)
-    else:  # a new revision without the `_replication_*` fields restarts it
-        couch.put(db, body["_id"], json={**body, "_rev": current["_rev"]})
-    return True
+    for _ in range(3):
+        try:
+            current = couch.get(db, body["_id"])
+        except NotFound:
+            current = None
+        failed = current is not None and current.get("_replication_state") == "failed"
+        if current is not None and not failed and not _differs(current, body):
+            return False
+        if current is None:
+            ensure_present(couch, db, body)
+            return True
+        try:  # a new revision without the `_replication_*` fields restarts it
+            couch.put(db, body["_id"], json={**body, "_rev": current["_rev"]})
+            return True
+        except DocumentConflict:
+            continue
+    raise DocumentConflict(409, "conflict", "kept changing", f"PUT /{db}/{body['_id']}")
 
 
 def restart_replication(couch: CouchClient, doc_id: str) -> None:

@@ -28,6 +28,12 @@ class RuleFollow:
         self.store = store
         self.shares = shares
         self.checkpoints = Checkpoints(store.couch, store.db, CHECKPOINT_ID)
+        self._failed: set[str] = set()  # shares whose lists were not rewritten: read again
+
+    @property
+    def pending(self) -> bool:
+        """Whether a share's rewrite failed and waits for the next pass."""
+        return bool(self._failed)
 
     def run(self, changed: set[str] | None = None) -> dict[str, list[str]]:
         """Share id -> the parts rewritten, for the shares whose lists moved.
@@ -42,16 +48,21 @@ class RuleFollow:
             db = databases.get(share.owner)
             if db is None:
                 continue  # reconcile reports a share whose database is gone
-            if changed is not None and db.place not in changed and share.id in since:
+            unmoved = changed is not None and db.place not in changed
+            if unmoved and share.id in since and share.id not in self._failed:
                 continue
             try:
                 couch = self.shares.registry.site(db).couch
-                moved, since[share.id] = self._changed(couch, db.database, since.get(share.id))
+                moved, read_to = self._changed(couch, db.database, since.get(share.id))
                 if moved and (parts := self.shares.refresh_scope(share)):
                     rewritten[share.id] = parts
+                since[share.id] = read_to  # not before: a failed rewrite is tried again
+                self._failed.discard(share.id)
             except (CouchError, CouchUnavailable, SharingError) as exc:
+                self._failed.add(share.id)
                 log.warning("share %s: rules not followed this pass: %s", share.id, exc)
         live = {share.id for share in shares}
+        self._failed &= live
         self.checkpoints.save({k: v for k, v in since.items() if k in live})
         return rewritten
 

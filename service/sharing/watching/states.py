@@ -34,7 +34,7 @@ NOT_RUNNING = ("initializing", "pending", "crashing", "failed")
 
 
 class StateRecorder:
-    """A follower pass: records the not-running states, at most every `every_seconds`."""
+    """A follower pass: records the few states, at most every `every_seconds`."""
 
     def __init__(
         self, sites: Sites, store: StateStore, every_seconds: float = 15.0, on_change: bool = False
