@@ -84,8 +84,17 @@ def remove_broker_footprint(couch, state_db: str) -> None:
             couch.delete_doc(db, doc["_id"])  # reads again if CouchDB re-hashed a user
             removed.append(doc["_id"])
     if couch.replicates:  # let the jobs stop before their databases go
-        wait_for(lambda: not {job[0] for job in replication_jobs(couch)} & set(removed), "stop")
+        wait_for(lambda: stopped(couch, removed), "the removed replications stopped", couch=couch)
     couch.delete(state_db)
+
+
+def stopped(couch, removed: list[str]) -> bool:
+    """Whether none of the removed replicator docs has a job. On a cluster, the end of a
+    one-shot run written on one copy can win over a deletion on another: delete it again."""
+    left = {job[0] for job in replication_jobs(couch)} & set(removed)
+    for doc_id in left:
+        couch.delete_doc("_replicator", doc_id)
+    return not left
 
 
 def wait_for(check, what: str, seconds: float = 30.0, every: float = 0.2, couch=None):
