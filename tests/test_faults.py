@@ -169,3 +169,24 @@ def test_couchdb_refusing_the_service_credentials_is_502(couch, dbs):
     assert response.status_code == 502
     assert "wrong-canary-password" not in response.get_data(as_text=True)
     assert client.get("/readyz").status_code == 503
+
+
+@pytest.mark.parametrize(("answers", "state"), [(1, "running"), (2, "unknown")])
+def test_a_scheduler_that_stumbles_while_a_run_ends_leaves_the_share_readable(
+    client, faults, couch, registered, dbs, answers, state
+):
+    """CouchDB 3.5 answers 500 `function_clause` for a one-shot doc whose run is ending:
+    read once more, then say `unknown` rather than fail the whole share."""
+    share = create_share(client, **{k: v for k, v in RW.items() if k not in ("owner", "recipient")})
+    doc_id = share["replications"][0]["id"]
+    body = {"error": "unknown_error", "reason": "function_clause"}
+    scheduler = re.compile(re.escape(f"{couch.url}/_scheduler/docs/_replicator/{doc_id}"))
+    stumbles = [faults.add("GET", scheduler, status=500, json=body) for _ in range(answers)]
+    if answers == 1:
+        faults.add("GET", scheduler, json={"state": "running", "info": {}})
+
+    response = client.get(f"/v1/shares/{share['id']}")
+
+    assert response.status_code == 200
+    assert response.get_json()["replications"][0]["replication_status"]["state"] == state
+    assert all(stumble.call_count == 1 for stumble in stumbles)

@@ -27,12 +27,15 @@ class PermissionDenied(CouchError):
 
 
 class CouchUnavailable(Exception):
-    """CouchDB could not be reached, timed out, or answered 5xx."""
+    """CouchDB could not be reached, timed out, or answered 5xx (`status`)."""
 
-    def __init__(self, operation: str, cause: str, server: str = DEFAULT_SERVER):
+    def __init__(
+        self, operation: str, cause: str, server: str = DEFAULT_SERVER, status: int | None = None
+    ):
         super().__init__(f"{operation}: CouchDB server {server!r} unavailable: {cause}")
         self.operation = operation
         self.server = server
+        self.status = status
 
 
 def error_for(status: int, body: object, operation: str, server: str = DEFAULT_SERVER) -> Exception:
@@ -41,7 +44,7 @@ def error_for(status: int, body: object, operation: str, server: str = DEFAULT_S
     error = str(body.get("error", "unknown"))
     reason = str(body.get("reason", ""))
     if status >= 500:
-        return CouchUnavailable(operation, f"{status} {error}", server)
+        return CouchUnavailable(operation, f"{status} {error}", server, status)
     kind = {404: NotFound, 409: DocumentConflict, 412: DocumentConflict}.get(status)
     if status in (401, 403):
         kind = PermissionDenied

@@ -8,15 +8,17 @@ share, and the data leaves from there.
 """
 
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from service.couch import CouchClient, CouchError, NotFound
+from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
 from service.sharing.core.model import Direction, Share
 
 REPLICATOR_DB = "_replicator"
 REPLICATOR_PREFIX = "sharing-broker-"
 SCHEDULER_PAGE = 500  # `_scheduler/docs` rows a request
+SCHEDULER_RETRY_SECONDS = 0.2
 RUNNING = "running"
 # A one-shot run that ended well, as the broker calls it: CouchDB's `completed` reads as
 # if the share were over, and in on-change mode the next change runs it again.
@@ -81,11 +83,22 @@ class ReplicationStatus:
 
 
 def replication_status(couch: CouchClient, doc_id: str) -> ReplicationStatus:
-    """Read one replication's state. Servers without `_scheduler` give `unknown`."""
-    try:
-        body = couch.get("_scheduler", "docs", REPLICATOR_DB, doc_id)
-    except NotFound:
-        return ReplicationStatus(state="unknown")
+    """Read one replication's state. Servers without `_scheduler` give `unknown`.
+
+    CouchDB 3.5 sometimes answers 500 (`function_clause`) while a one-shot run ends: that
+    is read once more, and then the state is `unknown` rather than the request failing."""
+    for attempt in range(2):
+        try:
+            body = couch.get("_scheduler", "docs", REPLICATOR_DB, doc_id)
+            break
+        except NotFound:
+            return ReplicationStatus(state="unknown")
+        except CouchUnavailable as exc:
+            if exc.status != 500:
+                raise
+            if attempt:
+                return ReplicationStatus(state="unknown")
+            time.sleep(SCHEDULER_RETRY_SECONDS)
     info = body.get("info") or {}
     state = body.get("state") or "unknown"
     return ReplicationStatus(
