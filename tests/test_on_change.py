@@ -4,6 +4,8 @@ The followers loop runs in the background, as it does when served. Writes cross 
 deletions and rule-followed pictures arrive, forged branches are still taken out, status
 says `idle` between runs, and fifty read-write shares (a hundred replications, twice the
 `max_jobs` the test sets) all carry a write while CouchDB never runs more jobs than that.
+Reconcile moves continuous shares over, a restarted follower reads on from where the last
+one left, and a rewrite that races the replicator's own write into its doc goes through.
 """
 
 import dataclasses
