@@ -333,23 +333,18 @@ def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
 
 def _overwrite(couch: CouchClient, db: str, body: dict) -> None:
     """Write `body` over the doc there, unless it has the same content already."""
-    doc_id = body["_id"]
-    for _ in range(3):
-        try:
-            current = couch.get(db, doc_id)
-        except NotFound:
-            current = None
-        if current is not None and not _differs(current, body):
-            return
-        doc = dict(body) if current is None else {**body, "_rev": current["_rev"]}
-        if current is not None and "created_at" in current:
+
+    def replacement(current: dict | None) -> dict | None:
+        if current is None:
+            return dict(body)
+        if not _differs(current, body):
+            return None
+        doc = {**body, "_rev": current["_rev"]}
+        if "created_at" in current:
             doc["created_at"] = current["created_at"]
-        try:
-            couch.put(db, doc_id, json=doc)
-            return
-        except DocumentConflict:
-            continue  # changed meanwhile: read again
-    raise DocumentConflict(409, "conflict", "kept changing", f"PUT /{db}/{doc_id}")
+        return doc
+
+    _write_over(couch, db, body["_id"], replacement)
 
 
 def ensure_current(couch: CouchClient, db: str, body: dict) -> bool:
@@ -358,23 +353,37 @@ def ensure_current(couch: CouchClient, db: str, body: dict) -> bool:
     Return whether anything was written. A doc that changed meanwhile is read again: the
     replicator writes the end of each one-shot run into its doc.
     """
+
+    def replacement(current: dict | None) -> dict | None:
+        if current is None:
+            return dict(body)
+        failed = current.get("_replication_state") == "failed"
+        if not failed and not _differs(current, body):
+            return None
+        return {**body, "_rev": current["_rev"]}  # no `_replication_*` fields: restarts it
+
+    return _write_over(couch, db, body["_id"], replacement)
+
+
+def _write_over(
+    couch: CouchClient, db: str, doc_id: str, replacement: Callable[[dict | None], dict | None]
+) -> bool:
+    """Write `replacement(current)` (the doc there, or None) unless it is None; read again
+    when the doc changed meanwhile. Return whether it wrote."""
     for _ in range(3):
         try:
-            current = couch.get(db, body["_id"])
+            current = couch.get(db, doc_id)
         except NotFound:
             current = None
-        failed = current is not None and current.get("_replication_state") == "failed"
-        if current is not None and not failed and not _differs(current, body):
+        doc = replacement(current)
+        if doc is None:
             return False
-        if current is None:
-            ensure_present(couch, db, body)
-            return True
-        try:  # a new revision without the `_replication_*` fields restarts it
-            couch.put(db, body["_id"], json={**body, "_rev": current["_rev"]})
+        try:
+            couch.put(db, doc_id, json=doc)
             return True
         except DocumentConflict:
-            continue
-    raise DocumentConflict(409, "conflict", "kept changing", f"PUT /{db}/{body['_id']}")
+            continue  # changed meanwhile: read again
+    raise DocumentConflict(409, "conflict", "kept changing", f"PUT /{db}/{doc_id}")
 
 
 def restart_replication(couch: CouchClient, doc_id: str) -> None:
