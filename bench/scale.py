@@ -197,30 +197,23 @@ class Scale:
         done = threading.Event()
 
         def check() -> None:
-            while not done.is_set() or pending:
-                now = time.monotonic()
+            """Until every write arrived, or `GRACE_SECONDS` after the load's end."""
+            while (pending or not done.is_set()) and time.monotonic() < end + GRACE_SECONDS:
                 with lock:
                     due = list(pending.items())
                 for doc_id, (share, written, target) in due:
-                    if now - written > self.args.minutes * 60 + GRACE_SECONDS:
-                        with lock:
-                            pending.pop(doc_id)
-                        continue
                     response = self.couch.request("HEAD", f"{target}/{doc_id}")
                     if response.status_code == 200:
                         with lock:
                             pending.pop(doc_id)
                             lags[doc_id] = (share, time.monotonic() - written)
                 time.sleep(0.05)
-                if done.is_set() and time.monotonic() > done_at[0] + GRACE_SECONDS:
-                    return
 
-        done_at = [float("inf")]
+        end = time.monotonic() + self.args.minutes * 60
         checker = threading.Thread(target=check, daemon=True)
         checker.start()
         cpu_couch, cpu_broker = self.couchdb.cpu_seconds(), self.brokers.cpu_seconds()
         started = time.monotonic()
-        end = started + self.args.minutes * 60
         written = 0
         rng = random.Random(17)  # noqa: S311 (which owner, not a secret)
         while time.monotonic() < end:
@@ -239,7 +232,6 @@ class Scale:
         memory = (
             f"CouchDB {self.couchdb.rss_mib():.0f} MiB, broker {self.brokers.rss_mib():.0f} MiB"
         )
-        done_at[0] = time.monotonic()
         done.set()
         checker.join(GRACE_SECONDS + 30)
         values = sorted(lag for _, lag in lags.values())
