@@ -113,7 +113,7 @@ def dbs(couch, names, settings):
     for person in ("alice", "bob"):  # members-only, as CouchDB 3 makes new databases
         couch.add_member(names[person], names[person])
     yield names
-    remove_broker_footprint(couch, settings.state_db)  # replications stop first
+    remove_broker_footprint(settings.state_db, couch)  # replications stop first
     for name in names.values():
         couch.delete(name)
 
@@ -131,7 +131,7 @@ def settings(couch):
         replication_mode=CONTINUOUS,
     )
     yield settings
-    remove_broker_footprint(couch, settings.state_db)
+    remove_broker_footprint(settings.state_db, couch)
 
 
 @pytest.fixture

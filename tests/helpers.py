@@ -1,6 +1,7 @@
 """Helpers for tests that look into the users' databases and `_replicator`."""
 
 import time
+from functools import partial
 from urllib.parse import quote
 
 from service.couch import CouchClient
@@ -73,43 +74,69 @@ def create_share(client, **fields) -> dict:
     return response.get_json()
 
 
-def remove_broker_footprint(couch, state_db: str) -> None:
-    """Remove what a test's broker left on the server: its replicator docs, its share users
-    and its state database, so replications from earlier tests do not pile up."""
+def remove_broker_footprint(state_db: str, *servers) -> None:
+    """Remove what a test's broker left on these servers: its replicator docs, then, once
+    CouchDB has stopped their jobs, its share users and its state database. So replications
+    from earlier tests neither pile up nor end against users and databases deleted under
+    them: such a job retries its last checkpoint, and CouchDB's scheduler, with every
+    replicator doc behind it, waits for the job up to 5 s."""
+    removed = {server: _delete_labelled(server, "_replicator", state_db) for server in servers}
+    for server, doc_ids in removed.items():
+        if server.replicates:
+            check = partial(stopped, server, doc_ids)
+            wait_for(check, "the removed replications stopped", couch=server)
+    for server in servers:
+        _delete_labelled(server, "_users", state_db)
+        server.delete(state_db)
+
+
+def _delete_labelled(couch, db: str, state_db: str) -> list[str]:
+    """Delete the docs of `db` labelled as the broker's with this state database."""
     label = {"sharing_broker.broker": state_db}
-    removed = []
-    for db in ("_replicator", "_users"):
-        response = couch.request("POST", f"{db}/_find", json={"selector": label, "limit": 10_000})
-        for doc in response.json().get("docs", []) if response.ok else []:
-            couch.delete_doc(db, doc["_id"])  # reads again if CouchDB re-hashed a user
-            removed.append(doc["_id"])
-    if couch.replicates:  # let the jobs stop before their databases go
-        wait_for(lambda: stopped(couch, removed), "the removed replications stopped", couch=couch)
-    couch.delete(state_db)
+    response = couch.request("POST", f"{db}/_find", json={"selector": label, "limit": 10_000})
+    docs = response.json().get("docs", []) if response.ok else []
+    for doc in docs:
+        couch.delete_doc(db, doc["_id"])  # reads again if CouchDB re-hashed a user
+    return [doc["_id"] for doc in docs]
 
 
 def stopped(couch, removed: list[str]) -> bool:
-    """Whether none of the removed replicator docs has a job. On a cluster, the end of a
-    one-shot run written on one copy can win over a deletion on another: delete it again."""
-    left = {job[0] for job in replication_jobs(couch)} & set(removed)
-    for doc_id in left:
+    """Whether none of the removed replicator docs has a job left in `_scheduler/jobs`,
+    where a job stays until CouchDB has stopped it. On a cluster, the end of a one-shot run
+    written on one copy can win over a deletion on another: delete such a doc again."""
+    for doc_id in {doc[0] for doc in replication_jobs(couch)} & set(removed):
         couch.delete_doc("_replicator", doc_id)
-    return not left
+    return not running_doc_ids(couch) & set(removed)
+
+
+def running_doc_ids(couch) -> set[str]:
+    """The replicator doc of each job CouchDB's scheduler holds, running or pending."""
+    jobs = couch.get("_scheduler/jobs", limit="10000").get("jobs", [])
+    return {job.get("doc_id") for job in jobs}
 
 
 def wait_for(check, what: str, seconds: float = 30.0, every: float = 0.2, couch=None):
     """Poll `check()` until it gives something truthy, and return that; replication is
-    asynchronous. Fails naming `what` once `seconds` have passed, with the replication
-    jobs' states when given the server."""
+    asynchronous. Fails naming `what` once `seconds` have passed, with the state of the
+    server's replicator when given it."""
     deadline = time.monotonic() + seconds
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            jobs = f"; jobs: {replication_jobs(couch)}" if couch is not None else ""
-            raise AssertionError(f"not within {seconds:.0f} s: {what}{jobs}")
+            found = f"; {replication_state(couch)}" if couch and couch.replicates else ""
+            raise AssertionError(f"not within {seconds:.0f} s: {what}{found}")
         time.sleep(every)
+
+
+def replication_state(couch) -> str:
+    """What a failed wait reports: each replicator doc's state, the docs CouchDB's scheduler
+    holds jobs for, and whether the replicator's own processes have work queued up."""
+    system = couch.request("GET", "_node/_local/_system")
+    queues = system.json().get("message_queues", {}) if system.ok else {}
+    busy = {name: n for name, n in queues.items() if "replicat" in name and n}
+    return f"docs: {replication_jobs(couch)}; jobs: {running_doc_ids(couch)}; queued: {busy}"
 
 
 def replication_jobs(couch) -> list[tuple]:

@@ -43,7 +43,7 @@ def replicas(cluster, state_db):
         ensure_state_db(app)
         clients.append(app)
     yield clients
-    remove_broker_footprint(cluster.nodes[0], state_db)
+    remove_broker_footprint(state_db, cluster.nodes[0])
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def people(cluster, replicas):
     for name in (alice, *recipients.values()):
         assert admin.post("/v1/databases", json={"database": name}).status_code == 201
     yield alice, recipients
-    remove_broker_footprint(node, replicas[0].config["BROKER_SETTINGS"].state_db)
+    remove_broker_footprint(replicas[0].config["BROKER_SETTINGS"].state_db, node)
     for name in (alice, *recipients.values()):
         node.delete(name)
 

@@ -85,7 +85,7 @@ class World:
 
     def remove(self) -> None:
         """Leave nothing running: replications, share users, databases."""
-        remove_broker_footprint(self.couch, self.settings.state_db)
+        remove_broker_footprint(self.settings.state_db, self.couch)
         for name in self.dbs.values():
             self.couch.delete(name)
 

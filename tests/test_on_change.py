@@ -21,7 +21,14 @@ from service.sharing.placing.parts import ensure_current
 from service.sharing.placing.replicator import REPLICATOR_DB
 from service.sharing.watching.followers import follow_every
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import create_share, doc_state, replicator_docs, wait_for, wait_for_docs
+from tests.helpers import (
+    create_share,
+    doc_state,
+    remove_broker_footprint,
+    replicator_docs,
+    wait_for,
+    wait_for_docs,
+)
 from tests.servers.demo import ALICE
 from tests.test_replication import DB_SHARING, ITEM, RW, edit, leaves
 from tests.test_rules import CONTAINERS, item_with_picture
@@ -156,8 +163,9 @@ def max_jobs(couch):
 
 
 @pytest.fixture
-def fifty_pairs(client, couch, names):
-    """Fifty owner and recipient databases, registered; removed after the test."""
+def fifty_pairs(client, couch, names, settings):
+    """Fifty owner and recipient databases, registered; removed after the test, once the
+    shares' replications have stopped."""
     pairs = []
     for n in range(50):
         pair = []
@@ -168,6 +176,7 @@ def fifty_pairs(client, couch, names):
             pair.append((db, uuid))
         pairs.append(tuple(pair))
     yield pairs
+    remove_broker_footprint(settings.state_db, couch)
     for pair in pairs:
         for db, _ in pair:
             couch.delete(db)

@@ -81,8 +81,7 @@ def split(couch, second_couch, names, two):
     couch.add_member(names["alice"], names["alice"])
     second_couch.add_member(names["bob"], names["bob"])
     yield names
-    remove_broker_footprint(couch, two.state_db)
-    remove_broker_footprint(second_couch, two.state_db)
+    remove_broker_footprint(two.state_db, couch, second_couch)
     couch.delete(names["alice"])
     second_couch.delete(names["bob"])
 
