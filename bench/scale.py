@@ -24,7 +24,14 @@ from pathlib import Path
 import requests
 
 from bench.run import percentile
-from bench.stack import ADMIN_TOKEN, collection_of, config_uuid, item, start_couchdb
+from bench.stack import (
+    ADMIN_TOKEN,
+    collection_of,
+    config_uuid,
+    inventory_docs,
+    item,
+    start_couchdb,
+)
 from tests.servers.broker import BrokerProcess
 
 STATE_DB = "sharing_broker_scale"
@@ -135,14 +142,7 @@ class Scale:
 
     def _database(self, n: int) -> tuple[str, str]:
         name, uid = f"scale-{n:05d}", config_uuid(n)
-        collection = {
-            "_id": f"collection-{collection_of(uid)}",
-            "type": "collection",
-            "data": {"name": "Kitchen", "config_uuid": uid},
-        }
-        self.couch.create_db(
-            name, [{"_id": "0000-config", "uuid": uid}, collection, item(uid, "0")]
-        )
+        self.couch.create_db(name, inventory_docs(uid))
         self.call("POST", "/v1/databases", json={"database": name})
         return name, uid
 

@@ -69,17 +69,22 @@ def item(config_uuid: str, key: str) -> dict:
     }
 
 
+def inventory_docs(config_uuid: str) -> list[dict]:
+    """An Inventory database's docs: its config, one collection and one item in it."""
+    collection = {
+        "_id": f"collection-{collection_of(config_uuid)}",
+        "type": "collection",
+        "data": {"name": "Kitchen", "config_uuid": config_uuid},
+    }
+    return [{"_id": "0000-config", "uuid": config_uuid}, collection, item(config_uuid, "0")]
+
+
 def make_databases(couch: AdminHttp, count: int) -> list[tuple[str, str]]:
     """`count` Inventory databases, each with its config, one collection and one item."""
     made = []
     for n in range(count):
         name, uid = f"bench-user-{n:03d}", config_uuid(n)
-        collection = {
-            "_id": f"collection-{collection_of(uid)}",
-            "type": "collection",
-            "data": {"name": "Kitchen", "config_uuid": uid},
-        }
-        couch.create_db(name, [{"_id": "0000-config", "uuid": uid}, collection, item(uid, "0")])
+        couch.create_db(name, inventory_docs(uid))
         couch.add_member(name, name)
         made.append((name, uid))
     return made
