@@ -132,11 +132,14 @@ def wait_for(check, what: str, seconds: float = 30.0, every: float = 0.2, couch=
 
 def replication_state(couch) -> str:
     """What a failed wait reports: each replicator doc's state, the docs CouchDB's scheduler
-    holds jobs for, and whether the replicator's own processes have work queued up."""
+    holds jobs for, whether the replicator's own processes have work queued up, and what a
+    server the tests started logged about replication last."""
     system = couch.request("GET", "_node/_local/_system")
     queues = system.json().get("message_queues", {}) if system.ok else {}
     busy = {name: n for name, n in queues.items() if "replicat" in name and n}
-    return f"docs: {replication_jobs(couch)}; jobs: {running_doc_ids(couch)}; queued: {busy}"
+    found = f"docs: {replication_jobs(couch)}; jobs: {running_doc_ids(couch)}; queued: {busy}"
+    log = couch.replicator_log()
+    return f"{found}\nCouchDB's log about replication, last lines:\n{log}" if log else found
 
 
 def replication_jobs(couch) -> list[tuple]:

@@ -31,6 +31,11 @@ class AdminHttp:
     def version(self) -> str:
         return str(self.get("").get("version", "?"))
 
+    def replicator_log(self, lines: int = 20) -> str:
+        """The last lines the server logged about replication, where the tests can read its
+        log: none here."""
+        return ""
+
     def describe(self) -> str:
         """One line: which server this is, its version and where."""
         name = "Apache CouchDB" if self.kind == "couchdb" else "pouchdb-server"

@@ -1,5 +1,6 @@
 """Apache CouchDB: a running server given by URL, one a launcher starts, or one in Docker."""
 
+import os
 import secrets
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from tests.servers.admin import AdminHttp, free_port
 
 SYSTEM_DBS = ("_users", "_replicator", "_global_changes")
 DOCKER_IMAGE = "apache/couchdb:3"
+LOG_TAIL_BYTES = 4_000_000  # the last seconds of a busy test server's log
 
 # Quicker replication for tests: jobs start at once, the scheduler looks every second, and
 # checkpoints are written often. Only on a server the tests started themselves.
@@ -74,6 +76,19 @@ class LaunchedCouchDB(AdminHttp):
     def stop(self) -> None:
         subprocess.run([self.launcher, "stop", self._dir], capture_output=True, check=False)
         self._remove()
+
+    def replicator_log(self, lines: int = 20) -> str:
+        """The last lines its replicator and scheduler logged: what a replication that never
+        came was doing."""
+        try:
+            with open(os.path.join(self._dir, "couchdb.log"), "rb") as log:
+                log.seek(max(0, os.path.getsize(log.name) - LOG_TAIL_BYTES))
+                tail = log.read().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        kept = ("[info]", "[warning]", "[error]")  # not requests, not query statistics
+        found = [line for line in tail if "eplicat" in line and line.startswith(kept)]
+        return "\n".join(found[-lines:])
 
     def _remove(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
