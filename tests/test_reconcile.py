@@ -150,7 +150,9 @@ def test_a_lock_left_by_a_dead_process_is_waited_out(client, couch, settings, re
     security["members"]["names"].remove(name)
     couch.put(f"{dbs['alice']}/_security", security)
     lock_id = f"lock:security:{dbs['alice']}"
-    lock = {"_id": lock_id, "type": "lock", "holder": "a-dead-process", "until": now_iso(12)}
+    lock = couch.get(f"{settings.state_db}/{lock_id}")  # kept, free, since the share's edit
+    assert lock["holder"] == "" and lock["left"] == [name]
+    lock.update(holder="a-dead-process", until=now_iso(12))
     couch.put(f"{settings.state_db}/{lock_id}", lock)
 
     report = reconcile(client)

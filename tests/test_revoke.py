@@ -1,7 +1,10 @@
 """Revoking: stop the way back, withdraw db_sharing, stop the way out, purge if asked."""
 
+import json
+
 import pytest
 
+from service.couch import CouchClient
 from service.sharing.core.model import Access, Direction
 from service.sharing.crossing.selectors import Scope, share_selector
 from tests.helpers import (
@@ -73,3 +76,30 @@ def test_revoke_rejects_a_bad_purge_flag(client, registered):
     response = client.delete(f"/v1/shares/{share['id']}?purge=maybe")
     assert response.status_code == 422
     assert "purge" in response.get_json()["errors"]
+
+
+def test_a_copy_of_security_from_before_the_share_never_keeps_its_user(
+    client, couch, registered, dbs, monkeypatch
+):
+    """A cluster answers `_security` from one copy, which may lag: here it answers once as
+    it was before the share. The lock remembers the user the share left there, so the
+    revoke reads it again rather than take the user for gone already."""
+    path = f"{dbs['alice']}/_security"
+    before = couch.get(path)
+    share = create_share(client)
+    name = f"sharing-broker-{share['id']}"
+    original = CouchClient._send
+    served = []
+
+    def send(couch_client, method, url, **kwargs):
+        response = original(couch_client, method, url, **kwargs)
+        if method == "GET" and url.endswith(f"/{path}") and not served:
+            served.append(url)
+            response._content = json.dumps(before).encode()  # as a lagging copy answers
+        return response
+
+    monkeypatch.setattr(CouchClient, "_send", send)
+    assert client.delete(f"/v1/shares/{share['id']}").status_code == 200
+
+    assert served
+    assert name not in couch.get(path)["members"]["names"]

@@ -13,8 +13,9 @@ from service.sharing.core.store import StateStore
 from service.sharing.lifecycle.reconcile import Reconciler
 from service.sharing.lifecycle.shares import ShareService
 from service.sharing.placing.access import Editors
-from service.sharing.placing.credentials import DatabaseLocks, SecurityEditor
+from service.sharing.placing.credentials import SecurityEditor
 from service.sharing.placing.guard import GuardEditor
+from service.sharing.placing.locks import DatabaseLocks
 from service.sharing.watching.branches import BranchWatch
 from service.sharing.watching.checkpoints import Checkpoints
 from service.sharing.watching.replications import Replications

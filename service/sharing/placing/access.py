@@ -13,8 +13,9 @@ from service.couch import NotFound
 from service.sharing.core.errors import ConflictError
 from service.sharing.core.together import run_together
 from service.sharing.placing.batches import GroupCommit
-from service.sharing.placing.credentials import DatabaseLocks, SecurityEditor
+from service.sharing.placing.credentials import SecurityEditor
 from service.sharing.placing.guard import GuardEditor
+from service.sharing.placing.locks import DatabaseLocks
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Editors:
         withdrawn = {name: None for name, scope in wanted.items() if scope is None}
         with self.locks.hold(db):
             security, guard = run_together(
-                lambda: self.security.current(db, bool(granted)),
+                lambda: self.security.settled(db, bool(granted)),
                 lambda: self.guards.current(db),
             )
             try:

@@ -2,24 +2,22 @@
 
 Replicator docs authenticate as this user, never as the broker's service account: the user
 has no roles and may read and write only where a share's `_security` names it. CouchDB does
-not version `_security`, so the broker's edits of it are serialized per database, read
-back, and never touch an entry the broker did not add.
+not version `_security`, so the broker's edits of it are serialized per database, start
+from a copy that has the last one, are read back, and never touch an entry the broker did
+not add.
 """
 
 import hashlib
-import random
+import logging
 import secrets
-import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
-from service.config import DEFAULT_SERVER
-from service.couch import CouchClient, CouchUnavailable, DocumentConflict, NotFound
+from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.core.errors import ConflictError
-from service.sharing.core.model import now_iso, place
+from service.sharing.placing.locks import DatabaseLocks
+
+log = logging.getLogger(__name__)
 
 USERS_DB = "_users"
 USER_PREFIX = "sharing-broker-"
@@ -29,6 +27,9 @@ USER_PREFIX = "sharing-broker-"
 # 3.2 knows and later versions still accept. CouchDB 3.4+ may hash it again with its own
 # settings after the first login (`upgrade_hash_on_auth`), off the request path.
 SHARE_USER_ITERATIONS = 10
+# How long a read of `_security` waits for the copy it comes from to have the broker's last
+# edit: a copy is milliseconds behind the others, seconds on a cluster under load.
+SETTLING_PAUSES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 
 
 def share_user_name(share_id: str) -> str:
@@ -103,7 +104,7 @@ class SecurityEditor:
     """Adds or removes share users' names in a database's `_security` members, one edit
     at a time."""
 
-    def __init__(self, couch: CouchClient, locks: "DatabaseLocks"):
+    def __init__(self, couch: CouchClient, locks: DatabaseLocks):
         self.couch = couch
         self.locks = locks
 
@@ -118,8 +119,8 @@ class SecurityEditor:
         self, db: str, wanted: dict[str, bool], security: dict | None = None
     ) -> set[str]:
         """Add (True) or remove (False) names and read them back; the caller holds the
-        database's lock. `security` is the doc as just read, if it was. Return the names
-        changed.
+        database's lock. `security` is the doc as just read by `settled`, if it was. Return
+        the names changed.
 
         A database that is gone has no members: removing one from it is done already,
         adding one is refused (409).
@@ -127,7 +128,7 @@ class SecurityEditor:
         changed: set[str] = set()
         adding = any(wanted.values())
         for _ in range(3):
-            security = security if security is not None else self.current(db, adding)
+            security = security if security is not None else self.settled(db, adding)
             if security is None:
                 return changed  # the database went away meanwhile: nothing to remove
             todo = [n for n, present in wanted.items() if self.is_member(security, n) != present]
@@ -143,11 +144,35 @@ class SecurityEditor:
             kept = [n for n in names if wanted.get(n, True)]
             members["names"] = kept + [n for n in todo if wanted[n]]
             self.couch.put(db, "_security", json={**security, "members": members})
+            self.locks.leave(db, self.share_users_in({"members": members}))
             changed.update(todo)
-            security = self.couch.get(db, "_security")  # read back: the next round checks it
+            security = self.settled(db, adding)  # read back: the next round checks it
         if all(self.is_member(security, n) == present for n, present in wanted.items()):
             return changed
         raise DocumentConflict(409, "conflict", "_security kept changing", f"PUT /{db}/_security")
+
+    def settled(self, db: str, wanted: bool) -> dict | None:
+        """`_security` with the broker's last edit in it, as `current`; the caller holds
+        the database's lock.
+
+        On a cluster a read comes from one copy, which may be a little behind: read again
+        until it names the share users the lock's last holder left. If it never does, it
+        was edited outside the broker, and is taken as it is.
+        """
+        left = self.locks.left(db)
+
+        def behind(security: dict | None) -> bool:
+            return None not in (left, security) and self.share_users_in(security) != left
+
+        security = self.current(db, wanted)
+        for pause in SETTLING_PAUSES:
+            if not behind(security):
+                return security
+            time.sleep(pause)
+            security = self.current(db, wanted)
+        if behind(security):
+            log.info("%s: _security names other share users than the broker left", db)
+        return security
 
     def current(self, db: str, wanted: bool) -> dict | None:
         """The database's `_security`; `None` if the database is gone and nothing is wanted."""
@@ -162,72 +187,8 @@ class SecurityEditor:
     def is_member(security: dict | None, name: str) -> bool:
         return security is not None and name in ((security.get("members") or {}).get("names") or [])
 
-
-class DatabaseLocks:
-    """Per-database locks, across threads and broker replicas, kept in the state database.
-
-    One lock covers every edit the broker makes to a database's `_security` and guard. A
-    lock doc names its holder and expires after `ttl` seconds, so a crashed holder cannot
-    block the database for longer. A lock this process holds in CouchDB but in no thread is
-    a leftover of a request that died mid-way, and is taken over at once. A waiter waits a
-    little longer than `ttl`, so a lock left by a process that died is always waited out.
-    """
-
-    def __init__(
-        self, couch: CouchClient, state_db: str, server: str = DEFAULT_SERVER, ttl: float = 15.0
-    ):
-        """`couch` holds `state_db`; the locks are of databases on `server`."""
-        self.couch = couch
-        self.state_db = state_db
-        self.server = server
-        self.ttl = ttl
-        self.wait = ttl + 2.0
-        self.holder = uuid.uuid4().hex
-        self._local: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    @contextmanager
-    def hold(self, db: str) -> Iterator[None]:
-        with self._guard:
-            local = self._local.setdefault(db, threading.Lock())
-        with local:
-            lock_id = f"lock:security:{place(self.server, db)}"
-            rev = self._acquire(lock_id)
-            try:
-                yield
-            finally:
-                self._release(lock_id, rev)
-
-    def _acquire(self, lock_id: str) -> str:
-        """Take the lock; return the revision to release it with."""
-        deadline = time.monotonic() + self.wait
-        rev = None  # a first attempt needs no read
-        while time.monotonic() < deadline:
-            doc = {
-                "_id": lock_id,
-                "type": "lock",
-                "holder": self.holder,
-                "until": now_iso(int(self.ttl)),
-            }
-            if rev:
-                doc["_rev"] = rev
-            try:
-                return self.couch.put(self.state_db, lock_id, json=doc)["rev"]
-            except DocumentConflict:
-                pass
-            try:
-                current = self.couch.get(self.state_db, lock_id)
-            except NotFound:
-                rev = None
-                continue
-            if current["until"] > now_iso() and current["holder"] != self.holder:
-                time.sleep(random.uniform(0.005, 0.02))  # noqa: S311 (jitter) held: wait
-                rev = None
-                continue
-            rev = current["_rev"]  # expired, or left by a request of ours that died
-        raise CouchUnavailable(f"lock {lock_id}", "held by another replica")
-
-    def _release(self, lock_id: str, rev: str) -> None:
-        # Gone, taken over after it expired, or it will expire by itself.
-        with suppress(NotFound, DocumentConflict, CouchUnavailable):
-            self.couch.delete(self.state_db, lock_id, params={"rev": rev})
+    @staticmethod
+    def share_users_in(security: dict) -> list[str]:
+        """The share users a `_security` doc names, sorted."""
+        names = (security.get("members") or {}).get("names") or []
+        return sorted(n for n in names if n.startswith(USER_PREFIX))

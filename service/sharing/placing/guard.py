@@ -12,7 +12,7 @@ from collections import OrderedDict
 from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.crossing.rules import JS_HELPERS, RULE_TYPES, parse_rules, rules_js
 from service.sharing.crossing.selectors import SHARED_PREFIXES
-from service.sharing.placing.credentials import DatabaseLocks
+from service.sharing.placing.locks import DatabaseLocks
 
 GUARD_ID = "_design/sharing-broker-guard"
 
