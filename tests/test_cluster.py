@@ -15,9 +15,10 @@ from contextlib import suppress
 import pytest
 
 from service.app import create_app, ensure_state_db
-from service.config import Settings
+from service.config import DEFAULT_SERVER, Settings
 from service.couch import CouchClient
 from service.sharing.core.lease import Lease
+from service.sharing.core.model import place
 from service.sharing.watching.followers import LEASE_ID
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import remove_broker_footprint, wait_for
@@ -205,7 +206,7 @@ def test_one_idempotency_key_through_two_replicas_runs_once(cluster, replicas, p
 
 @pytest.mark.parametrize("attempt", ROUNDS)
 def test_two_changes_of_one_share_through_two_replicas_one_wins(cluster, replicas, people, attempt):
-    _alice, recipients = people
+    alice, recipients = people
     body = {"owner": ALICE, "recipient": next(iter(recipients)), "access": "read"}
     share = admin_client(replicas[0]).post("/v1/shares", json=body).json
     etag = admin_client(replicas[0]).get(f"/v1/shares/{share['id']}").headers["ETag"]
@@ -227,9 +228,19 @@ def test_two_changes_of_one_share_through_two_replicas_one_wins(cluster, replica
     won = next(a.json for a in answers if a.status_code == 200)
     now = admin_client(replicas[1]).get(f"/v1/shares/{share['id']}").json
     assert now["collections"] == won["collections"]
-    selector = cluster.nodes[2].get(f"_replicator/{now['replications'][0]['id']}")["selector"]
-    assert won["collections"][0] in str(selector)
-    assert changes[1 - changes.index(won["collections"])][0] not in str(selector)
+    # CouchDB may write the first run's end beside the winner's rewrite, through a copy
+    # without it: the doc then has siblings, and the followers restore it before it runs.
+    runs = replicas[1].extensions["sharing_broker"].followers()[0]
+    doc_id = now["replications"][0]["id"]
+
+    def restored() -> str:
+        runs.run({place(DEFAULT_SERVER, alice)})  # Alice's database moved: the run is due
+        doc = cluster.nodes[2].get(f"_replicator/{doc_id}", conflicts="true")
+        return "_conflicts" not in doc and str(doc["selector"])
+
+    selector = wait_for(restored, "the owner-to-recipient doc as the winner wrote it")
+    assert won["collections"][0] in selector
+    assert changes[1 - changes.index(won["collections"])][0] not in selector
 
 
 def test_a_node_killed_in_a_create_leaves_one_whole_share_or_none(
@@ -276,7 +287,10 @@ def test_a_node_killed_in_a_create_leaves_one_whole_share_or_none(
         assert replications == []
     assert_share_users([node], alice, users)
     assert_share_users([node], recipients[recipient], users)
-    assert client.post("/v1/reconcile").json["repaired"] == []  # settled
+    # Settled: a pass finds nothing to repair. The copies of the node that came back catch
+    # up meanwhile: one may show a sibling of a user's doc only after a pass, for the next.
+    repaired = [client.post("/v1/reconcile").json["repaired"] for _ in range(2)]
+    assert repaired[-1] == [], repaired
 
 
 def test_the_state_database_keeps_one_copy_and_readiness_says_so(cluster, replicas):

@@ -48,6 +48,34 @@ def test_a_part_deleted_by_hand_is_restored(client, couch, settings, registered,
     assert assert_consistent(couch, settings.state_db, dbs).id == share["id"]
 
 
+@pytest.mark.couchdb  # CouchDB logs nobody in with a `_users` doc that has siblings
+@pytest.mark.parametrize("doc", ["user", "replicator doc"])
+def test_a_sibling_beside_a_broker_doc_is_deleted(client, couch, settings, registered, dbs, doc):
+    """On a cluster a write can land beside a revision a copy has not seen. Here CouchDB is
+    handed a sibling that wins: an older password, or the share's scope widened."""
+    share = create_share(client, **RW)
+    name = f"sharing-broker-{share['id']}"
+    path = f"_users/org.couchdb.user:{name}" if doc == "user" else f"_replicator/{name}"
+    if doc == "replicator doc":
+        path += "-owner-to-recipient"
+    current = couch.get(path)
+    sibling = {**current, "_rev": "9-" + "f" * 32}
+    if doc == "user":
+        sibling.update(salt="0" * 32, derived_key="1" * 40)
+    else:
+        sibling["selector"] = {"_id": {"$gt": None}}
+    body = {"docs": [sibling], "new_edits": False}
+    assert couch.request("POST", f"{path.split('/')[0]}/_bulk_docs", json=body).ok
+    assert couch.get(path, conflicts="true")["_conflicts"]  # its own revision, now the loser
+
+    report = reconcile(client)
+
+    assert report["errors"] == [] and report["repaired"], report
+    assert "_conflicts" not in couch.get(path, conflicts="true")
+    assert reconcile(client)["repaired"] == []  # it logs in, and its parts are as wanted
+    assert assert_consistent(couch, settings.state_db, dbs).id == share["id"]
+
+
 def test_a_failed_replication_is_restarted(client, couch, settings, registered, dbs):
     share = create_share(client, **RW)
     path = f"_replicator/sharing-broker-{share['id']}-owner-to-recipient"

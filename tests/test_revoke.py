@@ -103,3 +103,17 @@ def test_a_copy_of_security_from_before_the_share_never_keeps_its_user(
 
     assert served
     assert name not in couch.get(path)["members"]["names"]
+
+
+def test_a_revoke_deletes_every_branch_of_its_replicator_docs(client, couch, registered, dbs):
+    """A sibling, as CouchDB's own end-of-run write leaves one on a cluster, would be the
+    doc CouchDB shows once the other branch is deleted."""
+    share = create_share(client)
+    path = f"_replicator/sharing-broker-{share['id']}-owner-to-recipient"
+    sibling = {**couch.get(path), "_rev": "1-" + "0" * 32, "_replication_state": "completed"}
+    body = {"docs": [sibling], "new_edits": False}
+    assert couch.request("POST", "_replicator/_bulk_docs", json=body).ok
+
+    assert client.delete(f"/v1/shares/{share['id']}").status_code == 200
+
+    assert couch.request("GET", path).status_code == 404

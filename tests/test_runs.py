@@ -81,10 +81,19 @@ def mock():
         yield mock
 
 
-def runs_over(max_runs: int = 10, sweep_seconds: float = 60.0) -> RunOnChange:
+def runs_over(
+    max_runs: int = 10, sweep_seconds: float = 60.0, restored: list | None = None
+) -> RunOnChange:
+    """The on-change runs; the share ids it asks to restore go into `restored`."""
     couch = CouchClient(URL, "admin", "pw")
     sites = Sites([Site("default", couch, URL, editors=None, identity=None)])
-    return RunOnChange(sites, Replications(sites, BROKER), max_runs, sweep_seconds)
+    restored = restored if restored is not None else []
+
+    def restore(share_id: str) -> bool:
+        restored.append(share_id)
+        return True
+
+    return RunOnChange(sites, Replications(sites, BROKER), max_runs, restore, sweep_seconds)
 
 
 def doc_id(n: int) -> str:
@@ -105,6 +114,22 @@ def test_a_write_during_a_run_makes_one_more_run_after_it(mock):
     [body] = server.written[0]
     assert "_replication_state" not in body and "_replication_stats" not in body
     assert body["_rev"] == "1-abc" and body["source"]["auth"]["basic"]["password"] == "pw"
+
+
+def test_a_doc_with_siblings_is_restored_before_it_runs_again(mock):
+    """CouchDB wrote a run's end beside the broker's last write: the scope it shows may be
+    the older one. It is not run as it is; once restored, it runs."""
+    sibling = replicator_doc(1, "completed") | {"_conflicts": ["3-older"]}
+    server = Scripted(mock, [sibling])
+    restored: list[str] = []
+    runs = runs_over(restored=restored)
+
+    assert runs.run({"owner-1"}) == []
+    assert restored == ["share1"] and runs.pending  # still due
+    assert server.written == []
+    server.docs[doc_id(1)].pop("_conflicts")  # as restoring it leaves it
+    assert runs.run(set()) == [doc_id(1)]
+    assert restored == ["share1"] and not runs.pending
 
 
 def test_only_the_replications_reading_from_a_moved_database_run(mock):

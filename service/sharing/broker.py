@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from service.config import CONTINUOUS, DEFAULT_SERVER, ON_CHANGE, ServerSettings, Settings
 from service.couch import CouchClient
 from service.sharing.core.identity import Identity
+from service.sharing.core.model import Status
 from service.sharing.core.policy import Policy
 from service.sharing.core.registry import Registry
 from service.sharing.core.seal import Seal
@@ -52,8 +53,18 @@ class Broker:
         replications = self.replications()
         passes = [self.branch_watch(replications), self.rule_follow(), self.state_recorder()]
         if self.max_runs is not None:
-            passes.insert(0, RunOnChange(self.sites, replications, self.max_runs))
+            runs = RunOnChange(self.sites, replications, self.max_runs, self.restore_replications)
+            passes.insert(0, runs)
         return passes
+
+    def restore_replications(self, share_id: str) -> bool:
+        """Write the replicator docs of a share, active and with no change in progress, as
+        its record wants them; say whether it was such a share."""
+        share = self.store.get_share(share_id)
+        if share.status is not Status.ACTIVE or share.operation is not None:
+            return False
+        self.shares.refresh_scope(share)
+        return True
 
     def replications(self) -> Replications:
         return Replications(self.sites, self.store.db)

@@ -66,7 +66,8 @@ class Recovering(Revoking, Changing):
         return repaired
 
     def refresh_scope(self, share: Share) -> list[str]:
-        """Rewrite the guards and replicator docs whose rule-made id lists moved."""
+        """Rewrite the guards and replicator docs that differ from what the share wants:
+        rule-made id lists that moved, a replicator doc whose older sibling won."""
         parts = self._parts(share, share.access, share.selection)
         names = (ACCESS_OWNER, ACCESS_RECIPIENT, O2R, R2O)
         return [name for name in names if self._repair_part(parts[name])]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.core.errors import ConflictError
 from service.sharing.placing.locks import DatabaseLocks
+from service.sharing.placing.siblings import read_alone
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ def ensure_user(couch: CouchClient, body: dict, set_password: bool) -> bool:
         pass
     kept = {k: v for k, v in body.items() if k not in PASSWORD_FIELDS}
     for _ in range(3):  # CouchDB itself rewrites a user when it re-hashes the password
-        try:
-            current = couch.get(USERS_DB, body["_id"])
+        try:  # a user doc with siblings logs nobody in
+            current = read_alone(couch, USERS_DB, body["_id"])
         except NotFound:  # deleted meanwhile
             current = {}
         if not set_password and current and all(current.get(k) == v for k, v in kept.items()):

@@ -34,6 +34,7 @@ from service.sharing.placing.credentials import (
     user_doc_id,
 )
 from service.sharing.placing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
+from service.sharing.placing.siblings import read_alone
 
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
 R2O = f"replication:{Direction.RECIPIENT_TO_OWNER}"
@@ -306,18 +307,23 @@ def ensure_docs(couch: CouchClient, db: str, bodies: list[dict]) -> None:
 
 
 def ensure_absent_docs(couch: CouchClient, db: str, doc_ids: list[str]) -> None:
-    """Delete those of the docs that exist: one request to find them, one to delete them."""
+    """Delete those of the docs that exist, every branch of each: one request to find them,
+    one to delete them."""
     if not doc_ids:
         return
-    rows = couch.post(db, "_all_docs", json={"keys": doc_ids})["rows"]
-    live = [r for r in rows if "value" in r and not r["value"].get("deleted")]
+    params = {"include_docs": "true", "conflicts": "true"}
+    rows = couch.post(db, "_all_docs", json={"keys": doc_ids}, params=params)["rows"]
+    live = [row["doc"] for row in rows if row.get("doc")]
     if not live:
         return
-    tombstones = [{"_id": r["id"], "_rev": r["value"]["rev"], "_deleted": True} for r in live]
+    tombstones = [
+        {"_id": doc["_id"], "_rev": rev, "_deleted": True}
+        for doc in live
+        for rev in [doc["_rev"], *doc.get("_conflicts", [])]
+    ]
     results = couch.post(db, "_bulk_docs", json={"docs": tombstones})
-    for result in results:
-        if not result.get("ok"):
-            ensure_absent(couch, db, result["id"])  # changed meanwhile: read it again
+    for doc_id in {result["id"] for result in results if not result.get("ok")}:
+        ensure_absent(couch, db, doc_id)  # changed meanwhile: read it again
 
 
 def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
@@ -372,7 +378,7 @@ def _write_over(
     when the doc changed meanwhile. Return whether it wrote."""
     for _ in range(3):
         try:
-            current = couch.get(db, doc_id)
+            current = read_alone(couch, db, doc_id)
         except NotFound:
             current = None
         doc = replacement(current)
@@ -397,10 +403,10 @@ def restart_replication(couch: CouchClient, doc_id: str) -> None:
 
 
 def ensure_absent(couch: CouchClient, db: str, doc_id: str) -> None:
-    """Delete the doc if it exists."""
+    """Delete the doc if it exists, every branch of it."""
     for _ in range(3):
         try:
-            current = couch.get(db, doc_id)
+            current = read_alone(couch, db, doc_id)
             couch.delete(db, doc_id, params={"rev": current["_rev"]})
             return
         except NotFound:

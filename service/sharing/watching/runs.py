@@ -15,6 +15,12 @@ nothing starves.
 When the changes are unknown (the very first pass, a server that did not answer), every
 replication is due, at most once every `sweep_seconds`.
 
+CouchDB writes a run's end into its doc through the copy of `_replicator` on the node
+that ran it. On a cluster that copy may not have the broker's last write yet, and the doc
+gets two branches: the one CouchDB shows may hold an older scope. A doc with siblings is
+never run again as it is: its share's replicator docs are first written as its record
+wants them (`restore`), and it runs once that is done.
+
 CouchDB holds every job back a random while before it starts, up to `[replicator]
 startup_jitter` (5 s by default), which is every run's lag here: a server that keeps it
 above `JITTER_WARNING_MS` is named in the log once.
@@ -22,9 +28,11 @@ above `JITTER_WARNING_MS` is named in the log once.
 
 import logging
 import time
+from collections.abc import Callable
 
 from service.couch import CouchError, CouchUnavailable, NotFound
 from service.metrics import REPLICATION_RUNS, REPLICATIONS_DUE
+from service.sharing.core.errors import SharingError
 from service.sharing.core.sites import Sites
 from service.sharing.placing.replicator import REPLICATOR_DB
 from service.sharing.watching.replications import Key, Replications
@@ -43,11 +51,15 @@ class RunOnChange:
         sites: Sites,
         replications: Replications,
         max_runs: int,
+        restore: Callable[[str], bool],
         sweep_seconds: float = 60.0,
     ):
+        """`restore(share_id)` writes the share's replicator docs as its record wants them,
+        and says whether it did: it does not while a change of the share is in progress."""
         self.sites = sites
         self.replications = replications
         self.max_runs = max_runs
+        self.restore = restore
         self.sweep_seconds = sweep_seconds
         self._due: dict[Key, None] = {}  # in the order they became due
         self._running: set[Key] = set()
@@ -89,15 +101,20 @@ class RunOnChange:
         if not keys:
             return []
         couch = self.sites[home].couch
-        rows = couch.post(
-            REPLICATOR_DB, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
-        )["rows"]
+        params = {"include_docs": "true", "conflicts": "true"}
+        rows = couch.post(REPLICATOR_DB, "_all_docs", json={"keys": keys}, params=params)["rows"]
         docs = {}
         for row in rows:
             key, doc = (home, row["key"]), row.get("doc")
             if doc is None or doc.get("continuous"):  # gone, or not ours to start
                 self._due.pop(key, None)
                 self._running.discard(key)
+            elif doc.get("_conflicts"):  # which scope it shows is not known: restore it
+                self._running.discard(key)
+                if self._restore(doc):
+                    self._due.setdefault(key)  # it runs once restored, on a later pass
+                else:  # the change in progress writes it, or reconcile
+                    self._due.pop(key, None)
             elif doc.get("_replication_state") in ENDED:
                 self._running.discard(key)
                 docs[key] = doc
@@ -115,6 +132,14 @@ class RunOnChange:
             self._running.add((home, doc_id))
         REPLICATION_RUNS.inc(len(started))
         return started
+
+    def _restore(self, doc: dict) -> bool:
+        share_id = (doc.get("sharing_broker") or {}).get("share_id")
+        try:
+            return self.restore(share_id)
+        except (CouchError, CouchUnavailable, SharingError) as exc:
+            log.warning("share %s: replicator doc with siblings not restored: %s", share_id, exc)
+            return True  # tried again on the next pass
 
     def _check_jitter(self, home: str) -> None:
         """Warn once if the server holds runs back longer than `JITTER_WARNING_MS`."""
