@@ -48,7 +48,15 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def ensure_state_db(app: Flask) -> None:
     """Create the state database if CouchDB can be reached now; /readyz tries again."""
+    broker = app.extensions["sharing_broker"]
     try:
-        app.extensions["sharing_broker"].store.ensure()
+        broker.store.ensure()
+        for server in broker.clusters_on_change():
+            log.warning(
+                "server %s is a CouchDB cluster: in on-change mode a replication may run once"
+                " more with its scope from before a change; use"
+                " BROKER_REPLICATION_MODE=continuous there (see docs/deploy.md)",
+                server,
+            )
     except (CouchError, CouchUnavailable) as exc:
         log.warning("state database not checked at start-up (%s); /readyz retries", exc)

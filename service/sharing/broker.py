@@ -9,7 +9,7 @@ from service.sharing.core.model import Status
 from service.sharing.core.policy import Policy
 from service.sharing.core.registry import Registry
 from service.sharing.core.seal import Seal
-from service.sharing.core.sites import Site, Sites
+from service.sharing.core.sites import Site, Sites, cluster_nodes
 from service.sharing.core.store import StateStore
 from service.sharing.lifecycle.reconcile import Reconciler
 from service.sharing.lifecycle.shares import ShareService
@@ -65,6 +65,14 @@ class Broker:
             return False
         self.shares.refresh_scope(share)
         return True
+
+    def clusters_on_change(self) -> list[str]:
+        """The servers that are CouchDB clusters, in on-change mode: there CouchDB writes a
+        run's end through one node's copy of its doc, beside a newer rewrite that copy has
+        not seen, and a restart read from another copy may run the older scope again."""
+        if self.max_runs is None:
+            return []
+        return [site.name for site in self.sites if len(cluster_nodes(site.couch)) > 1]
 
     def replications(self) -> Replications:
         return Replications(self.sites, self.store.db)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from service.config import DEFAULT_SERVER
-from service.couch import CouchClient
+from service.couch import CouchClient, CouchError
 from service.sharing.core.errors import InvalidRequest
 from service.sharing.core.identity import Identity
 
@@ -50,3 +50,12 @@ class Sites:
         if name not in self._sites:
             raise InvalidRequest(f"no server is named {name!r}", field)
         return self._sites[name]
+
+
+def cluster_nodes(couch: CouchClient) -> list[str]:
+    """The nodes of the server's cluster (one on a single node); none without clustering
+    (pouchdb-server)."""
+    try:
+        return couch.get("_membership").get("cluster_nodes") or []
+    except CouchError:
+        return []

@@ -16,6 +16,7 @@ from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentCon
 from service.sharing.core.errors import ConflictError, NotFoundError, PreconditionFailed
 from service.sharing.core.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
 from service.sharing.core.seal import Seal
+from service.sharing.core.sites import cluster_nodes
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,8 @@ class StateStore:
         On a cluster it must keep one copy: with more, two nodes may each accept a write of
         the same new doc, and locks and claims would hold twice.
         """
-        try:
-            nodes = self.couch.get("_membership").get("cluster_nodes") or []
-        except CouchError:  # no clustering here (pouchdb-server)
+        nodes = cluster_nodes(self.couch)
+        if not nodes:
             return None
         copies = (self.couch.get(self.db).get("cluster") or {}).get("n", 1)
         if len(nodes) > 1 and copies != 1:
