@@ -235,18 +235,20 @@ def test_two_changes_of_one_share_through_two_replicas_one_wins(cluster, replica
     assert changes[1 - changes.index(won["collections"])][0] not in str(selector)
 
 
-def test_a_broker_in_on_change_mode_warns_that_the_server_is_a_cluster(cluster, caplog):
+def test_on_change_mode_on_a_cluster_is_not_ready(cluster, caplog):
     """CouchDB writes a one-shot run's end through one node's copy of its doc, beside a
     newer rewrite that copy may not have; a restart read from another copy can run the
     older scope. Continuous jobs get no such write."""
     node = cluster.nodes[0]
     state = f"broker_state_{uuid.uuid4().hex[:8]}"
     try:
-        ensure_state_db(create_app(through(node, state, mode=ON_CHANGE)))
-        assert "server default is a CouchDB cluster" in caplog.text
-        caplog.clear()
-        ensure_state_db(create_app(through(node, state)))
-        assert "is a CouchDB cluster" not in caplog.text
+        on_change = create_app(through(node, state, mode=ON_CHANGE))
+        ensure_state_db(on_change)
+        assert "default: a CouchDB cluster, where on-change mode" in caplog.text
+        response = admin_client(on_change).get("/readyz")
+        assert response.status_code == 503
+        assert "set BROKER_REPLICATION_MODE=continuous" in response.json["detail"]
+        assert admin_client(create_app(through(node, state))).get("/readyz").status_code == 200
     finally:
         node.delete(state)
 

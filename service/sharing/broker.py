@@ -69,7 +69,8 @@ class Broker:
     def clusters_on_change(self) -> list[str]:
         """The servers that are CouchDB clusters, in on-change mode: there CouchDB writes a
         run's end through one node's copy of its doc, beside a newer rewrite that copy has
-        not seen, and a restart read from another copy may run the older scope again."""
+        not seen, and a restart read from another copy may run the older scope again. The
+        broker is not ready while there are any."""
         if self.max_runs is None:
             return []
         return [site.name for site in self.sites if len(cluster_nodes(site.couch)) > 1]
@@ -130,3 +131,12 @@ def _site(
         SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db), locks
     )
     return Site(server.name, couch, server.replication_url, editors, Identity(couch))
+
+
+def on_change_on_clusters(servers: list[str]) -> str:
+    """Why on-change mode is refused on these servers, and what to set instead."""
+    return (
+        f"{', '.join(servers)}: a CouchDB cluster, where on-change mode may run a replication"
+        " once more with its scope from before a change; set BROKER_REPLICATION_MODE="
+        "continuous (see docs/deploy.md)"
+    )

@@ -10,6 +10,7 @@ from service.api.context import broker
 from service.api.problems import problem
 from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchError, CouchUnavailable
+from service.sharing.broker import on_change_on_clusters
 from service.sharing.core.sites import Sites
 from service.sharing.placing.replicator import REPLICATOR_DB
 
@@ -48,7 +49,8 @@ class Readiness(MethodView):
     @blp.alt_response(
         503,
         description="The `default` server is unreachable or refuses the broker, others can"
-        " read the state database, or it keeps more than one copy on a cluster",
+        " read the state database, it keeps more than one copy on a cluster, or a server is"
+        " a cluster while replications run on change",
     )
     def get(self):
         """Check each server and the service credentials, and the state database and its lock
@@ -65,6 +67,7 @@ class Readiness(MethodView):
             b.store.ensure()
             exposure = b.store.exposure()
             placement = b.store.placement()
+            clusters = b.clusters_on_change()
         except (CouchError, CouchUnavailable) as exc:
             return problem(503, f"not ready: {exc}")
         if exposure is not None:
@@ -73,6 +76,8 @@ class Readiness(MethodView):
             )
         if placement is not None:
             return problem(503, f"not ready: the state database {b.store.db}: {placement}")
+        if clusters:
+            return problem(503, f"not ready: {on_change_on_clusters(clusters)}")
         status = "ok" if all(v == "ok" for v in servers.values()) else "degraded"
         return {"status": status, "servers": servers}
 
