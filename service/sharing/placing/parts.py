@@ -395,8 +395,9 @@ def _write_over(
 def restart_replication(couch: CouchClient, doc_id: str) -> None:
     """Delete the replicator doc and write it again: CouchDB starts its job at once, with
     no crash backoff, and from its checkpoint (the replication id is the same). Writing
-    the same body over it would change nothing."""
-    current = couch.get(REPLICATOR_DB, doc_id)
+    the same body over it would change nothing. A sibling left standing would become the
+    doc once this one is deleted, and refuse the new write."""
+    current = read_alone(couch, REPLICATOR_DB, doc_id)
     couch.delete(REPLICATOR_DB, doc_id, params={"rev": current["_rev"]})
     body = {k: v for k, v in current.items() if k != "_rev" and not k.startswith("_replication")}
     couch.put(REPLICATOR_DB, doc_id, json=body)
