@@ -9,6 +9,7 @@ pouchdb-server. Tests marked `couchdb` need what only Apache CouchDB does (repli
 import os
 import secrets
 import signal
+import threading
 import uuid
 
 import pytest
@@ -16,6 +17,8 @@ import responses
 
 from service.app import create_app, ensure_state_db
 from service.config import CONTINUOUS, Settings
+from service.sharing.core.lease import Lease
+from service.sharing.watching.followers import follow_every
 from tests.helpers import CallLog, remove_broker_footprint
 from tests.servers.broker import BrokerProcess
 from tests.servers.choose import start_second_server, start_server
@@ -202,6 +205,23 @@ def people(couch, dbs, registered, names):
     yield users
     for person in ("alice", "bob", "carol", "dave"):
         couch.delete_doc("_users", f"org.couchdb.user:{users[person][0]}")
+
+
+@pytest.fixture
+def followers(app):
+    """The followers loop in a thread, as `sharing-broker serve` runs it."""
+    broker = app.extensions["sharing_broker"]
+    stop = threading.Event()
+    lease = Lease(broker.store.couch, broker.store.db, "test-followers-lease", 10)
+    loop = threading.Thread(
+        target=follow_every,
+        args=(0.5, broker.followers(), lease, broker.database_updates(), stop),
+        daemon=True,
+    )
+    loop.start()
+    yield
+    stop.set()
+    loop.join(10)
 
 
 @pytest.fixture

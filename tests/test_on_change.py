@@ -9,17 +9,14 @@ one left, and a rewrite that races the replicator's own write into its doc goes 
 """
 
 import dataclasses
-import threading
 
 import pytest
 
 from service.app import create_app
 from service.config import CONTINUOUS, ON_CHANGE
 from service.couch import CouchClient
-from service.sharing.core.lease import Lease
 from service.sharing.placing.parts import ensure_current
 from service.sharing.placing.replicator import REPLICATOR_DB
-from service.sharing.watching.followers import follow_every
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import (
     create_share,
@@ -41,23 +38,6 @@ MAX_RUNS = 20
 @pytest.fixture
 def settings(settings):
     return dataclasses.replace(settings, replication_mode=ON_CHANGE, max_runs=MAX_RUNS)
-
-
-@pytest.fixture
-def followers(app):
-    """The followers loop in a thread, as `sharing-broker serve` runs it."""
-    broker = app.extensions["sharing_broker"]
-    stop = threading.Event()
-    lease = Lease(broker.store.couch, broker.store.db, "test-followers-lease", 10)
-    loop = threading.Thread(
-        target=follow_every,
-        args=(0.5, broker.followers(), lease, broker.database_updates(), stop),
-        daemon=True,
-    )
-    loop.start()
-    yield
-    stop.set()
-    loop.join(10)
 
 
 def states(couch, share: dict) -> set[str]:
