@@ -7,6 +7,7 @@ validate_doc_update runs with that user's `userCtx`.
 import pytest
 import requests
 
+from service.sharing.crossing.selectors import ENDED_MARK
 from tests.helpers import GUARD_ID, create_share, replicator_docs
 from tests.servers.demo import ALICE, BOB
 
@@ -90,6 +91,21 @@ def test_the_owners_unshared_docs_cannot_be_changed_or_deleted_through_the_way_b
     assert alice.delete("item-it3m-uuid-2") == 403
     assert alice.put("0000-config", {"uuid": BOB}) == 403
     assert alice.put(f"db_sharing-{ALICE}--{BOB}", {"type": "db_sharing", "data": {}}) == 403
+
+
+def test_a_tombstone_that_ended_a_share_is_refused_everywhere(rw_share):
+    """Such a tombstone withdrew the owner's doc from a recipient; carried, it would delete
+    the doc where it lives."""
+    _, alice, bob = rw_share
+    rev = alice.couch.get(f"{alice.db}/item-it3m-uuid-1")["_rev"]
+    ended = {"_deleted": True, "_rev": rev, ENDED_MARK: "an-earlier-share"}
+    url = f"{alice.couch.url}/{alice.db}/item-it3m-uuid-1"
+    assert requests.put(url, json=ended, auth=alice.auth, timeout=10).status_code == 403
+    assert bob.put("item-new-1", SHARED_ITEM) == 201
+    rev = bob.couch.get(f"{bob.db}/item-new-1")["_rev"]
+    url = f"{bob.couch.url}/{bob.db}/item-new-1"
+    ended = {"_deleted": True, "_rev": rev, ENDED_MARK: "an-earlier-share"}
+    assert requests.put(url, json=ended, auth=bob.auth, timeout=10).status_code == 403
 
 
 def test_read_only_lets_nothing_into_the_owners_database(client, couch, registered, dbs):

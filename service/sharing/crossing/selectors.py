@@ -18,6 +18,11 @@ SHARED_PREFIXES = {
     "image": "zz20-image-",
 }
 
+# The field of the tombstones the broker writes into a recipient's database when a share
+# ends, naming the share. Such a tombstone takes the owner's doc off the recipient's devices;
+# no selector ever carries it, and no guard lets a share user write it anywhere.
+ENDED_MARK = "sharing_broker_ended"
+
 # Doc kind -> the field that links it to its collection, and how to test it.
 _COLLECTION_LINK = {
     "item": ("data.collection_id", False),
@@ -97,14 +102,16 @@ def _tombstone_clauses(collections: list[str] | None) -> list[dict]:
 
     The trade-off: a tombstone of any item, item_image or image crosses, even of one that
     was never shared, so the other side learns the bare id of a deleted doc (no content).
-    Collection tombstones are pinned to the shared collection ids.
+    Collection tombstones are pinned to the shared collection ids. A tombstone the broker
+    wrote when a share ended (`ENDED_MARK`) never crosses: it withdrew the owner's doc from
+    the recipient, and must not delete it anywhere else.
     """
     kinds = [k for k in SHARED_PREFIXES if collections is None or k != "collection"]
     pattern = "|".join(SHARED_PREFIXES[k] for k in kinds)
-    deleted = {"_deleted": {"$eq": True}}
-    clauses = [_clause(deleted, {"_id": {"$regex": f"^({pattern})"}})]
+    deleted = ({"_deleted": {"$eq": True}}, {ENDED_MARK: {"$exists": False}})
+    clauses = [_clause(*deleted, {"_id": {"$regex": f"^({pattern})"}})]
     if collections:
-        clauses.append(_clause(deleted, {"_id": {"$in": _collection_ids(collections)}}))
+        clauses.append(_clause(*deleted, {"_id": {"$in": _collection_ids(collections)}}))
     return clauses
 
 

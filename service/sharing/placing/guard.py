@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.crossing.rules import JS_HELPERS, RULE_TYPES, parse_rules, rules_js
-from service.sharing.crossing.selectors import SHARED_PREFIXES
+from service.sharing.crossing.selectors import ENDED_MARK, SHARED_PREFIXES
 from service.sharing.placing.locks import DatabaseLocks
 
 GUARD_ID = "_design/sharing-broker-guard"
@@ -21,6 +21,8 @@ GUARD_ID = "_design/sharing-broker-guard"
 # collection (`collections` null: any; `item_collections`, when set, for items and
 # pictures), pass the share's rules (`rules`: one predicate per kind), and, for a picture,
 # belong to a shared item (`item_ids`, when set); or be the share's own `db_sharing` doc.
+# A tombstone the broker wrote when a share ended (`ENDED_MARK`) is never a share user's to
+# carry: it would delete the owner's doc.
 VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
   var scopes = %(scopes)s;
   var rules = %(rules)s;
@@ -60,6 +62,7 @@ VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
     return false;
   }
   if (newDoc._deleted) {
+    if (newDoc[%(ended)s] !== undefined) { deny('a tombstone that ended another share'); }
     if (oldDoc && !oldDoc._deleted) {
       if (!inScope(oldDoc)) { deny('deleting a doc outside the share'); }
     } else if (!idInScope(newDoc._id)) { deny('a tombstone outside the share'); }
@@ -77,6 +80,7 @@ def guard_doc(scopes: dict[str, dict], broker: str) -> dict:
         "rules": _rule_predicates(scopes),
         "prefixes": json.dumps(SHARED_PREFIXES, sort_keys=True),
         "helpers": JS_HELPERS.strip().replace("\n", "\n  "),
+        "ended": json.dumps(ENDED_MARK),
     }
     return {
         "_id": GUARD_ID,
