@@ -53,6 +53,11 @@ STATE_CONFLICTS = Counter(
 FORGED_BRANCHES_REMOVED = Counter(
     "sharing_broker_forged_branches_removed_total", "Forged branches the watcher deleted"
 )
+OWNER_VERSIONS_KEPT = Counter(
+    "sharing_broker_owner_versions_kept_total",
+    "Docs a share carries that the broker set back to the owner's version in the recipient's "
+    "database: an edit under a read-only share, or a copy withdrawn when a share ended",
+)
 
 
 def couch_operation(method: str, segments: tuple[str, ...]) -> str:

@@ -15,6 +15,9 @@ doc also has a live leaf of the database's own that it competes with:
 
 Deleting the leaf ends its branch; the tombstone travels back, and the doc's own version
 wins again on both sides.
+
+The same pass hands each page of changes to the keeper (`keeper.py`), which sets what a
+share carries back to the owner's version in the recipient's database.
 """
 
 import logging
@@ -22,13 +25,14 @@ from dataclasses import dataclass
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.metrics import FORGED_BRANCHES_REMOVED
-from service.sharing.core.model import Event, place
+from service.sharing.core.model import Direction, Event, place
 from service.sharing.core.revisions import history
 from service.sharing.core.sites import Sites
 from service.sharing.core.store import StateStore
 from service.sharing.crossing.mango import matches
 from service.sharing.placing.replicator import REPLICATOR_DB
 from service.sharing.watching.checkpoints import Checkpoints, changes_pages
+from service.sharing.watching.keeper import Inflow, Keeper, shared_kind
 from service.sharing.watching.replications import Replication, Replications
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,7 @@ class BranchWatch:
         self.store = store
         self.replications = replications
         self.checkpoints = Checkpoints(store.couch, store.db, CHECKPOINT_ID)
+        self.keeper = Keeper()
 
     def run(self, changed: set[str] | None = None) -> list[Removal]:
         """Judge the databases whose places are in `changed` (`None`: every one) since
@@ -114,6 +119,7 @@ class BranchWatch:
             for row in page["results"]:
                 if len(row.get("changes", [])) > 1 and not row["id"].startswith("_design/"):
                     removed += self._judge(couch, target, row["id"], into)
+            self._keep(couch, target, into, page["results"])
             since = page["last_seq"]
         return since
 
@@ -139,6 +145,28 @@ class BranchWatch:
                     removed.append(removal)
                     leaves = [leaf for leaf in leaves if leaf["_rev"] != rev]
         return removed
+
+    def _keep(
+        self, couch: CouchClient, target: str, into: list[Replication], rows: list[dict]
+    ) -> None:
+        """Have the keeper judge these changes for each share that carries an owner's docs
+        in here."""
+        from_owners = [i for i in into if i.direction == Direction.OWNER_TO_RECIPIENT]
+        if not from_owners or not any(shared_kind(row["id"]) for row in rows):
+            return
+        selectors = self._selectors(from_owners)
+        for flow in from_owners:
+            selector = selectors.get((flow.home, flow.doc_id))
+            if selector is None:
+                continue
+            server, source = flow.source
+            read_only = self.replications.read_only(flow)
+            inflow = Inflow(
+                flow.share_id, self.sites[server].couch, source, couch, target, selector, read_only
+            )
+            for doc_id in self.keeper.keep(inflow, rows):
+                outcome = f"set {doc_id} back to the owner's version in the recipient's database"
+                self._record(Event(flow.share_id, "keep owner's version", ACTOR, outcome))
 
     def _selectors(self, into: list[Replication]) -> dict[tuple[str, str], dict]:
         """The selectors of these inflows' replicator docs as they are now, in one request
@@ -167,7 +195,10 @@ class BranchWatch:
 
     def _audit(self, removal: Removal) -> None:
         outcome = f"removed forged revision {removal.rev} of {removal.doc_id} in {removal.database}"
+        self._record(Event(removal.share_id, "remove forged branch", ACTOR, outcome))
+
+    def _record(self, event: Event) -> None:
         try:
-            self.store.add_event(Event(removal.share_id, "remove forged branch", ACTOR, outcome))
+            self.store.add_event(event)
         except (CouchError, CouchUnavailable):
-            log.warning("share %s: forged-branch event not recorded", removal.share_id)
+            log.warning("share %s: %s event not recorded", event.share_id, event.action)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from service.couch import CouchError, CouchUnavailable
-from service.sharing.core.model import place
+from service.sharing.core.model import Direction, place
 from service.sharing.core.sites import Site, Sites
-from service.sharing.placing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX
+from service.sharing.placing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX, replicator_doc_id
 from service.sharing.watching.checkpoints import changes_pages
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,14 @@ class Replication:
     little memory.
 
     `home` is the server whose `_replicator` holds it; `source` and `target` are each a
-    server's name and a database on it."""
+    server's name and a database on it; `direction` is its share's, as its label says."""
 
     doc_id: str
     share_id: str
     home: str
     source: tuple[str, str]
     target: tuple[str, str]
+    direction: str = ""
 
     @property
     def key(self) -> Key:
@@ -72,6 +73,14 @@ class Replications:
     def out_of(self, source: str) -> list[Replication]:
         return list(self._out_of.get(source, {}).values())
 
+    def read_only(self, inflow: Replication) -> bool:
+        """Whether this owner-to-recipient replication's share has no way back."""
+        back = replicator_doc_id(inflow.share_id, Direction.RECIPIENT_TO_OWNER)
+        return (
+            inflow.direction == Direction.OWNER_TO_RECIPIENT
+            and (inflow.home, back) not in self._all
+        )
+
     def _refresh(self, site: Site, seq: object) -> None:
         for page in changes_pages(site.couch, REPLICATOR_DB, seq, include_docs="true"):
             for row in page["results"]:
@@ -105,7 +114,8 @@ class Replications:
             return None
         if source is None or target is None:
             return None  # a server the settings no longer name
-        return Replication(doc["_id"], str(label.get("share_id")), home.name, source, target)
+        share_id, direction = str(label.get("share_id")), str(label.get("direction", ""))
+        return Replication(doc["_id"], share_id, home.name, source, target, direction)
 
     def _end(self, url: str) -> tuple[str, str] | None:
         """The server (by how replicators reach it) and database a replication URL names."""
