@@ -5,6 +5,7 @@ from functools import partial
 from urllib.parse import quote
 
 from service.couch import CouchClient
+from service.sharing.crossing.selectors import ENDED_MARK
 from tests.servers.demo import ALICE, BOB
 
 
@@ -156,6 +157,18 @@ def arrived(couch, db: str, doc_ids: set[str]) -> bool:
 def wait_for_docs(couch, db: str, doc_ids: set[str], what: str) -> None:
     """Wait, by bounded polling, until replication has brought these docs into `db`."""
     wait_for(lambda: arrived(couch, db, doc_ids), what, couch=couch)
+
+
+def withdrawn_by(couch, db: str, doc_id: str) -> str | None:
+    """The share whose end deleted the doc: the `sharing_broker_ended` of its tombstone,
+    if the doc is deleted and has no live leaf."""
+    response = couch.request("GET", f"{db}/{quote(doc_id, safe='')}", params={"open_revs": "all"})
+    if not response.ok:
+        return None
+    leaves = [row["ok"] for row in response.json() if "ok" in row]
+    if not leaves or any(not leaf.get("_deleted") for leaf in leaves):
+        return None
+    return next((leaf[ENDED_MARK] for leaf in leaves if ENDED_MARK in leaf), None)
 
 
 def doc_state(couch, db: str, doc_id: str) -> str:

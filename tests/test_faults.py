@@ -8,7 +8,7 @@ import requests
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import create_share, doc_state, wait_for_docs
+from tests.helpers import create_share, wait_for_docs, withdrawn_by
 from tests.servers.admin import free_port
 from tests.servers.demo import ALICE, BOB
 
@@ -122,10 +122,10 @@ def test_a_revoke_that_stops_half_way_is_finished_by_revoking_again(
 
 
 @pytest.mark.couchdb
-def test_a_failed_purge_is_finished_by_revoking_again(client, faults, couch, registered, dbs):
+def test_a_failed_withdrawal_is_finished_by_revoking_again(client, faults, couch, registered, dbs):
     share = create_share(client, **RW)
     wait_for_docs(couch, dbs["bob"], {DB_SHARING}, "db_sharing at Bob's")
-    injected = fail(faults, couch, "POST", r"inventory-bob-\w+/_purge")
+    injected = fail(faults, couch, "POST", r"inventory-bob-\w+/_bulk_docs")
     assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 503
     stuck = client.get(f"/v1/shares/{share['id']}").get_json()
     assert stuck["operation"]["done"] == [
@@ -138,7 +138,7 @@ def test_a_failed_purge_is_finished_by_revoking_again(client, faults, couch, reg
     ]
     faults.remove(injected)
     assert client.delete(f"/v1/shares/{share['id']}").get_json()["status"] == "revoked"
-    assert doc_state(couch, dbs["bob"], DB_SHARING) == "missing"
+    assert withdrawn_by(couch, dbs["bob"], DB_SHARING) == share["id"]
 
 
 def test_a_failed_patch_is_undone(client, faults, couch, registered, dbs):

@@ -4,10 +4,10 @@ import pytest
 
 from tests.helpers import (
     create_share,
-    doc_state,
     find_ids,
     replicator_docs,
     wait_for_docs,
+    withdrawn_by,
 )
 from tests.servers.demo import ALICE, BOB
 from tests.test_selectors import COLLECTION_1, COLLECTION_2
@@ -102,15 +102,16 @@ def test_a_revoked_share_cannot_change(client, registered):
 
 
 @pytest.mark.couchdb
-def test_read_write_to_read_purges_the_recipients_db_sharing(client, couch, registered, dbs):
+def test_read_write_to_read_deletes_the_recipients_db_sharing(client, couch, registered, dbs):
     """The owner's deletion of db_sharing may never arrive: the recipient's guard refuses
-    db_sharing from the moment the share is read-only. So the broker purges the copy."""
+    db_sharing from the moment the share is read-only. So the broker deletes the copy, with
+    a tombstone that reaches the recipient's devices (`tests/test_devices.py`)."""
     share = create_share(client, access="read-write")
     wait_for_docs(couch, dbs["bob"], {DB_SHARING}, "db_sharing at Bob's")
 
     assert patch(client, share["id"], {"access": "read"}).status_code == 200
 
-    assert doc_state(couch, dbs["bob"], DB_SHARING) == "missing"
+    assert withdrawn_by(couch, dbs["bob"], DB_SHARING) == share["id"]
 
 
 def test_if_match_star_matches_the_share_as_it_is(client, registered):

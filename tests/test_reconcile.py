@@ -10,7 +10,7 @@ from service.sharing.core.model import Access, Database, Selection, Share, Statu
 from service.sharing.core.seal import Seal
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent, broker_parts
-from tests.helpers import create_share, doc_state
+from tests.helpers import create_share, withdrawn_by
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -191,8 +191,7 @@ def test_a_lock_left_by_a_dead_process_is_waited_out(client, couch, settings, re
     assert name in couch.get(f"{dbs['alice']}/_security")["members"]["names"]
 
 
-@pytest.mark.couchdb  # it purges
-def test_a_copy_of_db_sharing_left_with_the_recipient_is_purged(
+def test_a_copy_of_db_sharing_left_with_the_recipient_is_deleted(
     client, couch, settings, registered, dbs
 ):
     share = create_share(client, access="read", collections=["c0ll-uuid-1"])
@@ -208,8 +207,8 @@ def test_a_copy_of_db_sharing_left_with_the_recipient_is_purged(
 
     assert report["errors"] == []
     finding = {"kind": "orphan copy of a db_sharing doc", "database": dbs["bob"]}
-    assert {**finding, "doc_id": DB_SHARING, "action": "purged it"} in report["repaired"]
-    assert doc_state(couch, dbs["bob"], DB_SHARING) == "missing"
+    assert {**finding, "doc_id": DB_SHARING, "action": "deleted it"} in report["repaired"]
+    assert withdrawn_by(couch, dbs["bob"], DB_SHARING) == share["id"]
 
 
 def test_a_share_record_the_broker_did_not_write_is_never_provisioned(

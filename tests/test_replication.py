@@ -23,6 +23,7 @@ from tests.helpers import (
     scheduler_doc,
     wait_for,
     wait_for_docs,
+    withdrawn_by,
 )
 from tests.servers.demo import ALICE, BOB
 from tests.test_rules import CONTAINERS, item_with_picture
@@ -173,25 +174,31 @@ def test_revoke_with_purge_takes_the_owners_copies_and_leaves_the_recipients_own
 
     assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 200
 
-    for doc_id in COLLECTION_1 | {DB_SHARING}:
-        assert doc_state(couch, dbs["bob"], doc_id) == "missing", doc_id  # purged, no tombstone
+    for doc_id in COLLECTION_1 | {DB_SHARING}:  # a tombstone, which reaches Bob's devices
+        assert withdrawn_by(couch, dbs["bob"], doc_id) == share["id"], doc_id
     assert doc_state(couch, dbs["bob"], "item-b0b-item-1") == "live"
     assert doc_state(couch, dbs["bob"], "collection-b0b-coll-1") == "live"
-    # Alice's database loses only the db_sharing doc, and nothing is purged there.
+    # Alice's database loses only the db_sharing doc: Bob's tombstones never cross.
     alice_before.pop(DB_SHARING)
     assert revisions(couch, dbs["alice"]) == alice_before
 
 
-def test_a_share_made_again_after_a_purge_brings_the_docs_back(client, couch, registered, dbs):
-    """The replication of the new share must not resume from the old one's checkpoint."""
+def test_a_share_made_again_after_a_purge_brings_the_docs_back(app, client, couch, registered, dbs):
+    """Bob's database already knows the revisions the new share carries, under the old
+    share's tombstones: the followers write the owner's version over those."""
     share = create_share(client)
     wait_for_docs(couch, dbs["bob"], COLLECTION_1, "collection 1 at Bob's")
     assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 200
     assert not set(couch.all_docs(dbs["bob"])) & COLLECTION_1
 
     create_share(client)
+    watch = app.extensions["sharing_broker"].branch_watch()
 
-    wait_for_docs(couch, dbs["bob"], COLLECTION_1, "collection 1 at Bob's again")
+    def back() -> bool:
+        watch.run()
+        return set(couch.all_docs(dbs["bob"])) >= COLLECTION_1
+
+    wait_for(back, "collection 1 at Bob's again", couch=couch)
 
 
 def test_a_recipients_forged_branch_made_by_replication_is_removed(

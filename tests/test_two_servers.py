@@ -25,6 +25,7 @@ from tests.helpers import (
     revisions,
     wait_for,
     wait_for_docs,
+    withdrawn_by,
 )
 from tests.servers.demo import ALICE, BOB, alice_docs, bob_docs
 from tests.test_rules import CONTAINERS, item_with_picture
@@ -193,7 +194,7 @@ def test_revoke_with_purge_leaves_nothing_on_either_server(
     placed = footprint(couch, second_couch, split, two.state_db)
     assert placed == {"default": NOTHING, HOME: NOTHING}
     for doc_id in COLLECTION_1 | {DB_SHARING}:
-        assert doc_state(second_couch, split["bob"], doc_id) == "missing", doc_id
+        assert withdrawn_by(second_couch, split["bob"], doc_id) == share["id"], doc_id
     assert doc_state(second_couch, split["bob"], "collection-b0b-coll-1") == "live"
     assert revisions(couch, split["alice"]) == alice_before  # db_sharing came and went
 
@@ -390,7 +391,7 @@ def test_a_server_lost_in_the_middle_of_a_revoke_is_finished_by_reconcile(
         HOME: NOTHING,
     }
     for doc_id in COLLECTION_1 | {DB_SHARING}:
-        assert doc_state(second_couch, split["bob"], doc_id) == "missing", doc_id
+        assert withdrawn_by(second_couch, split["bob"], doc_id) == share["id"], doc_id
 
 
 def test_readiness_reports_each_server_and_a_lost_one_degrades_it(client, split, monkeypatch):
@@ -472,8 +473,8 @@ def test_from_read_write_to_read_only_across_servers(
     assert changed.status_code == 200, changed.json
     assert len(changed.json["replications"]) == 1
     assert labelled(couch, "_replicator", two.state_db) == {changed.json["replications"][0]["id"]}
-    # Bob's copy of db_sharing is purged on his server: his app stops offering edits.
-    assert doc_state(second_couch, split["bob"], DB_SHARING) == "missing"
+    # Bob's copy of db_sharing is deleted on his server: his app stops offering edits.
+    assert withdrawn_by(second_couch, split["bob"], DB_SHARING) == share["id"]
     assert doc_state(couch, split["alice"], DB_SHARING) == "deleted"
 
 

@@ -116,11 +116,12 @@ class Changing(Placement):
             log.warning("share %s: change failed and could not be undone", share.id)
 
     def _withdraw_write_permission(self, share: Share, access: Access | None) -> None:
-        """Going from read-write to read-only: purge the recipient's `db_sharing` copy.
+        """Going from read-write to read-only: delete the recipient's `db_sharing` copy,
+        with a tombstone that reaches their devices.
 
         The owner's deletion of it cannot be trusted to arrive: the recipient's guard now
         refuses `db_sharing`, and may do so before the replication carries the tombstone.
         """
         if share.access is Access.READ_WRITE and access is Access.READ:
             recipient_db = self.registry.parties(share.owner, share.recipient)[1]
-            self._purge_db_sharing(share, recipient_db)
+            self._withdraw_db_sharing(share, recipient_db)

@@ -22,8 +22,8 @@ from service.sharing.placing.parts import (
     ensure_current,
     wanted_parts,
 )
-from service.sharing.placing.purge import purge_doc
 from service.sharing.placing.replicator import REPLICATOR_DB, replicator_doc_id
+from service.sharing.placing.withdraw import withdraw_doc
 
 
 class Placement(Parties):
@@ -127,8 +127,11 @@ class Placement(Parties):
         session = site.couch.session_as({"Authorization": f"Basic {token}"})
         return (session.get("userCtx") or {}).get("name") == name
 
-    def _purge_db_sharing(self, share: Share, recipient_db: Database) -> None:
+    def _withdraw_db_sharing(self, share: Share, recipient_db: Database) -> None:
+        """Delete the recipient's copy of `db_sharing` with a tombstone that reaches their
+        devices, so the app locks editing there too. (The step keeps the name it had when
+        it purged, so a revoke recorded half-way by an earlier version resumes.)"""
         if "purge:db_sharing" not in share.operation.done:
             couch = self._couch(recipient_db)
-            purge_doc(couch, recipient_db.database, share.db_sharing_doc_id)
+            withdraw_doc(couch, recipient_db.database, share.db_sharing_doc_id, share.id)
             share.operation.done.append("purge:db_sharing")

@@ -27,8 +27,8 @@ from service.sharing.lifecycle.shares import ShareService
 from service.sharing.lifecycle.views import replication_ids
 from service.sharing.placing.credentials import USER_PREFIX, USERS_DB, user_doc_id
 from service.sharing.placing.parts import DB_SHARING, ensure_absent, restart_replication
-from service.sharing.placing.purge import purge_doc
 from service.sharing.placing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX, scheduler_states
+from service.sharing.placing.withdraw import withdraw_doc
 
 log = logging.getLogger(__name__)
 ACTOR = "reconcile"
@@ -252,7 +252,8 @@ class Reconciler:
 
     def _check_db_sharing(self, report: Report, site: Site, database: Database) -> None:
         """Drop the broker's db_sharing docs that no live read-write share needs: deleted
-        where the database is the owner's, purged where a replication copied it."""
+        where the database is the owner's, withdrawn (a marked tombstone, which reaches the
+        devices) where a replication copied it."""
         db, config_uuid = database.database, database.config_uuid
         ours = self._ours(list(docs_with_prefix(site.couch, db, f"{DB_SHARING}-")))
 
@@ -267,7 +268,8 @@ class Reconciler:
         owned = {i: s for i, s in ours.items() if i.startswith(f"{DB_SHARING}-{config_uuid}--")}
         copies = {i: s for i, s in ours.items() if i.endswith(f"--{config_uuid}")}
         prune(owned, f"orphan {DB_SHARING} doc", self._remove)
-        prune(copies, f"orphan copy of a {DB_SHARING} doc", _purge)
+        withdraw = lambda site, db, doc_id: _withdraw(site, db, doc_id, copies[doc_id])  # noqa: E731
+        prune(copies, f"orphan copy of a {DB_SHARING} doc", withdraw)
 
     def _report_unsealed(self, report: Report) -> None:
         """Records the broker did not write: refused everywhere, left for an admin to judge."""
@@ -349,9 +351,9 @@ def reconcile_every(seconds: float, reconciler, stop: threading.Event) -> None:
             )
 
 
-def _purge(site: Site, db: str, doc_id: str) -> str:
-    purge_doc(site.couch, db, doc_id)
-    return "purged it"
+def _withdraw(site: Site, db: str, doc_id: str, share_id: str) -> str:
+    withdraw_doc(site.couch, db, doc_id, share_id)
+    return "deleted it"
 
 
 def _user_exists(site: Site, name: str) -> bool:

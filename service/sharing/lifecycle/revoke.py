@@ -1,11 +1,11 @@
-"""Revoking: stop replication, remove `db_sharing`, purge the recipient's copies if asked."""
+"""Revoking: stop replication, remove `db_sharing`, withdraw the recipient's copies if asked."""
 
 from service.sharing.core.errors import ConflictError
 from service.sharing.core.model import Database, Direction, Operation, Share, Status
 from service.sharing.crossing.selectors import Scope, share_selector
 from service.sharing.lifecycle.base import by_uuid
 from service.sharing.lifecycle.placement import Placement
-from service.sharing.placing.purge import purge_shared_docs
+from service.sharing.placing.withdraw import withdraw_shared_docs
 
 
 class Revoking(Placement):
@@ -14,7 +14,8 @@ class Revoking(Placement):
     def revoke(
         self, share: Share, purge: bool, actor: str
     ) -> tuple[Share, dict[str, Database] | None]:
-        """Stop replication, remove `db_sharing`, and purge the recipient's copies if asked.
+        """Stop replication, remove `db_sharing`, and withdraw the recipient's copies if
+        asked (`purge`): they leave the recipient's database and devices.
 
         The owner revokes, the recipient leaves; an invitation is withdrawn. Revoking again
         finishes a revoke that stopped half-way. Return the share, and its parties' databases
@@ -39,14 +40,14 @@ class Revoking(Placement):
             dbs = self.registry.parties(share.owner, share.recipient)
             self._converge(share, None, None, dbs)
             with self._progress_kept(share):
-                self._purge_recipient(share, dbs[1])
+                self._withdraw_from_recipient(share, dbs[1])
             self._end(share, Status.REVOKED, trail)
         return share, by_uuid(*dbs)
 
-    def _purge_recipient(self, share: Share, recipient_db: Database) -> None:
-        """Always withdraw the recipient's `db_sharing` copy; purge shared docs if asked."""
+    def _withdraw_from_recipient(self, share: Share, recipient_db: Database) -> None:
+        """Always withdraw the recipient's `db_sharing` copy; the shared docs if asked."""
         done = share.operation.done
-        self._purge_db_sharing(share, recipient_db)
+        self._withdraw_db_sharing(share, recipient_db)
         if share.operation.purge and "purge:shared-docs" not in done:
             # Without the rules: an item that matched once and no longer does goes too.
             selector = share_selector(
@@ -57,5 +58,5 @@ class Revoking(Placement):
                 Direction.OWNER_TO_RECIPIENT,
             )
             couch = self._couch(recipient_db)
-            purge_shared_docs(couch, recipient_db.database, share.owner, selector)
+            withdraw_shared_docs(couch, recipient_db.database, share.owner, selector, share.id)
             share.operation.done.append("purge:shared-docs")

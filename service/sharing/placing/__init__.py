@@ -1,5 +1,5 @@
 """What a share places in CouchDB, and bringing it in line: the replicator docs and their
 status, the share users and their passwords, `_security` and its locks, the write guards,
-purges, and `parts.converge`, which writes and removes them in a safe order, server by
-server. It may import `crossing` and the core.
+withdrawals from a recipient's database, and `parts.converge`, which writes and removes
+them in a safe order, server by server. It may import `crossing` and the core.
 """

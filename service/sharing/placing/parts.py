@@ -11,7 +11,7 @@ A share is made of these parts:
 
 `converge` removes the parts that should not exist, then writes the ones that should, in
 stages; the parts of one stage are independent and go together. The order loses nothing
-and leaks nothing back: replication stops before `db_sharing` goes (the broker purges the
+and leaks nothing back: replication stops before `db_sharing` goes (the broker withdraws the
 recipient's copy itself), and starts only once the user, its access and `db_sharing` are
 in place; the credential goes last, so replication stops even if a replicator doc survives.
 """
