@@ -112,7 +112,10 @@ def test_a_forged_branch_over_the_owners_unshared_item_is_removed(client, couch,
     now = couch.get(f"{dbs['alice']}/item-it3m-uuid-2", conflicts="true")
     assert now == own  # the owner's own version wins again, with no conflict left
     events = client.get(f"/v1/shares/{share['id']}/events").get_json()["items"]
-    assert any(e["action"] == "remove forged branch" for e in events)
+    removals = [e["outcome"] for e in events if e["action"] == "remove forged branch"]
+    assert removals == [
+        f"removed forged revision {forged} of item-it3m-uuid-2 in the owner's database"
+    ]
 
 
 def test_the_forged_leaf_ends_in_a_tombstone_that_travels_back(app, client, couch, registered, dbs):

@@ -42,12 +42,14 @@ ACTOR = "branch watch"
 
 @dataclass(frozen=True)
 class Removal:
-    """A forged leaf the watcher deleted; `database` is its place (see `model.place`)."""
+    """A forged leaf the watcher deleted; `database` is its place (see `model.place`), for
+    admins; `side` whose database it is, the share's `owner` or `recipient`, for the parties."""
 
     share_id: str
     database: str
     doc_id: str
     rev: str
+    side: str
 
 
 def forged_leaves(leaves: list[dict], known_in_source: set[str], selector: dict) -> list[str]:
@@ -140,7 +142,8 @@ class BranchWatch:
             known = set(revs) - set(missing.get(doc_id, {}).get("missing", []))
             for rev in forged_leaves(leaves, known, selectors[(inflow.home, inflow.doc_id)]):
                 if self._delete_leaf(couch, target, doc_id, rev):
-                    removal = Removal(inflow.share_id, place(*inflow.target), doc_id, rev)
+                    side = _side(inflow)
+                    removal = Removal(inflow.share_id, place(*inflow.target), doc_id, rev, side)
                     self._audit(removal)
                     removed.append(removal)
                     leaves = [leaf for leaf in leaves if leaf["_rev"] != rev]
@@ -194,7 +197,12 @@ class BranchWatch:
         return True
 
     def _audit(self, removal: Removal) -> None:
-        outcome = f"removed forged revision {removal.rev} of {removal.doc_id} in {removal.database}"
+        # Both parties read the share's events: the database is named by its side, never by
+        # its name, which each keeps from the other.
+        outcome = (
+            f"removed forged revision {removal.rev} of {removal.doc_id}"
+            f" in the {removal.side}'s database"
+        )
         self._record(Event(removal.share_id, "remove forged branch", ACTOR, outcome))
 
     def _record(self, event: Event) -> None:
@@ -202,3 +210,8 @@ class BranchWatch:
             self.store.add_event(event)
         except (CouchError, CouchUnavailable):
             log.warning("share %s: %s event not recorded", event.share_id, event.action)
+
+
+def _side(inflow: Replication) -> str:
+    """Whose database a replication writes into."""
+    return "recipient" if inflow.direction == Direction.OWNER_TO_RECIPIENT else "owner"
