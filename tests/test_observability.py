@@ -32,7 +32,7 @@ def test_metrics_count_requests_couchdb_calls_shares_and_repairs(client, couch, 
     client.post("/v1/reconcile")
     response = client.get("/metrics")
     assert response.status_code == 200
-    assert response.mimetype == "text/plain"
+    assert response.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
     text = response.get_data(as_text=True)
     created = metric(
         text,

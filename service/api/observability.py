@@ -41,7 +41,8 @@ def _finish(response: Response) -> Response:
 
 def metrics() -> Response:
     """Prometheus metrics: requests, CouchDB calls, shares by status, reconcile repairs."""
-    return Response(exposition(SharesByStatus()), mimetype=CONTENT_TYPE_LATEST)
+    # The header whole: as a mimetype, Flask would add a second charset to it.
+    return Response(exposition(SharesByStatus()), content_type=CONTENT_TYPE_LATEST)
 
 
 def init_observability(app: Flask) -> None:
