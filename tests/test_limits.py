@@ -49,3 +49,11 @@ def test_a_body_that_is_not_json_is_415(client):
     assert "application/json" in response.get_json()["detail"]
     form = client.post("/v1/shares", data={"owner": ALICE}, content_type="multipart/form-data")
     assert form.status_code == 415
+
+
+def test_a_method_not_allowed_says_which_are(client):
+    """RFC 9110: a 405 carries `Allow`; the body stays a problem."""
+    response = client.put("/v1/shares")
+    assert response.status_code == 405
+    assert response.mimetype == "application/problem+json"
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}

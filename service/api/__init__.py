@@ -54,9 +54,10 @@ class BrokerApi(Api):
         if errors:
             errors = {k.removeprefix("json.").removeprefix("query."): v for k, v in errors.items()}
         detail = data.get("message") or (problems.validation_detail(errors) if errors else None)
-        return problems.problem(
-            error.code, detail or error.description, errors, headers=data.get("headers")
-        )
+        # Werkzeug's own headers, such as a 405's `Allow` (RFC 9110), but not its HTML type.
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        headers.update(data.get("headers") or {})
+        return problems.problem(error.code, detail or error.description, errors, headers=headers)
 
     def _register_responses(self):
         for status in HTTPStatus:
