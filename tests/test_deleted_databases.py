@@ -8,7 +8,7 @@ share whose database is gone, and reports it.
 import pytest
 
 from tests.helpers import GUARD_ID, create_share, replicator_docs
-from tests.servers.demo import BOB
+from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
 
@@ -88,3 +88,14 @@ def test_a_new_share_to_a_deleted_database_is_refused_and_leaves_nothing(
     assert client.get("/v1/shares").get_json()["items"] == []
     names = couch.get(f"{dbs['alice']}/_security")["members"]["names"]
     assert [n for n in names if n.startswith("sharing-broker-")] == []
+
+
+def test_a_preview_of_a_share_whose_owner_database_is_gone_is_409(client, couch, registered, dbs):
+    share = create_share(client, **RW)
+    couch.delete(dbs["alice"])
+
+    response = client.get(f"/v1/shares/{share['id']}/preview")
+
+    assert response.status_code == 409, response.get_json()
+    assert response.get_json()["detail"] == f"the database of {ALICE} no longer exists"
+    assert dbs["alice"] not in response.get_data(as_text=True)

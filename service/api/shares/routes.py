@@ -237,7 +237,7 @@ class RotateCredentials(MethodView):
 
 @blp.route("/<share_id>/preview")
 class SharePreview(MethodView):
-    @problems(blp, 403, 404, 502)
+    @problems(blp, 403, 404, 409, 502)
     @blp.response(200, PreviewSchema)
     def get(self, share_id):
         """What the share carries out of the owner's database: counts and first ids (the owner)"""

@@ -1,5 +1,6 @@
 """Changing a share: access, collections, rules and credentials; previews of a change."""
 
+from service.couch import NotFound
 from service.sharing.core.errors import ConflictError, PreconditionFailed, SharingError
 from service.sharing.core.model import Access, Direction, Operation, Selection, Share, Status
 from service.sharing.crossing.preview import Preview, preview
@@ -73,11 +74,15 @@ class Changing(Placement):
         return access or share.access, selection
 
     def _preview(self, share: Share, access: Access, selection: Selection, dbs) -> Preview:
-        scope = self._scope(selection, access, dbs[0])
-        selector = share_selector(
-            share.owner, share.recipient, access, scope, Direction.OWNER_TO_RECIPIENT
-        )
-        return preview(self._couch(dbs[0]), dbs[0].database, selector)
+        try:
+            scope = self._scope(selection, access, dbs[0])
+            selector = share_selector(
+                share.owner, share.recipient, access, scope, Direction.OWNER_TO_RECIPIENT
+            )
+            return preview(self._couch(dbs[0]), dbs[0].database, selector)
+        except NotFound:  # a state the broker knows: answered as the other operations do
+            detail = f"the database of {share.owner} no longer exists"
+            raise ConflictError(detail, "owner") from None
 
     def rotate(self, share: Share, actor: str) -> Share:
         """Give the share user a new password and the replicator docs with it."""
