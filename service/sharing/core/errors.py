@@ -17,6 +17,13 @@ class NotFoundError(SharingError):
 
     status = 404
 
+    @classmethod
+    def unregistered(cls, config_uuid: str, field: str | None = None) -> "NotFoundError":
+        """No registration of this UUID that the caller may act for. A UUID registered to
+        someone else gets this same answer, so it says so: no one learns whose it is."""
+        detail = f"no database is registered as {config_uuid}, or none that you may act for"
+        return cls(detail, field=field)
+
 
 class ForbiddenError(SharingError):
     """The caller may not act for this database or do this to this share."""

@@ -73,7 +73,7 @@ class Registry:
 
     @staticmethod
     def unknown(config_uuid: str, field: str | None = None) -> NotFoundError:
-        return NotFoundError(f"no database is registered as {config_uuid}", field=field)
+        return NotFoundError.unregistered(config_uuid, field)
 
     def parties(
         self, owner: str, recipient: str, undisputed: bool = False
@@ -86,7 +86,7 @@ class Registry:
             found, disputed = self.store.get_databases({owner, recipient}), set()
         for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
             if config_uuid not in found:
-                raise NotFoundError(f"no database is registered as {config_uuid}", field=field)
+                raise self.unknown(config_uuid, field)
         for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
             if config_uuid in disputed:
                 raise ConflictError(

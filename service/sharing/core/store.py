@@ -182,7 +182,7 @@ class StateStore:
             doc = self.couch.get(self.db, doc_id)
             self.couch.delete(self.db, doc_id, params={"rev": doc["_rev"]})
         except NotFound:
-            raise NotFoundError(f"no database is registered as {config_uuid}") from None
+            raise NotFoundError.unregistered(config_uuid) from None
 
     def list_databases(self, after: str | None, limit: int) -> tuple[list[Database], str | None]:
         docs, next_cursor = self._page("database", [], after, limit)
