@@ -1,5 +1,6 @@
 """Failures of CouchDB: 503 quickly, and nothing half-made in anyone's database."""
 
+import logging
 import re
 
 import pytest
@@ -190,3 +191,17 @@ def test_a_scheduler_that_stumbles_while_a_run_ends_leaves_the_share_readable(
     assert response.status_code == 200
     assert response.get_json()["replications"][0]["replication_status"]["state"] == state
     assert all(stumble.call_count == 1 for stumble in stumbles)
+
+
+def test_a_dispute_that_cannot_be_written_is_logged(app, faults, couch, caplog):
+    """Three conflicts in a row on the state database: the write is given up, not lost
+    without a word."""
+    store = app.extensions["sharing_broker"].store
+    conflict = {"error": "conflict", "reason": "Document update conflict."}
+    faults.add(
+        "PUT", re.compile(re.escape(couch.url) + "/.*/dispute%3A"), status=409, json=conflict
+    )
+    with caplog.at_level(logging.WARNING):
+        store.record_dispute("5b1f0c7e-2d4a-4c8e-9a51-0c6f3e2b7a10", "inventory-mallory")
+    assert "dispute:5b1f0c7e-2d4a-4c8e-9a51-0c6f3e2b7a10 not written" in caplog.text
+    assert store.disputes() == []

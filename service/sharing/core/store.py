@@ -227,7 +227,8 @@ class StateStore:
     def update_doc(self, doc_id: str, change: Callable[[dict | None], dict | None]) -> bool:
         """Write `change(current)` over a doc of the state database (`current` is None if
         there is none; a None change writes nothing), reading again after a conflict.
-        Return whether it was written; after three conflicts in a row it gives up."""
+        Return whether it was written; after three conflicts in a row it gives up, and
+        says so in the log."""
         for _ in range(3):
             current = self.get_doc(doc_id)
             wanted = change(current)
@@ -241,6 +242,7 @@ class StateStore:
                 return True
             except DocumentConflict:
                 continue
+        log.warning("%s not written: it kept changing under three writes in a row", doc_id)
         return False
 
     def get_shares(self, share_ids: set[str]) -> dict[str, Share]:
