@@ -5,7 +5,7 @@ import logging
 from flask import Flask
 
 from service.api import init_api
-from service.api.auth import FailedLogins
+from service.api.auth import LoginLimits
 from service.api.docs import ASSETS_URL
 from service.api.limits import init_limits
 from service.api.observability import init_observability
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         },
     )
     app.extensions["sharing_broker"] = Broker.from_settings(settings)
-    app.extensions["sharing_broker_failed_logins"] = FailedLogins()
+    app.extensions["sharing_broker_failed_logins"] = LoginLimits()
     init_api(app)
     init_limits(app)
     init_observability(app)

@@ -297,14 +297,58 @@ def test_a_failed_login_is_never_cached(app, couch, people, names):
         couch.delete_doc("_users", f"org.couchdb.user:{erin}")
 
 
-def test_repeated_failed_logins_get_429(app, people):
+def test_repeated_failed_logins_for_one_name_get_429_and_only_that_name(app, people):
+    """The app's backend calls for all its users from one address: one user's mistakes
+    lock out that user's name there, and no one else."""
     client = app.test_client()
-    wrong = headers_for(people, "wrong password")
+    wrong = headers_for(people, "wrong password")  # Alice's name
     statuses = [client.get("/v1/shares", headers=wrong).status_code for _ in range(6)]
     assert statuses == [401] * 5 + [429]
     blocked = client.get(f"/v1/shares?database={ALICE}", headers=headers_for(people, "alice"))
     assert blocked.status_code == 429
     assert int(blocked.headers["Retry-After"]) > 0
+    bob = client.get(f"/v1/shares?database={BOB}", headers=headers_for(people, "bob"))
+    assert bob.status_code == 200
+
+
+def test_one_client_trying_many_names_meets_a_looser_bound(app, people):
+    client = app.test_client()
+    for n in range(50):
+        assert client.get("/v1/shares", headers=basic(f"nobody-{n}", "x")).status_code == 401
+    assert client.get("/v1/shares", headers=basic("nobody-50", "x")).status_code == 429
+    bob = client.get(f"/v1/shares?database={BOB}", headers=headers_for(people, "bob"))
+    assert bob.status_code == 429
+
+
+def forwarded_through(settings, allow: tuple[str, ...]):
+    app = create_app(replace(settings, forwarded_allow_ips=allow))
+    return app.test_client()
+
+
+def test_with_any_proxy_trusted_only_the_last_hop_names_the_client(settings):
+    """`*`: the peer is a proxy, but what came before its hop the client wrote itself.
+    (A name that does not exist: CouchDB 3.4+ would lock a real one out.)"""
+    client = forwarded_through(settings, ("*",))
+    nobody = basic("nobody", "x")
+    for n in range(5):  # the client varies the hops it writes; the proxy appends its own
+        hops = {"X-Forwarded-For": f"192.0.2.{n}, 203.0.113.5"}
+        assert client.get("/v1/shares", headers={**nobody, **hops}).status_code == 401
+    hops = {"X-Forwarded-For": "203.0.113.5"}
+    assert client.get("/v1/shares", headers={**nobody, **hops}).status_code == 429
+    hops = {"X-Forwarded-For": "203.0.113.5, 203.0.113.9"}  # another client
+    assert client.get("/v1/shares", headers={**nobody, **hops}).status_code == 401
+
+
+def test_a_trusted_proxy_range_in_cidr_form_counts(settings):
+    client = forwarded_through(settings, ("127.0.0.0/8",))  # the test client is 127.0.0.1
+    nobody = basic("nobody", "x")
+    for _ in range(5):
+        hops = {"X-Forwarded-For": "203.0.113.5"}
+        assert client.get("/v1/shares", headers={**nobody, **hops}).status_code == 401
+    other = {**nobody, "X-Forwarded-For": "203.0.113.9"}
+    assert client.get("/v1/shares", headers=other).status_code == 401
+    again = {**nobody, "X-Forwarded-For": "203.0.113.5"}
+    assert client.get("/v1/shares", headers=again).status_code == 429
 
 
 def test_no_response_or_log_line_holds_a_password_or_cookie(app, couch, people, caplog):

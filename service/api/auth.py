@@ -3,12 +3,13 @@
 A user sends the credentials their app uses on CouchDB (HTTP Basic, or the `AuthSession`
 cookie); CouchDB checks them. With more than one server, the `CouchDB-Server` header names
 the server the user belongs to (`default` when absent), and only that server checks them.
-Too many failed logins from one client get 429.
+Too many failed logins for one name, or from one client, get 429.
 """
 
 import base64
 import binascii
 import hmac
+import ipaddress
 import threading
 import time
 from collections import deque
@@ -26,7 +27,9 @@ SERVER_HEADER = "CouchDB-Server"
 
 
 class FailedLogins:
-    """Counts failed logins per client in a sliding window."""
+    """Counts failed logins per key in a sliding window."""
+
+    SWEEP_AT = 10_000  # keys kept before the expired ones are swept
 
     def __init__(self, limit: int = 5, window_seconds: float = 60.0, clock=time.monotonic):
         self.limit = limit
@@ -35,23 +38,46 @@ class FailedLogins:
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def retry_after(self, client: str) -> int:
-        """Seconds the client must wait before trying again; 0 if it may try now."""
+    def retry_after(self, key: str) -> int:
+        """Seconds the key must wait before trying again; 0 if it may try now."""
         with self._lock:
-            recent = self._recent(client)
+            recent = self._recent(key)
             if len(recent) < self.limit:
                 return 0
             return max(1, int(recent[0] + self.window - self.clock()) + 1)
 
-    def record(self, client: str) -> None:
+    def record(self, key: str) -> None:
         with self._lock:
-            self._recent(client).append(self.clock())
+            if len(self._failures) >= self.SWEEP_AT:
+                for stale in [k for k in self._failures if not self._recent(k)]:
+                    del self._failures[stale]
+            self._recent(key).append(self.clock())
 
-    def _recent(self, client: str) -> deque[float]:
-        failures = self._failures.setdefault(client, deque())
+    def _recent(self, key: str) -> deque[float]:
+        failures = self._failures.setdefault(key, deque())
         while failures and failures[0] <= self.clock() - self.window:
             failures.popleft()
         return failures
+
+
+class LoginLimits:
+    """CouchDB's own lockout counts per user name, and so does this: 5 failed logins a
+    minute for one name from one client, and 50 for one client whatever the names. So one
+    address, such as the app's backend, serves many users, and a user who mistypes a
+    password locks out no one else."""
+
+    def __init__(self, clock=time.monotonic):
+        self.per_name = FailedLogins(5, clock=clock)
+        self.per_client = FailedLogins(50, clock=clock)
+
+    def retry_after(self, client: str, name: str) -> int:
+        return max(
+            self.per_name.retry_after(f"{client} {name}"), self.per_client.retry_after(client)
+        )
+
+    def record(self, client: str, name: str) -> None:
+        self.per_name.record(f"{client} {name}")
+        self.per_client.record(client)
 
 
 def caller() -> Caller:
@@ -69,8 +95,8 @@ def authenticate():
     """`before_request` hook: identify the caller, or answer 401 or 429.
 
     A valid admin token is never refused for rate reasons: it is a long random secret. A
-    request with no credentials is no failed login. The limit counts per client, as the
-    trusted proxies name it.
+    request with no credentials is no failed login. The limits count per user name (on the
+    server the request names) and per client, as the trusted proxies name it.
     """
     if request.method == "OPTIONS":
         return None
@@ -80,28 +106,35 @@ def authenticate():
         return None
     if not _presents_credentials():
         return _unauthorized()
-    client = client_address()
-    failures: FailedLogins = current_app.extensions["sharing_broker_failed_logins"]
-    wait = failures.retry_after(client)
+    client, name = client_address(), _login_name()
+    limits: LoginLimits = current_app.extensions["sharing_broker_failed_logins"]
+    wait = limits.retry_after(client, name)
     if wait:
         return problem(
             429, "too many failed logins; try again later", headers={"Retry-After": str(wait)}
         )
     found = _user()
     if found is None:
-        failures.record(client)
+        limits.record(client, name)
         return _unauthorized()
     g.caller = found
     return None
 
 
 def client_address() -> str:
-    """The client's address: the socket's peer, or, when that peer is a trusted proxy, the
-    nearest address in X-Forwarded-For that is not one of the trusted proxies."""
+    """The client's address: the socket's peer or, when that peer is a trusted proxy, the
+    address it appended to X-Forwarded-For, and so on while that one is a trusted proxy too.
+
+    Only what trusted proxies appended counts: the hops before them are the client's own
+    writing. `*` trusts any peer as a proxy, but only the one the broker talks to.
+    """
     trusted = current_app.config["BROKER_SETTINGS"].forwarded_allow_ips
     address = request.remote_addr or "unknown"
     forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
-    for hop in reversed([a for a in forwarded if a]):
+    hops = [a for a in forwarded if a]
+    if "*" in trusted:
+        return hops[-1] if hops else address
+    for hop in reversed(hops):
         if not _trusted(address, trusted):
             break
         address = hop
@@ -109,7 +142,36 @@ def client_address() -> str:
 
 
 def _trusted(address: str, trusted: tuple[str, ...]) -> bool:
-    return "*" in trusted or address in trusted
+    """Whether the address is one of the trusted proxies, named or in a CIDR range."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for entry in trusted:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # a host name: gunicorn takes none either
+    return False
+
+
+def _login_name() -> str:
+    """The server and user name the credentials claim, unchecked: the Basic name, or the
+    name inside CouchDB's `AuthSession` cookie (`base64(name:time:hmac)`)."""
+    server = request.headers.get(SERVER_HEADER, DEFAULT_SERVER)
+    authorization = request.headers.get("Authorization", "")
+    if authorization.lower().startswith("basic "):
+        value = authorization[6:].strip()
+    else:
+        value = request.cookies.get("AuthSession", "")
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        decoded = base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
+        name = decoded.decode("utf-8").partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        name = ""
+    return f"{server}:{name}"
 
 
 def _presents_credentials() -> bool:
