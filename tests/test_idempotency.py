@@ -4,6 +4,8 @@ import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+from service.sharing.core.identity import Caller
+from service.sharing.core.model import now_iso
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import replicator_docs
 from tests.servers.demo import ALICE, BOB
@@ -115,3 +117,38 @@ def test_the_same_json_in_another_key_order_is_the_same_request(client, register
     )
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_user_of_another_server_never_shares_a_name_with_one_of_default():
+    """`dana` of server `second` and `dana@second` of `default` are two callers: in the
+    audit trail, and for their keys."""
+    there, here = Caller("dana", server="second"), Caller("dana@second")
+    assert there.actor == "user:second:dana"
+    assert here.actor == "user:dana@second"
+    assert there.scope != here.scope
+
+
+def age(app, hours: float = 25) -> None:
+    """Make every idempotency record look `hours` old, as if written then."""
+    store = app.extensions["sharing_broker"].store
+    rows = store.couch.get(store.db, "_all_docs", params={"include_docs": "true"})["rows"]
+    for row in rows:
+        if row["id"].startswith("idempotency:"):
+            doc = {**row["doc"], "created_at": now_iso(-round(hours * 3600))}
+            store.couch.put(store.db, row["id"], json=doc)
+
+
+def test_a_key_expires_after_a_day_and_reconcile_removes_its_record(app, client, registered):
+    post(client, key="old-key")
+    age(app)
+    again = post(client, {**BODY, "access": "read-write"}, key="old-key")
+    assert again.status_code == 409  # a new request: not the 422 of a reused key
+    assert "Idempotent-Replayed" not in again.headers
+    age(app)
+    report = client.post("/v1/reconcile").get_json()
+    assert {"kind": "expired idempotency keys", "count": 1, "action": "removed them"} in report[
+        "repaired"
+    ]
+    store = app.extensions["sharing_broker"].store
+    rows = store.couch.get(store.db, "_all_docs")["rows"]
+    assert [r["id"] for r in rows if r["id"].startswith("idempotency:")] == []

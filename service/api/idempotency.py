@@ -1,7 +1,9 @@
 """`Idempotency-Key` on POST, PATCH and DELETE: the same key and request get the first answer.
 
-The key is scoped to the caller. The same key with a different request gets 422; while the
-first request runs, a repeat gets 409. A 5xx is not kept, so the request may be retried.
+The key is scoped to the caller (kind, server and name). The same key with a different
+request gets 422; while the first request runs, a repeat gets 409. A 5xx is not kept, so the
+request may be retried. A key is kept for 24 hours (`store.KEYS_KEPT_HOURS`): after that
+it is free again, and reconcile removes its record.
 """
 
 import hashlib
@@ -35,7 +37,7 @@ def begin():
         return problem(
             400, f"{HEADER} must be 1 to 200 printable characters", {HEADER: ["invalid"]}
         )
-    key_id = "idempotency:" + _digest(caller().actor, key)
+    key_id = "idempotency:" + _digest(*caller().scope, key)
     fingerprint = _digest(request.method, request.full_path, _canonical_body())
     found = broker().store.claim_key(key_id, fingerprint)
     if found is None:

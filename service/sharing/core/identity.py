@@ -28,11 +28,18 @@ class Caller:
 
     @property
     def actor(self) -> str:
-        """How the audit trail names the caller; never a secret."""
+        """How the audit trail names the caller; never a secret. A user of another server
+        is `user:<server>:<name>`: CouchDB allows no `:` in a user name, while `@` is
+        common, so `dana` of server `second` is never `dana@second` of `default`."""
         if self.is_admin:
             return f"admin:{self.name}"
-        elsewhere = "" if self.server == DEFAULT_SERVER else f"@{self.server}"
-        return f"user:{self.name}{elsewhere}"
+        elsewhere = "" if self.server == DEFAULT_SERVER else f"{self.server}:"
+        return f"user:{elsewhere}{self.name}"
+
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        """Who the caller is, as parts that cannot run into each other."""
+        return ("admin" if self.is_admin else "user", self.server, self.name)
 
 
 class PositiveCache:

@@ -19,6 +19,7 @@ from service.sharing.core.seal import Seal
 from service.sharing.core.sites import cluster_nodes
 
 log = logging.getLogger(__name__)
+KEYS_KEPT_HOURS = 24  # how long an Idempotency-Key's answer is kept for replay
 
 # How long a pair claim without its share record counts as a create still under way.
 CLAIM_GRACE_SECONDS = 60
@@ -409,7 +410,8 @@ class StateStore:
     # Idempotency keys: the first response to a key, kept for replay
 
     def claim_key(self, key_id: str, fingerprint: str) -> dict | None:
-        """Start a keyed request; None if this call claimed it, else the record already there."""
+        """Start a keyed request; None if this call claimed it, else the record already
+        there. A record older than `KEYS_KEPT_HOURS` is expired: it is taken over."""
         doc = {
             "_id": key_id,
             "type": "idempotency",
@@ -417,11 +419,32 @@ class StateStore:
             "fingerprint": fingerprint,
             "created_at": now_iso(),
         }
-        try:
-            self.couch.put(self.db, key_id, json=doc)
-            return None
-        except DocumentConflict:
-            return self.couch.get(self.db, key_id)
+        for _ in range(2):
+            try:
+                self.couch.put(self.db, key_id, json=doc)
+                return None
+            except DocumentConflict:
+                found = self.couch.get(self.db, key_id)
+            if found["created_at"] >= _hours_ago(KEYS_KEPT_HOURS):
+                return found
+            doc["_rev"] = found["_rev"]  # expired: claimed anew, unless another got it first
+        return found
+
+    def remove_expired_keys(self) -> int:
+        """Delete the idempotency records older than `KEYS_KEPT_HOURS`; return how many."""
+        cutoff, removed = _hours_ago(KEYS_KEPT_HOURS), 0
+        ids = {"$gt": "idempotency:", "$lt": "idempotency:\ufff0"}
+        selector = {"type": "idempotency", "_id": ids, "created_at": {"$lt": cutoff}}
+        index = [PAGE_INDEX["ddoc"], PAGE_INDEX["name"]]
+        while True:
+            body = {"selector": selector, "fields": ["_id", "_rev"], "limit": 500}
+            body["use_index"] = index
+            docs = self.couch.post(self.db, "_find", json=body)["docs"]
+            if not docs:
+                return removed
+            gone = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in docs]
+            self.couch.post(self.db, "_bulk_docs", json={"docs": gone})
+            removed += len(gone)
 
     def finish_key(self, key_id: str, response: dict) -> None:
         """Keep the response of a keyed request for replay."""
@@ -553,3 +576,8 @@ def status_selector(status: Status) -> dict:
 
 def _dispute_id(config_uuid: str) -> str:
     return f"dispute:{config_uuid}"
+
+
+def _hours_ago(hours: float) -> str:
+    """The time that many hours back, as `now_iso()` writes it (so comparable as text)."""
+    return now_iso(-round(hours * 3600))

@@ -83,6 +83,7 @@ class Reconciler:
                     report.errors.append(error)
             self._check_databases(report)
             self._remove_forged_branches(report)
+            self._remove_expired_keys(report)
             self._report_unsealed(report)
         finally:
             self.lease.drop()
@@ -270,6 +271,18 @@ class Reconciler:
         prune(owned, f"orphan {DB_SHARING} doc", self._remove)
         withdraw = lambda site, db, doc_id: _withdraw(site, db, doc_id, copies[doc_id])  # noqa: E731
         prune(copies, f"orphan copy of a {DB_SHARING} doc", withdraw)
+
+    def _remove_expired_keys(self, report: Report) -> None:
+        """Idempotency records past their time: their keys are free again already."""
+        try:
+            removed = self.store.remove_expired_keys()
+        except FAILURES as exc:
+            report.errors.append({"kind": "expired idempotency keys", "error": str(exc)})
+            return
+        if removed:
+            finding = {"kind": "expired idempotency keys", "count": removed}
+            report.found.append(finding)
+            report.repaired.append({**finding, "action": "removed them"})
 
     def _report_unsealed(self, report: Report) -> None:
         """Records the broker did not write: refused everywhere, left for an admin to judge."""
