@@ -205,3 +205,24 @@ def test_a_dispute_that_cannot_be_written_is_logged(app, faults, couch, caplog):
         store.record_dispute("5b1f0c7e-2d4a-4c8e-9a51-0c6f3e2b7a10", "inventory-mallory")
     assert "dispute:5b1f0c7e-2d4a-4c8e-9a51-0c6f3e2b7a10 not written" in caplog.text
     assert store.disputes() == []
+
+
+@pytest.mark.parametrize("action", ["decline", "revoke"])
+def test_losing_the_record_to_another_request_is_409_not_412(
+    client, faults, couch, settings, registered, action
+):
+    """These take no If-Match: a record changed meanwhile is a conflict, never a failed
+    precondition the caller did not set."""
+    share = client.post("/v1/shares", json={**RW, "auto_accept": False}).get_json()
+    lost = [
+        {"id": f"share:{share['id']}", "error": "conflict", "reason": "Document update conflict."},
+        {"id": "event", "error": "conflict", "reason": "Document update conflict."},
+    ]
+    state_bulk = re.compile(re.escape(f"{couch.url}/{settings.state_db}/_bulk_docs"))
+    faults.add("POST", state_bulk, status=201, json=lost)
+    if action == "decline":
+        response = client.post(f"/v1/shares/{share['id']}/decline")
+    else:
+        response = client.delete(f"/v1/shares/{share['id']}")
+    assert response.status_code == 409, response.get_json()
+    assert response.get_json()["detail"].startswith("another request changed this share")

@@ -1,9 +1,11 @@
 """The shared core of the share operations: audit, status transitions, the record."""
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from service.couch import CouchClient, CouchError, CouchUnavailable
 from service.sharing.core.errors import ConflictError, PreconditionFailed, SharingError
@@ -14,6 +16,25 @@ from service.sharing.core.store import StateStore
 
 log = logging.getLogger(__name__)
 COUCH_FAILURES = (CouchError, CouchUnavailable)
+RACE_LOST = "another request changed this share at the same time; read it again"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def race_is_conflict(operation: Callable[P, R]) -> Callable[P, R]:
+    """For an operation that takes no `If-Match`: losing the record to another request is a
+    conflict (409), not a failed precondition (412) that the caller never set."""
+
+    @functools.wraps(operation)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return operation(*args, **kwargs)
+        except PreconditionFailed:
+            raise ConflictError(RACE_LOST) from None
+
+    return run
 
 
 class LifecycleBase:
@@ -59,7 +80,7 @@ class LifecycleBase:
         try:
             self.store.save_share(share)
         except PreconditionFailed:
-            raise ConflictError("another request changed this share at the same time") from None
+            raise ConflictError(RACE_LOST) from None
 
     def _end(self, share: Share, status: Status, trail: "Trail") -> None:
         """A final status: the pair is free for a new share."""

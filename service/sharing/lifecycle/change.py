@@ -5,7 +5,7 @@ from service.sharing.core.errors import ConflictError, PreconditionFailed, Shari
 from service.sharing.core.model import Access, Direction, Operation, Selection, Share, Status
 from service.sharing.crossing.preview import Preview, preview
 from service.sharing.crossing.selectors import share_selector
-from service.sharing.lifecycle.base import COUCH_FAILURES, log
+from service.sharing.lifecycle.base import COUCH_FAILURES, log, race_is_conflict
 from service.sharing.lifecycle.placement import Placement
 
 UNCHANGED = object()
@@ -84,6 +84,7 @@ class Changing(Placement):
             detail = f"the database of {share.owner} no longer exists"
             raise ConflictError(detail, "owner") from None
 
+    @race_is_conflict
     def rotate(self, share: Share, actor: str) -> Share:
         """Give the share user a new password and the replicator docs with it."""
         with self._audit(share, "rotate credentials", actor) as trail:

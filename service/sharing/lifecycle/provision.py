@@ -10,7 +10,7 @@ from service.sharing.core.model import (
     Status,
     now_iso,
 )
-from service.sharing.lifecycle.base import COUCH_FAILURES, Trail, by_uuid, log
+from service.sharing.lifecycle.base import COUCH_FAILURES, Trail, by_uuid, log, race_is_conflict
 from service.sharing.lifecycle.placement import Placement
 
 
@@ -44,6 +44,7 @@ class Provisioning(Placement):
                 self._provision(share, None, (owner_db, recipient_db), trail)
         return share, by_uuid(owner_db, recipient_db)
 
+    @race_is_conflict
     def accept(self, share: Share, actor: str) -> tuple[Share, dict[str, Database]]:
         """The recipient agrees: write the parts and start replicating.
 
@@ -60,6 +61,7 @@ class Provisioning(Placement):
             self._provision(share, Status.PENDING, dbs, trail)
         return share, by_uuid(*dbs)
 
+    @race_is_conflict
     def decline(self, share: Share, actor: str) -> Share:
         """The recipient refuses the invitation; nothing was written, nothing is."""
         self._expire_if_due(share, actor)

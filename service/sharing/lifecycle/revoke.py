@@ -3,7 +3,7 @@
 from service.sharing.core.errors import ConflictError
 from service.sharing.core.model import Database, Direction, Operation, Share, Status
 from service.sharing.crossing.selectors import Scope, share_selector
-from service.sharing.lifecycle.base import by_uuid
+from service.sharing.lifecycle.base import by_uuid, race_is_conflict
 from service.sharing.lifecycle.placement import Placement
 from service.sharing.placing.withdraw import withdraw_shared_docs
 
@@ -11,6 +11,7 @@ from service.sharing.placing.withdraw import withdraw_shared_docs
 class Revoking(Placement):
     """Revokes shares; revoking again finishes a revoke that stopped half-way."""
 
+    @race_is_conflict
     def revoke(
         self, share: Share, purge: bool, actor: str
     ) -> tuple[Share, dict[str, Database] | None]:
