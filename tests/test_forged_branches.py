@@ -8,6 +8,7 @@ one write, so each shape of forgery is shown on both servers: pouchdb-server sil
 every `new_edits: false` write to an existing doc in a database with a validate_doc_update.
 """
 
+import json
 import re
 import threading
 import uuid
@@ -190,6 +191,34 @@ def test_a_copy_from_an_earlier_share_is_not_a_clash(client, couch, registered, 
     replicate(couch, dbs["alice"], dbs["bob"], {"_id": {"$eq": "collection-c0ll-uuid-1"}})
 
     assert create_share(client, **RW)["status"] == "active"
+
+
+def a_relabelled_copy_of_bobs_collection(couch, dbs) -> None:
+    """Bob once shared his Books with Alice and revoked, leaving her a copy; Alice then
+    labels the copy as hers. It still shares Bob's history."""
+    replicate(couch, dbs["bob"], dbs["alice"], {"_id": {"$eq": "collection-b0b-coll-1"}})
+    copy = couch.get(f"{dbs['alice']}/collection-b0b-coll-1")
+    copy["data"]["config_uuid"] = ALICE
+    couch.put(f"{dbs['alice']}/collection-b0b-coll-1", copy)
+
+
+def test_a_relabelled_copy_of_the_recipients_collection_is_refused(client, couch, registered, dbs):
+    a_relabelled_copy_of_bobs_collection(couch, dbs)
+    body = {"owner": ALICE, "recipient": BOB, "access": "read-write", "collections": ["b0b-coll-1"]}
+    response = client.post("/v1/shares", json=body)
+    assert response.status_code == 409, response.get_json()
+    assert "b0b-coll-1" in response.get_json()["detail"]
+
+
+def test_a_relabelled_copy_of_the_recipients_collection_stays_out_of_the_way_back(
+    client, couch, registered, dbs
+):
+    """With all collections, Bob's own items in Books would flow to Alice."""
+    a_relabelled_copy_of_bobs_collection(couch, dbs)
+    share = create_share(client, access="read-write", collections=None)
+    back = replicator_docs(couch, share["id"])[f"sharing-broker-{share['id']}-recipient-to-owner"]
+    assert "b0b-coll-1" not in json.dumps(back["selector"])
+    assert "c0ll-uuid-1" in json.dumps(back["selector"])
 
 
 def test_concurrent_edits_of_a_shared_item_are_left_to_couchdb(app, client, couch, registered, dbs):

@@ -94,20 +94,25 @@ class Parties(LifecycleBase):
     def _foreign_ids(
         self, owner_db: Database, recipient_db: Database, present: list[str]
     ) -> list[str]:
-        """Of these ids, present in the recipient's database, those it holds on a history
-        unrelated to the owner's doc.
+        """Of these collection ids, present in the recipient's database, those it holds as
+        its own: labelled with its own Configuration UUID, or on a history unrelated to the
+        owner's doc.
 
-        A copy from an earlier share shares revisions with the owner's doc and is let be.
+        A copy from an earlier share shares revisions with the owner's doc and is let be,
+        unless the copy the owner holds came from the recipient and was relabelled as the
+        owner's: the recipient's label says whose it is.
         """
 
-        def revisions(db: Database, doc_id: str) -> set[str]:
-            return history(self._couch(db).get(db.database, doc_id, params={"revs": "true"}))
+        def read(db: Database, doc_id: str) -> dict:
+            return self._couch(db).get(db.database, doc_id, params={"revs": "true"})
 
-        return [
-            doc_id
-            for doc_id in present
-            if not revisions(recipient_db, doc_id) & revisions(owner_db, doc_id)
-        ]
+        foreign = []
+        for doc_id in present:
+            theirs = read(recipient_db, doc_id)
+            own = _is_own_collection(theirs, recipient_db.config_uuid)
+            if own or not history(theirs) & history(read(owner_db, doc_id)):
+                foreign.append(doc_id)
+        return foreign
 
     def _own_collection_ids(self, owner_db: Database, recipient_db: Database) -> list[str]:
         """The owner's collections, but for ids the recipient holds on a history of their own:
