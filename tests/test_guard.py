@@ -4,10 +4,13 @@ Every write here goes over HTTP to pouchdb-server as the share user, whose
 validate_doc_update runs with that user's `userCtx`.
 """
 
+import base64
+
 import pytest
 import requests
 
 from service.sharing.crossing.selectors import ENDED_MARK
+from service.sharing.placing import guard
 from tests.helpers import GUARD_ID, create_share, replicator_docs
 from tests.servers.demo import ALICE, BOB
 
@@ -79,10 +82,41 @@ def test_in_scope_writes_and_deletes_pass(rw_share):
     )
     assert bob.put(f"db_sharing-{ALICE}--{BOB}", {"type": "db_sharing", "data": {}}) == 201
     assert bob.delete("item-new-1") == 200
-    assert (
-        alice.put("item-it3m-uuid-1", {"type": "item", "data": {"collection_id": "c0ll-uuid-1"}})
-        == 201
-    )
+    edit = {"collection_id": "c0ll-uuid-1", "config_uuid": ALICE, "name": "Bob's edit"}
+    assert alice.put("item-it3m-uuid-1", {"type": "item", "data": edit}) == 201
+    assert alice.put("item-b0b-new", SHARED_ITEM) == 201  # Bob's own item, in her collection
+
+
+def test_the_recipient_cannot_pass_a_doc_off_as_the_owners(rw_share):
+    """The way back carries the recipient's items into the owner's collection: labelled as
+    the recipient's, they never pass for the owner's, and nothing changes whose it is."""
+    _, alice, _ = rw_share
+    as_alices = {"type": "item", "data": {"collection_id": "c0ll-uuid-1", "config_uuid": ALICE}}
+    assert alice.put("item-b0b-forged", as_alices) == 403
+    as_bobs = {"type": "item", "data": {"collection_id": "c0ll-uuid-1", "config_uuid": BOB}}
+    assert alice.put("item-it3m-uuid-1", as_bobs) == 403  # Alice's item, relabelled
+    assert alice.put("item-b0b-new", SHARED_ITEM) == 201
+    assert alice.put("item-b0b-new", {**SHARED_ITEM, "data": as_alices["data"]}) == 403
+
+
+def test_what_a_share_carries_is_bounded_in_size(client, couch, registered, dbs, monkeypatch):
+    monkeypatch.setattr(guard, "MAX_ATTACHMENT_BYTES", 100)
+    monkeypatch.setattr(guard, "MAX_DOC_CHARS", 2_000)
+    share = create_share(client, **RW)
+    auth = login(couch, share["id"])
+    alice, bob = Writer(couch, dbs["alice"], auth), Writer(couch, dbs["bob"], auth)
+    big = {**SHARED_ITEM, "data": {**SHARED_ITEM["data"], "notes": "x" * 2_000}}
+    assert bob.put("item-too-big", big) == 403
+    assert alice.put("item-too-big", {**big, "data": {**big["data"], "config_uuid": BOB}}) == 403
+
+    def image(size: int) -> dict:
+        data = base64.b64encode(b"\0" * size).decode()
+        attachment = {"content_type": "image/png", "data": data}
+        linked = {"_item_ids": ["it3m-uuid-1"], "_item_collection_ids": ["c0ll-uuid-1"]}
+        return {"type": "image", "data": linked, "_attachments": {"image-1440": attachment}}
+
+    assert bob.put("zz20-image-small", image(50)) == 201
+    assert bob.put("zz20-image-large", image(200)) == 403
 
 
 def test_the_owners_unshared_docs_cannot_be_changed_or_deleted_through_the_way_back(rw_share):

@@ -22,7 +22,12 @@ GUARD_ID = "_design/sharing-broker-guard"
 # pictures), pass the share's rules (`rules`: one predicate per kind), and, for a picture,
 # belong to a shared item (`item_ids`, when set); or be the share's own `db_sharing` doc.
 # A tombstone the broker wrote when a share ended (`ENDED_MARK`) is never a share user's to
-# carry: it would delete the owner's doc.
+# carry: it would delete the owner's doc. In the owner's database (`owner_label`: the owner's
+# Configuration UUID) a doc the recipient made may not pass for the owner's, and no doc may
+# change whose it says it is. Everywhere, a doc's body is at most `MAX_DOC_CHARS` characters
+# and each attachment at most `MAX_ATTACHMENT_BYTES`.
+MAX_DOC_CHARS = 1_000_000  # the app's docs are a few KiB; CouchDB's own bound is 8 MB
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # the app's largest picture is 1440 px
 VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
   var scopes = %(scopes)s;
   var rules = %(rules)s;
@@ -61,6 +66,22 @@ VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
     for (var kind in prefixes) { if (id.indexOf(prefixes[kind]) === 0) { return true; } }
     return false;
   }
+  var oldLive = oldDoc && !oldDoc._deleted ? oldDoc : null;
+  if (!newDoc._deleted) {
+    if (JSON.stringify(newDoc).length > %(max_doc)d) { deny('a doc over %(max_doc)d characters'); }
+    var atts = newDoc._attachments || {};
+    for (var name in atts) {
+      var att = atts[name];  // inline data counts by its base64 where no length is given
+      var size = att.length !== undefined ? att.length : (att.data || '').length * 3 / 4;
+      if (size > %(max_att)d) { deny('an attachment over %(max_att)d bytes'); }
+    }
+    if (scope.owner_label) {
+      var label = (newDoc.data || {}).config_uuid;
+      var before = oldLive ? (oldLive.data || {}).config_uuid : undefined;
+      if (oldLive && label !== before) { deny('changing whose a doc says it is'); }
+      if (!oldLive && label === scope.owner_label) { deny("a new doc labelled as the owner's"); }
+    }
+  }
   if (newDoc._deleted) {
     if (newDoc[%(ended)s] !== undefined) { deny('a tombstone that ended another share'); }
     if (oldDoc && !oldDoc._deleted) {
@@ -81,6 +102,8 @@ def guard_doc(scopes: dict[str, dict], broker: str) -> dict:
         "prefixes": json.dumps(SHARED_PREFIXES, sort_keys=True),
         "helpers": JS_HELPERS.strip().replace("\n", "\n  "),
         "ended": json.dumps(ENDED_MARK),
+        "max_doc": MAX_DOC_CHARS,
+        "max_att": MAX_ATTACHMENT_BYTES,
     }
     return {
         "_id": GUARD_ID,

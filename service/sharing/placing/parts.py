@@ -167,6 +167,7 @@ def wanted_parts(
         **guard_scope(target.reverse if two_way else Scope([])),
         "read_only": not two_way,
         "db_sharing": None,
+        "owner_label": share.owner if two_way else None,
     }
     recipient_scope = {
         **guard_scope(target.scope),
