@@ -50,6 +50,9 @@ class Settings:
     couch_read_timeout: float = 10.0
     invitation_ttl_seconds: int = 7 * 24 * 3600
     reconcile_interval_seconds: float = 0.0
+    # How old an operation in a share's record must be before reconcile takes it over: a
+    # younger one may still be running in another replica's request.
+    operation_grace_seconds: float = 60.0
     follow_interval_seconds: float = 2.0
     # How the share replications run: one-shot runs `on_change`, or `continuous` jobs.
     replication_mode: str = ON_CHANGE
@@ -121,6 +124,7 @@ class Settings:
             couch_read_timeout=_seconds(env, "BROKER_COUCHDB_READ_TIMEOUT", 10.0),
             invitation_ttl_seconds=int(_seconds(env, "BROKER_INVITATION_TTL_SECONDS", 604800)),
             reconcile_interval_seconds=_seconds(env, "BROKER_RECONCILE_INTERVAL", 0.0, zero=True),
+            operation_grace_seconds=_seconds(env, "BROKER_OPERATION_GRACE", 60.0, zero=True),
             follow_interval_seconds=_seconds(env, "BROKER_FOLLOW_INTERVAL", 2.0, zero=True),
             replication_mode=_replication_mode(env),
             max_runs=_count(env, "BROKER_MAX_RUNS", 200),

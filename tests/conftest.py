@@ -132,6 +132,8 @@ def settings(couch):
         # Continuous jobs replicate with no follower running; test_on_change runs the
         # default, on-change mode, with its followers loop.
         replication_mode=CONTINUOUS,
+        # Tests stop operations half-way on purpose, then reconcile at once.
+        operation_grace_seconds=0,
     )
     yield settings
     remove_broker_footprint(settings.state_db, couch)

@@ -81,6 +81,7 @@ def through(node, state_db: str, mode: str = CONTINUOUS) -> Settings:
         admin_tokens=(ADMIN_TOKEN,),
         state_db=state_db,
         replication_mode=mode,
+        operation_grace_seconds=0,  # operations stopped half-way are reconciled at once
     )
 
 

@@ -67,6 +67,7 @@ class World:
             couchdb_password=couch.admin[1],
             admin_tokens=(ADMIN_TOKEN,),
             state_db=f"fi_state_{tag}",
+            operation_grace_seconds=0,  # reconcile takes over the crashed operation at once
         )
         app = create_app(self.settings)
         ensure_state_db(app)

@@ -1,16 +1,25 @@
 """Reconcile repairs drift made by hand, and is safe to run twice at once."""
 
 import base64
+import dataclasses
 import threading
 
 import pytest
 
 from service.cli import main
-from service.sharing.core.model import Access, Database, Selection, Share, Status, now_iso
+from service.sharing.core.model import (
+    Access,
+    Database,
+    Operation,
+    Selection,
+    Share,
+    Status,
+    now_iso,
+)
 from service.sharing.core.seal import Seal
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent, broker_parts
-from tests.helpers import create_share, withdrawn_by
+from tests.helpers import create_share, replicator_docs, withdrawn_by
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -245,3 +254,30 @@ def test_a_registration_the_broker_did_not_write_is_refused_and_replaced(
 
     assert response.status_code == 201
     assert client.get(f"/v1/databases/{ALICE}").get_json()["database"] == dbs["alice"]
+
+
+def test_an_operation_under_way_in_another_request_is_left_to_it(app, client, couch, registered):
+    """Another replica's PATCH has just written its plan into the record: reconcile must
+    not run it beside that request, nor repair the share back to its old settings."""
+    share = create_share(client, access="read-write")
+    broker = app.extensions["sharing_broker"]
+    record = broker.store.get_shares({share["id"]})[share["id"]]
+    record.operation = Operation.toward("patch", Access.READ, Selection(["c0ll-uuid-1"], None))
+    broker.store.save_share(record)
+    before = replicator_docs(couch, share["id"])
+    patient = dataclasses.replace(broker, operation_grace_seconds=60).reconciler()
+
+    report = patient.run()
+
+    assert not [f for f in report.found if f.get("share_id") == share["id"]]
+    assert replicator_docs(couch, share["id"]) == before  # its way back is still there
+
+    record = broker.store.get_shares({share["id"]})[share["id"]]
+    record.operation.started_at = now_iso(-61)  # the request that wrote it is long gone
+    broker.store.save_share(record)
+    report = patient.run()
+
+    assert {"kind": "unfinished operation", "share_id": share["id"]}.items() <= next(
+        f for f in report.found if f.get("share_id") == share["id"]
+    ).items()
+    assert len(replicator_docs(couch, share["id"])) == 1  # read-only now: no way back

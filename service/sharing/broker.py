@@ -37,6 +37,7 @@ class Broker:
     policy: Policy
     # On-change mode: the most one-shot runs at once a server; none in continuous mode.
     max_runs: int | None = None
+    operation_grace_seconds: float = 60.0
 
     @property
     def couch(self) -> CouchClient:
@@ -44,7 +45,13 @@ class Broker:
         return self.sites.default.couch
 
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.sites, self.store, self.shares, self.branch_watch().run)
+        return Reconciler(
+            self.sites,
+            self.store,
+            self.shares,
+            self.branch_watch().run,
+            self.operation_grace_seconds,
+        )
 
     def followers(self) -> list:
         """The passes of the followers loop, in order; they share one index of the
@@ -108,7 +115,9 @@ class Broker:
         )
         on_change = settings.replication_mode == ON_CHANGE
         max_runs = settings.max_runs if on_change else None
-        return cls(sites, store, registry, shares, Policy(sites, registry), max_runs)
+        policy = Policy(sites, registry)
+        grace = settings.operation_grace_seconds
+        return cls(sites, store, registry, shares, policy, max_runs, grace)
 
 
 def _client(server: ServerSettings, settings: Settings) -> CouchClient:

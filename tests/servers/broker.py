@@ -30,6 +30,7 @@ class BrokerProcess:
             "BROKER_STATE_DB": state_db,
             "BROKER_BIND": self.url.removeprefix("http://"),
             "BROKER_WORKERS": "2",
+            "BROKER_OPERATION_GRACE": "0",  # tests reconcile what they stopped, at once
             **env,
         }
         # Open for the process's whole life, read by output(); removed when garbage-collected.

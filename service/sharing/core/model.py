@@ -94,6 +94,8 @@ class Operation:
     purge: bool = False
     done: list[str] = field(default_factory=list)
     rules: list[dict] | None = None
+    # When it began; "" in records written before this was kept.
+    started_at: str = field(default_factory=now_iso)
 
     @classmethod
     def toward(cls, name: str, access: Access | None, selection: Selection | None) -> "Operation":
@@ -112,7 +114,7 @@ class Operation:
     @classmethod
     def from_dict(cls, data: dict) -> "Operation":
         access = Access(data["access"]) if data.get("access") else None
-        return cls(**{**data, "access": access})
+        return cls(**{"started_at": "", **data, "access": access})
 
 
 @dataclass

@@ -19,7 +19,7 @@ from service.couch import CouchError, CouchUnavailable, NotFound
 from service.metrics import RECONCILE_REPAIRS, STATE_CONFLICTS
 from service.sharing.core.errors import SharingError
 from service.sharing.core.lease import Lease
-from service.sharing.core.model import Access, Database, Direction, Share, Status
+from service.sharing.core.model import Access, Database, Direction, Share, Status, now_iso
 from service.sharing.core.sites import Site, Sites
 from service.sharing.core.store import StateStore
 from service.sharing.crossing.scan import docs_with_prefix
@@ -57,12 +57,15 @@ class Reconciler:
         store: StateStore,
         shares: ShareService,
         forged_branches: Callable[[], list],
+        operation_grace_seconds: float = 60.0,
     ):
-        """`forged_branches` runs a pass of the branch watch and returns its removals."""
+        """`forged_branches` runs a pass of the branch watch and returns its removals; an
+        operation younger than `operation_grace_seconds` is left to the request running it."""
         self.sites = sites
         self.store = store
         self.shares = shares
         self.forged_branches = forged_branches
+        self.operation_grace_seconds = operation_grace_seconds
         self.lease = Lease(store.couch, store.db, LEASE_ID, LEASE_SECONDS)
 
     def run(self) -> Report:
@@ -121,7 +124,10 @@ class Reconciler:
                 {"operation": {"$type": "object"}},
             ]
         }
+        started_before = now_iso(-round(self.operation_grace_seconds))
         for share in self.store.each_share([unfinished]):
+            if share.operation and share.operation.started_at > started_before:
+                continue  # perhaps still running in another replica's request
             finding = {
                 "kind": "unfinished operation",
                 "share_id": share.id,
@@ -139,6 +145,8 @@ class Reconciler:
                 error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
                 report.errors.append(error)
         for share in self.store.each_share([{"status": str(Status.ACTIVE)}]):
+            if share.operation:  # a change under way: its own, or `_finish_operations`'
+                continue
             finding = {"kind": "active share checked", "share_id": share.id}
             try:
                 repaired = self.shares.repair(share)
