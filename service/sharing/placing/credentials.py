@@ -144,6 +144,7 @@ class SecurityEditor:
                 )
             kept = [n for n in names if wanted.get(n, True)]
             members["names"] = kept + [n for n in todo if wanted[n]]
+            self.locks.confirm(db)  # `_security` has no revision: never write it unlocked
             self.couch.put(db, "_security", json={**security, "members": members})
             self.locks.leave(db, self.share_users_in({"members": members}))
             changed.update(todo)

@@ -6,6 +6,11 @@ database for longer. A lock this process holds in CouchDB but in no thread is a 
 a request that died mid-way, and is taken over at once. A waiter waits a little longer than
 `ttl`, so a lock left by a process that died is always waited out.
 
+A hold can outlast `ttl` (slow reads, retries, waiting for `_security` to settle), and
+another replica may then take the lock over. So before each write that has no revision of
+its own to fail on (`_security`), the holder `confirm`s the lock: it renews it, and learns
+if it was lost, rather than write beside the new holder.
+
 A lock also remembers what its last holder left: the share users it left named in the
 database's `_security`. On a cluster, `GET /{db}/_security` answers from one copy of the
 database, and `PUT` returns once most copies have it; so the next holder, through another
@@ -14,17 +19,20 @@ keeps its doc, with no holder; the state database keeps one copy, so the lock do
 never stale.
 """
 
+import logging
 import random
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchUnavailable, DocumentConflict, NotFound
 from service.sharing.core.model import now_iso, place
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +41,7 @@ class _Held:
 
     rev: str
     left: list[str] | None  # the share users named in `_security`, if known
+    since: float = field(default_factory=time.monotonic)  # when it was taken or renewed
 
 
 class DatabaseLocks:
@@ -63,6 +72,19 @@ class DatabaseLocks:
                 yield
             finally:
                 self._release(lock_id)
+
+    def confirm(self, db: str) -> None:
+        """Renew the lock the caller holds, once a third of its time has passed; raise
+        CouchUnavailable if another replica took it over meanwhile."""
+        lock_id = self._lock_id(db)
+        held = self._held[lock_id]
+        if time.monotonic() - held.since < self.ttl / 3:
+            return
+        try:
+            held.rev = self._write(lock_id, held.rev, held.left, held=True)
+        except DocumentConflict:
+            raise CouchUnavailable(f"lock {lock_id}", "taken over after it expired") from None
+        held.since = time.monotonic()
 
     def left(self, db: str) -> list[str] | None:
         """The share users the lock's last holder left in the database's `_security`, or
@@ -104,9 +126,11 @@ class DatabaseLocks:
         held = self._held[lock_id]
         try:
             held.rev = self._write(lock_id, held.rev, held.left, held=False)
-        except (NotFound, DocumentConflict, CouchUnavailable):
-            # Taken over after it expired, or it will expire by itself.
+        except (NotFound, DocumentConflict):
+            log.warning("lock %s was taken over before its release: it expired mid-hold", lock_id)
             del self._held[lock_id]
+        except CouchUnavailable:
+            del self._held[lock_id]  # it will expire by itself
 
     def _write(self, lock_id: str, rev: str | None, left: list[str] | None, held: bool) -> str:
         """Write the lock doc, held by this process for `ttl` seconds or by nobody; return
