@@ -48,13 +48,20 @@ def test_register_with_invalid_uuid_is_422(client, couch, names):
         assert response.status_code == 422, bad
 
 
-def test_uuid_registered_to_another_database_is_409(client, couch, dbs, names):
+def test_a_uuid_registered_to_another_database_is_claimed_not_taken(client, couch, dbs, names):
+    """The answer is a registration's, so it says nothing of whose the UUID is; the UUID
+    stays with its holder, and the claim waits for an admin."""
     client.post("/v1/databases", json={"database": dbs["alice"]})
     clone = names["alice"] + "-clone"
     couch.create_db(clone, [{"_id": "0000-config", "uuid": ALICE}])
-    response = client.post("/v1/databases", json={"database": clone})
-    assert response.status_code == 409
-    assert response.get_json()["errors"]["database"]
+    try:
+        response = client.post("/v1/databases", json={"database": clone})
+        assert response.status_code == 201
+        assert client.get(f"/v1/databases/{ALICE}").get_json()["database"] == dbs["alice"]
+        (dispute,) = client.get("/v1/databases/disputes").get_json()["items"]
+        assert dispute["claims"] == [clone]
+    finally:
+        couch.delete(clone)
 
 
 def test_bad_names_are_422_naming_the_field(client):

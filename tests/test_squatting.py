@@ -3,32 +3,49 @@ checked again against `0000-config` before anything is provisioned."""
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.servers.demo import ALICE, BOB
 from tests.test_users import basic
 
 pytestmark = pytest.mark.fallback  # also run on pouchdb-server
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+ERIN = "e4e4e4e4-5555-4e4e-8e8e-666677778888"
 INVITE = {"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["c0ll-uuid-1"]}
+
+
+def as_(who: tuple[str, str]) -> dict:
+    return {"headers": basic(*who)}
+
+
+def claim(couch, client, people, uuid: str) -> None:
+    """Carol writes another's UUID into her own config and registers: a claim."""
+    config = couch.get(f"{people['carol_db']}/0000-config")
+    couch.put(f"{people['carol_db']}/0000-config", {**config, "uuid": uuid})
+    response = client.post(
+        "/v1/databases", json={"database": people["carol_db"]}, **as_(people["carol"])
+    )
+    # Answered as a new registration would be: no one learns whether a UUID is taken.
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["config_uuid"] == uuid
+
+
+def give_back(couch, people) -> None:
+    config = couch.get(f"{people['carol_db']}/0000-config")
+    couch.put(f"{people['carol_db']}/0000-config", {**config, "uuid": CAROL})
 
 
 def test_a_squatted_uuid_is_disputed_until_an_admin_removes_the_wrong_registration(
     app, couch, dbs, people
 ):
     client = app.test_client()
-    carol, bob, alice = (people[p] for p in ("carol", "bob", "alice"))
+    bob, alice = people["bob"], people["alice"]
     assert client.delete(f"/v1/databases/{BOB}", headers=ADMIN).status_code == 204  # not yet
-    # Carol copies Bob's UUID into her own config and registers before he does.
-    config = couch.get(f"{people['carol_db']}/0000-config")
-    couch.put(f"{people['carol_db']}/0000-config", {**config, "uuid": BOB})
-    as_ = lambda who: {"headers": basic(*who)}  # noqa: E731
-    carols = client.post("/v1/databases", json={"database": people["carol_db"]}, **as_(carol))
-    assert carols.status_code == 201
-
+    claim(couch, client, people, BOB)  # Carol registers Bob's UUID before he does
+    # Bob's own registration is now the claim; it is answered the same way.
     bobs = client.post("/v1/databases", json={"database": dbs["bob"]}, **as_(bob))
+    assert bobs.status_code == 201
 
-    assert bobs.status_code == 409 and "disputed" in bobs.get_json()["detail"]
     (dispute,) = client.get("/v1/databases/disputes", headers=ADMIN).get_json()["items"]
     assert (dispute["config_uuid"], dispute["claims"]) == (BOB, [dbs["bob"]])
     invited = client.post("/v1/shares", json=INVITE, **as_(alice))
@@ -41,6 +58,53 @@ def test_a_squatted_uuid_is_disputed_until_an_admin_removes_the_wrong_registrati
         client.post("/v1/databases", json={"database": dbs["bob"]}, **as_(bob)).status_code == 201
     )
     assert client.post("/v1/shares", json=INVITE, **as_(alice)).status_code == 201
+
+
+def test_a_claim_whose_database_gave_the_uuid_back_is_void(app, couch, registered, people):
+    """Carol claims Bob's UUID, then puts her own back: Bob's sharing is not blocked."""
+    client = app.test_client()
+    claim(couch, client, people, BOB)
+    give_back(couch, people)
+
+    invited = client.post("/v1/shares", json=INVITE, **as_(people["alice"]))
+
+    assert invited.status_code == 201, invited.get_json()
+    assert client.get("/v1/databases/disputes", headers=ADMIN).get_json()["items"] == []
+
+
+def test_a_holder_that_shares_already_keeps_sharing(app, couch, client, registered, people):
+    assert client.post("/v1/shares", json=INVITE).status_code == 201  # Bob shares: established
+    claim(couch, app.test_client(), people, BOB)  # Carol keeps Bob's UUID in her config
+    erin_db = f"{people['carol_db']}-erin"
+    couch.create_db(erin_db, [{"_id": "0000-config", "uuid": ERIN}])
+    couch.add_member(erin_db, "erin")
+    try:
+        assert client.post("/v1/databases", json={"database": erin_db}).status_code == 201
+        from_bob = {"owner": BOB, "recipient": ERIN, "access": "read", "collections": None}
+
+        response = client.post("/v1/shares", json=from_bob)
+        assert response.status_code == 201, response.get_json()
+    finally:
+        couch.delete(erin_db)
+
+
+def test_an_admin_dismisses_a_claim_without_touching_the_holder(app, couch, registered, people):
+    client = app.test_client()
+    claim(couch, client, people, BOB)
+    invited = client.post("/v1/shares", json=INVITE, **as_(people["alice"]))
+    assert invited.status_code == 409  # Bob shares nothing yet, and the claim holds
+
+    assert client.delete(f"/v1/databases/disputes/{BOB}", headers=ADMIN).status_code == 204
+
+    assert (
+        client.get(f"/v1/databases/{BOB}", headers=ADMIN).get_json()["database"]
+        != (people["carol_db"])
+    )
+    assert client.post("/v1/shares", json=INVITE, **as_(people["alice"])).status_code == 201
+    gone = client.delete(f"/v1/databases/disputes/{BOB}", headers=ADMIN)
+    assert gone.status_code == 404
+    not_admin = client.delete(f"/v1/databases/disputes/{BOB}", **as_(people["alice"]))
+    assert not_admin.status_code == 403
 
 
 def test_a_party_whose_config_moved_on_is_refused_before_provisioning(

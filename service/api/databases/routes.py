@@ -64,6 +64,17 @@ class Disputes(MethodView):
         return {"items": broker().store.disputes()}
 
 
+@blp.route("/disputes/<config_uuid>")
+class Dispute(MethodView):
+    @problems(blp, 403, 404)
+    @blp.response(204)
+    @blp.doc(parameters=[idempotency.DOC])
+    def delete(self, config_uuid):
+        """Dismiss every claim on a Configuration UUID; its registration stays (admins only)"""
+        require_admin("dismiss claims")
+        broker().store.dismiss_dispute(config_uuid)
+
+
 @blp.route("/<config_uuid>")
 class Database(MethodView):
     @problems(blp, 403, 404)

@@ -1,7 +1,17 @@
-"""Registering a user database under the Configuration UUID in its `0000-config`."""
+"""Registering a user database under the Configuration UUID in its `0000-config`.
+
+The first database to register a UUID holds it. Another database that claims it later is
+recorded as a claim, for admins (`disputes`), and answered as a new registration would
+be: UUIDs are not secret (every shared item carries one), so the answer must not say
+whether one is taken. A claim holds only while its database's `0000-config` still names
+the UUID; it is read again whenever the claim matters, and a void claim is dropped. While
+a claim holds, a holder that shares already keeps sharing; one that does not yet must wait
+for an admin to dismiss the claim or forget the wrong registration.
+"""
 
 import uuid
 
+from service.config import DEFAULT_SERVER
 from service.couch import NotFound
 from service.sharing.core.errors import ConflictError, InvalidRequest, NotFoundError
 from service.sharing.core.model import Database, now_iso, place
@@ -31,12 +41,7 @@ class Registry:
             existing = stored
         if (existing.server, existing.database) != (server, database):
             self.store.record_dispute(config_uuid, place(server, database))
-            raise ConflictError(
-                f"Configuration UUID {config_uuid} is already registered to another database;"
-                " it is now disputed, and no share may use it until an admin removes the"
-                " wrong registration",
-                field="database",
-            )
+            return Database(config_uuid, database, server, now_iso()), True  # see above
         return existing, False
 
     def read_confirmed(
@@ -79,22 +84,40 @@ class Registry:
         self, owner: str, recipient: str, undisputed: bool = False
     ) -> tuple[Database, Database]:
         """Both databases of a share, in one request; with `undisputed`, refuse (409) a UUID
-        that two databases claim."""
+        that another database still claims, unless its holder shares already."""
         if undisputed:
-            found, disputed = self.store.get_databases_undisputed({owner, recipient})
+            found, disputes = self.store.get_databases_undisputed({owner, recipient})
         else:
-            found, disputed = self.store.get_databases({owner, recipient}), set()
+            found, disputes = self.store.get_databases({owner, recipient}), {}
         for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
             if config_uuid not in found:
                 raise self.unknown(config_uuid, field)
         for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
-            if config_uuid in disputed:
+            dispute = disputes.get(config_uuid)
+            if dispute and self._claims_hold(dispute) and not self.store.shares_of(config_uuid):
                 raise ConflictError(
                     f"Configuration UUID {config_uuid} is disputed: another database claims it"
-                    " too. An admin must remove the wrong registration first",
+                    " too. An admin must dismiss the claim or remove the wrong registration",
                     field,
                 )
         return found[owner], found[recipient]
+
+    def _claims_hold(self, dispute: dict) -> bool:
+        """Whether any claim on the UUID still holds: each claimant's `0000-config` is read
+        again, and the void claims are dropped."""
+        config_uuid, void = dispute["config_uuid"], []
+        for claim in dispute["claims"]:
+            server, _, database = claim.rpartition(":")
+            try:
+                site = self.sites.named(server or DEFAULT_SERVER)
+                if self._read_config_uuid(site, database) == config_uuid:
+                    continue
+            except (NotFoundError, InvalidRequest):
+                pass  # gone, no longer an Inventory database, or on a server no longer named
+            void.append(claim)
+        if void:
+            self.store.drop_claims(config_uuid, void)
+        return len(void) < len(dispute["claims"])
 
     def remove(self, config_uuid: str) -> None:
         """Forget a registration; refused while the database takes part in a live share."""

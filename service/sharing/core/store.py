@@ -135,12 +135,12 @@ class StateStore:
 
     def get_databases_undisputed(
         self, config_uuids: set[str]
-    ) -> tuple[dict[str, Database], set[str]]:
-        """The registrations of these Configuration UUIDs, and which of them are disputed,
-        in one request."""
+    ) -> tuple[dict[str, Database], dict[str, dict]]:
+        """The registrations of these Configuration UUIDs, and the disputes of those that
+        have one, by UUID, in one request."""
         disputes = [_dispute_id(u) for u in sorted(config_uuids)]
         databases, found = self._databases_and(config_uuids, disputes)
-        return databases, {doc["config_uuid"] for doc in found.values()}
+        return databases, {doc["config_uuid"]: doc for doc in found.values()}
 
     def get_databases_and(
         self, config_uuids: set[str], doc_id: str | None
@@ -203,9 +203,35 @@ class StateStore:
 
         self.update_doc(_dispute_id(config_uuid), add_claim)
 
+    def drop_claims(self, config_uuid: str, claims: list[str]) -> None:
+        """Drop void claims on a UUID; the dispute goes with its last claim."""
+
+        def without(current: dict | None) -> dict | None:
+            if current is None:
+                return None
+            kept = [c for c in current["claims"] if c not in claims]
+            return {**current, "claims": kept} if kept != current["claims"] else None
+
+        self.update_doc(_dispute_id(config_uuid), without)
+        current = self.get_doc(_dispute_id(config_uuid))
+        if current is not None and not current["claims"]:
+            self.clear_dispute(config_uuid)
+
+    def shares_of(self, config_uuid: str) -> bool:
+        """Whether the UUID's database takes part in an active share."""
+        either = {"$or": [{"owner": config_uuid}, {"recipient": config_uuid}]}
+        page, _ = self.list_shares([either, {"status": str(Status.ACTIVE)}], None, 1)
+        return bool(page)
+
     def disputes(self) -> list[dict]:
         docs, _ = self._page("dispute", [], None, 1000)
         return [{k: d[k] for k in ("config_uuid", "claims", "since")} for d in docs]
+
+    def dismiss_dispute(self, config_uuid: str) -> None:
+        """Drop every claim on the UUID; 404 if it has none."""
+        if self.get_doc(_dispute_id(config_uuid)) is None:
+            raise NotFoundError(f"no database claims {config_uuid} besides its holder")
+        self.clear_dispute(config_uuid)
 
     def clear_dispute(self, config_uuid: str) -> None:
         with suppress(NotFound, DocumentConflict):
