@@ -128,3 +128,26 @@ def test_a_party_whose_config_moved_on_is_refused_before_provisioning(
 def test_only_admins_list_disputes(app, people):
     response = app.test_client().get("/v1/databases/disputes", headers=basic(*people["alice"]))
     assert response.status_code == 403
+
+
+def test_a_database_has_one_registration_whatever_uuids_it_moves_through(
+    client, couch, registered, dbs
+):
+    """Alice rewrites her config to get a second live share with Bob's database: refused.
+    Without a live share, the new UUID supersedes the old registration."""
+    assert client.post("/v1/shares", json=INVITE).status_code == 201
+    config = couch.get(f"{dbs['alice']}/0000-config")
+    moved = "a11ce000-0000-4000-8000-000000000001"
+    couch.put(f"{dbs['alice']}/0000-config", {**config, "uuid": moved})
+
+    again = client.post("/v1/databases", json={"database": dbs["alice"]})
+
+    assert again.status_code == 409, again.get_json()
+    assert "live share" in again.get_json()["detail"]
+    assert client.get(f"/v1/databases/{moved}").status_code == 404
+
+    (share,) = client.get("/v1/shares").get_json()["items"]
+    assert client.delete(f"/v1/shares/{share['id']}").status_code == 200
+    assert client.post("/v1/databases", json={"database": dbs["alice"]}).status_code == 201
+    assert client.get(f"/v1/databases/{ALICE}").status_code == 404  # superseded
+    assert client.get(f"/v1/databases/{moved}").get_json()["database"] == dbs["alice"]

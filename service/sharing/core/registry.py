@@ -30,8 +30,23 @@ class Registry:
         self.store = store
 
     def register(self, server: str, database: str) -> tuple[Database, bool]:
-        """Register `database` on `server`; return it and whether it is new."""
+        """Register `database` on `server`; return it and whether it is new.
+
+        A database has one registration: one under a UUID its config no longer holds is
+        superseded, unless it takes part in a live share (409), so that no two live shares
+        link the same two databases under other UUIDs.
+        """
         config_uuid = self._read_config_uuid(self.sites.named(server), database)
+        for old in self.store.databases_at(server, database):
+            if old.config_uuid == config_uuid:
+                continue
+            if self.store.has_live_share(old.config_uuid):
+                raise ConflictError(
+                    f"{database} takes part in a live share as {old.config_uuid}: end it"
+                    " before registering the database under another UUID",
+                    "database",
+                )
+            self.remove(old.config_uuid)
         existing = self.store.get_database(config_uuid)
         if existing is None:
             wanted = Database(config_uuid, database, server, now_iso())

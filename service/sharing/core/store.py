@@ -161,6 +161,12 @@ class StateStore:
         databases = {d.config_uuid: d for d in map(Database.from_doc, self._sealed(registrations))}
         return databases, others
 
+    def databases_at(self, server: str, database: str) -> list[Database]:
+        """The registrations of this database, under whatever UUIDs."""
+        at = [{"database": database}, {"server": server}]
+        docs, _ = self._page("database", at, None, 100)
+        return [Database.from_doc(d) for d in self._sealed(docs)]
+
     def add_database(self, database: Database) -> Database:
         """Store a registration; if the UUID is taken, return the one stored."""
         doc_id, doc = Database.doc_id(database.config_uuid), self.seal.signed(database.to_doc())
