@@ -43,6 +43,12 @@ REPLICATIONS_DUE = Gauge(
     "On-change mode: replications waiting for a run to start",
     multiprocess_mode="livemax",
 )
+FOLLOWERS_UNKNOWN_SERVERS = Gauge(
+    "sharing_broker_followers_unknown_servers",
+    "Servers that registrations name and this replica's settings do not: while above 0, it"
+    " never leads the followers",
+    multiprocess_mode="livemax",
+)
 REPLICATION_RUNS = Counter(
     "sharing_broker_replication_runs_total", "On-change mode: one-shot runs started"
 )

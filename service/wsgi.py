@@ -6,9 +6,8 @@ import threading
 from service.app import create_app, ensure_state_db
 from service.config import ConfigError
 from service.logs import configure_logging
-from service.sharing.core.lease import Lease
 from service.sharing.lifecycle.reconcile import reconcile_every
-from service.sharing.watching.followers import LEASE_ID, follow_every, lease_seconds
+from service.sharing.watching.followers import FollowersLease, follow_every, lease_seconds
 
 configure_logging()
 try:
@@ -45,7 +44,8 @@ if settings.reconcile_interval_seconds:
     )
 if settings.follow_interval_seconds:
     interval = settings.follow_interval_seconds
-    lease = Lease(broker.store.couch, broker.store.db, LEASE_ID, lease_seconds(interval))
+    known = {site.name for site in broker.sites}
+    lease = FollowersLease(broker.store, known, lease_seconds(interval))
     _in_background(
         "followers",
         follow_every,

@@ -3,13 +3,21 @@
 import pytest
 import requests
 
+from service.sharing.core.model import Database, now_iso
+from service.sharing.watching.followers import FollowersLease
+from tests.conftest import CAROL
+
 pytestmark = pytest.mark.fallback  # also run on pouchdb-server
 
 
 def test_ready_when_couchdb_answers_and_the_state_db_exists(client, couch, settings):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "servers": {"default": "ok"}}
+    assert response.get_json() == {
+        "status": "ok",
+        "servers": {"default": "ok"},
+        "followers": "ok",
+    }
     assert settings.state_db in couch.get("_all_dbs")
 
 
@@ -40,3 +48,22 @@ def test_not_ready_while_others_can_read_the_state_db(client, couch, settings):
 
     assert response.status_code == 503
     assert "every CouchDB user may read and write it" in response.get_json()["detail"]
+
+
+def test_a_replica_that_does_not_know_a_server_never_leads_the_followers(app, client):
+    """Two replicas share the state, one with a server the other lacks: the one without it
+    would stop the runs and watches of the shares there, so it never takes the lease."""
+    store = app.extensions["sharing_broker"].store
+    store.add_database(Database(CAROL, "inventory-elsewhere", "second", now_iso()))
+    lacking = FollowersLease(store, {"default"}, 6.0)
+
+    assert lacking.hold() is False
+    assert "sharing_broker_followers_unknown_servers 1.0" in client.get("/metrics").text
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["status"] == "degraded"
+    assert "unknown here: second" in ready.get_json()["followers"]
+    knowing = FollowersLease(store, {"default", "second"}, 6.0)
+    assert knowing.hold() is True
+    knowing.drop()
+    assert lacking.hold() is False  # free, and still not for it

@@ -31,6 +31,13 @@ class ReadinessSchema(HealthSchema):
             "example": {"default": "ok", "home": "ok"},
         },
     )
+    followers = ma.fields.String(
+        metadata={
+            "description": "`ok`, or why this replica never leads the followers: servers"
+            " that registrations name and its settings do not.",
+            "example": "ok",
+        }
+    )
 
 
 @blp.route("/healthz")
@@ -68,6 +75,7 @@ class Readiness(MethodView):
             exposure = b.store.exposure()
             placement = b.store.placement()
             clusters = b.clusters_on_change()
+            unknown = b.store.unknown_servers({site.name for site in b.sites})
         except (CouchError, CouchUnavailable) as exc:
             return problem(503, f"not ready: {exc}")
         if exposure is not None:
@@ -78,8 +86,16 @@ class Readiness(MethodView):
             return problem(503, f"not ready: the state database {b.store.db}: {placement}")
         if clusters:
             return problem(503, f"not ready: {on_change_on_clusters(clusters)}")
-        status = "ok" if all(v == "ok" for v in servers.values()) else "degraded"
-        return {"status": status, "servers": servers}
+        followers = "ok"
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            followers = f"not leading: registrations name servers unknown here: {names}"
+        healthy = all(v == "ok" for v in servers.values()) and not unknown
+        return {
+            "status": "ok" if healthy else "degraded",
+            "servers": servers,
+            "followers": followers,
+        }
 
 
 def _check_servers(sites: Sites) -> dict[str, str]:

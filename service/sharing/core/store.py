@@ -161,6 +161,12 @@ class StateStore:
         databases = {d.config_uuid: d for d in map(Database.from_doc, self._sealed(registrations))}
         return databases, others
 
+    def unknown_servers(self, known: set[str]) -> set[str]:
+        """The servers that registrations name, besides these."""
+        elsewhere = [{"server": {"$nin": sorted(known)}}]
+        docs, _ = self._page("database", elsewhere, None, 100)
+        return {d["server"] for d in self._sealed(docs)}
+
     def databases_at(self, server: str, database: str) -> list[Database]:
         """The registrations of this database, under whatever UUIDs."""
         at = [{"database": database}, {"server": server}]

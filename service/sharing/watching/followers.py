@@ -2,9 +2,12 @@
 
 import logging
 import threading
+import time
 
 from service.couch import CouchError, CouchUnavailable
+from service.metrics import FOLLOWERS_UNKNOWN_SERVERS
 from service.sharing.core.lease import Lease
+from service.sharing.core.store import StateStore
 from service.sharing.watching.updates import DatabaseUpdates
 
 log = logging.getLogger(__name__)
@@ -16,6 +19,41 @@ def lease_seconds(interval: float) -> float:
     """A lease a few passes long: renewed every other pass or so, and lapsing soon after
     a holder that dies without giving it up."""
     return max(3 * interval, 6.0)
+
+
+class FollowersLease(Lease):
+    """The followers' lease, taken only by a replica that knows every server the
+    registrations name. One that does not (settings that differ between replicas, or a
+    rolling change of them) would stop the runs and watches of the shares there."""
+
+    CHECK_SECONDS = 30.0
+
+    def __init__(self, store: StateStore, known: set[str], seconds: float):
+        super().__init__(store.couch, store.db, LEASE_ID, seconds)
+        self.store = store
+        self.known = known
+        self._unknown: set[str] = set()
+        self._checked_at: float | None = None
+
+    def unknown(self) -> set[str]:
+        """The servers registrations name that this replica does not know, read again
+        every `CHECK_SECONDS`."""
+        now = time.monotonic()
+        if self._checked_at is None or now - self._checked_at >= self.CHECK_SECONDS:
+            self._unknown = self.store.unknown_servers(self.known)
+            self._checked_at = now
+            FOLLOWERS_UNKNOWN_SERVERS.set(len(self._unknown))
+            if self._unknown:
+                names = ", ".join(sorted(self._unknown))
+                log.warning("not leading the followers: servers unknown here: %s", names)
+        return self._unknown
+
+    def hold(self) -> bool:
+        if self.unknown():
+            if self._until is not None:
+                self.drop()
+            return False
+        return super().hold()
 
 
 def follow_every(
