@@ -58,6 +58,9 @@ class Settings:
     replication_mode: str = ON_CHANGE
     # At most this many on-change runs at once; keep it under CouchDB's `max_jobs`.
     max_runs: int = 200
+    # What one user may hold at once, per database they act for (admins are not bounded).
+    max_pending_invitations: int = 20
+    max_live_shares: int = 200
     # The proxies trusted to name the client in X-Forwarded-For (gunicorn reads it too).
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     # Seals the broker's records; by default derived from the service password.
@@ -128,6 +131,8 @@ class Settings:
             follow_interval_seconds=_seconds(env, "BROKER_FOLLOW_INTERVAL", 2.0, zero=True),
             replication_mode=_replication_mode(env),
             max_runs=_count(env, "BROKER_MAX_RUNS", 200),
+            max_pending_invitations=_count(env, "BROKER_MAX_PENDING_INVITATIONS", 20),
+            max_live_shares=_count(env, "BROKER_MAX_LIVE_SHARES", 200),
             record_key=_record_key(env),
             other_servers=_other_servers(env),
             forwarded_allow_ips=tuple(

@@ -440,3 +440,46 @@ def test_a_uuid_the_caller_cannot_act_for_looks_unknown(app, people, path, dispu
     assert "inventory-alice" not in theirs.get_data(as_text=True)
     if path.startswith("/v1/databases/"):  # and it says it may be someone else's
         assert theirs.get_json()["detail"].endswith("or none that you may act for")
+
+
+def bounded(settings, people, pending: int, live: int):
+    """A broker with these bounds, with Carol's database registered too."""
+    app = create_app(replace(settings, max_pending_invitations=pending, max_live_shares=live))
+    client = app.test_client()
+    carol = {"database": people["carol_db"]}
+    response = client.post("/v1/databases", json=carol, headers=headers_for(people, "admin"))
+    assert response.status_code == 201, response.get_json()
+    return client
+
+
+def test_a_users_pending_invitations_are_bounded(settings, people):
+    client = bounded(settings, people, pending=1, live=10)
+    alice = headers_for(people, "alice")
+    assert client.post("/v1/shares", json=INVITE, headers=alice).status_code == 201
+    to_carol = {**INVITE, "recipient": CAROL}
+    refused = client.post("/v1/shares", json=to_carol, headers=alice)
+    assert refused.status_code == 409
+    assert "BROKER_MAX_PENDING_INVITATIONS" in refused.get_json()["detail"]
+    assert refused.get_json()["errors"]["owner"]
+    admin = headers_for(people, "admin")  # admins are not bounded
+    assert (
+        client.post(
+            "/v1/shares", json={**to_carol, "auto_accept": False}, headers=admin
+        ).status_code
+        == 201
+    )
+
+
+def test_a_users_live_shares_are_bounded_when_inviting_and_accepting(settings, people):
+    client = bounded(settings, people, pending=10, live=1)
+    alice, bob = headers_for(people, "alice"), headers_for(people, "bob")
+    invitation = client.post("/v1/shares", json=INVITE, headers=alice).get_json()
+    refused = client.post("/v1/shares", json={**INVITE, "recipient": CAROL}, headers=alice)
+    assert refused.status_code == 409
+    assert "BROKER_MAX_LIVE_SHARES" in refused.get_json()["detail"]
+    from_bob = {"owner": BOB, "recipient": CAROL, "access": "read", "collections": None}
+    admin = headers_for(people, "admin")
+    assert client.post("/v1/shares", json=from_bob, headers=admin).status_code == 201
+    accepted = client.post(f"/v1/shares/{invitation['id']}/accept", headers=bob)
+    assert accepted.status_code == 409  # Bob takes part in a live share already
+    assert accepted.get_json()["errors"]["recipient"]

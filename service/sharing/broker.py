@@ -115,7 +115,8 @@ class Broker:
         )
         on_change = settings.replication_mode == ON_CHANGE
         max_runs = settings.max_runs if on_change else None
-        policy = Policy(sites, registry)
+        bounds = (settings.max_pending_invitations, settings.max_live_shares)
+        policy = Policy(sites, registry, *bounds)
         grace = settings.operation_grace_seconds
         return cls(sites, store, registry, shares, policy, max_runs, grace)
 

@@ -137,6 +137,7 @@ class Shares(MethodView):
         if query["dry_run"]:
             found = broker().shares.preview_new(body["owner"], body["recipient"], access, selection)
             return _preview(found)
+        broker().policy.require_room(who, body["owner"])
         share, databases = broker().shares.create(
             body["owner"],
             body["recipient"],
@@ -211,6 +212,7 @@ class AcceptShare(MethodView):
     def post(self, share_id):
         """Accept an invitation and start replicating (the recipient)"""
         share, roles = _share_for(share_id, "recipient")
+        broker().policy.require_room_to_accept(caller(), share.recipient)
         share, databases = broker().shares.accept(share, actor=caller().actor)
         return _view(share, _visible(share, roles), databases=databases), {"ETag": share.etag}
 

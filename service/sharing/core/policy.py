@@ -1,7 +1,7 @@
 """Who may do what. Admins may do everything; a user acts for the databases they can read
 on their own server."""
 
-from service.sharing.core.errors import ForbiddenError, NotFoundError
+from service.sharing.core.errors import ConflictError, ForbiddenError, NotFoundError
 from service.sharing.core.identity import Caller
 from service.sharing.core.model import Database, Share
 from service.sharing.core.registry import Registry
@@ -11,9 +11,54 @@ from service.sharing.core.sites import Sites
 class Policy:
     """Answers, for one caller, which databases and shares they act for."""
 
-    def __init__(self, sites: Sites, registry: Registry):
+    def __init__(
+        self,
+        sites: Sites,
+        registry: Registry,
+        max_pending_invitations: int = 20,
+        max_live_shares: int = 200,
+    ):
         self.sites = sites
         self.registry = registry
+        self.max_pending_invitations = max_pending_invitations
+        self.max_live_shares = max_live_shares
+
+    def require_room(self, caller: Caller, owner: str) -> None:
+        """A user's database may hold at most so many pending invitations it sent, and so
+        many live shares; each bound answered 409, naming it. Admins are not bounded."""
+        if caller.is_admin:
+            return
+        store = self.registry.store
+        pending = store.count_shares(
+            owner, "owner", pending=True, up_to=self.max_pending_invitations
+        )
+        if pending >= self.max_pending_invitations:
+            raise ConflictError(
+                f"{owner} has {pending} invitations waiting, the most"
+                " BROKER_MAX_PENDING_INVITATIONS allows; withdraw one first",
+                "owner",
+            )
+        live = store.count_shares(owner, None, pending=False, up_to=self.max_live_shares)
+        if live >= self.max_live_shares:
+            raise ConflictError(
+                f"{owner} takes part in {live} live shares, the most BROKER_MAX_LIVE_SHARES"
+                " allows; end one first",
+                "owner",
+            )
+
+    def require_room_to_accept(self, caller: Caller, recipient: str) -> None:
+        """Accepting keeps the recipient within its live shares (the invitation counts
+        already); 409 naming the bound if not. Admins are not bounded."""
+        if caller.is_admin:
+            return
+        most = self.max_live_shares
+        live = self.registry.store.count_shares(recipient, None, pending=False, up_to=most + 1)
+        if live > most:
+            raise ConflictError(
+                f"{recipient} takes part in {live - 1} live shares, the most"
+                " BROKER_MAX_LIVE_SHARES allows; end one first",
+                "recipient",
+            )
 
     def require_database(self, caller: Caller, server: str, database: str, field: str) -> None:
         """A user may only act for a database they can read on their own server."""

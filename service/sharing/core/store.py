@@ -355,6 +355,18 @@ class StateStore:
                 return
             after = docs[-1]["_id"]
 
+    def count_shares(self, config_uuid: str, role: str | None, pending: bool, up_to: int) -> int:
+        """How many shares the UUID takes part in (as `role`, or either), counting up to
+        `up_to`: pending invitations, or every live share."""
+        party = (
+            {role: config_uuid}
+            if role
+            else {"$or": [{"owner": config_uuid}, {"recipient": config_uuid}]}
+        )
+        which = status_selector(Status.PENDING) if pending else live_selector()
+        page, _ = self.list_shares([party, which], None, up_to)
+        return len(page)
+
     def has_live_share(self, config_uuid: str) -> bool:
         selector = {
             "$and": [
