@@ -2,7 +2,7 @@
 
 The server is Apache CouchDB when one can be had (see `tests/servers/choose.py`), else
 pouchdb-server. Tests marked `couchdb` need what only Apache CouchDB does (replication,
-`_scheduler`, `_purge`, `_db_updates`) and are skipped on the fallback; tests marked
+`_scheduler`, `_db_updates`) and are skipped on the fallback; tests marked
 `pouchdb_only` show how the broker copes with a server that lacks those.
 """
 
@@ -28,7 +28,7 @@ from tests.servers.demo import ALICE, BOB, alice_docs, bob_docs
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
 SERVER = {}
 MARKS = {
-    "couchdb": "needs Apache CouchDB (replication, _scheduler, _purge, _db_updates)",
+    "couchdb": "needs Apache CouchDB (replication, _scheduler, _db_updates)",
     "pouchdb_only": "shows how the broker copes with pouchdb-server's gaps",
     "fallback": "also runs in the pouchdb-server lane, so the fallback stays honest",
 }
