@@ -3,10 +3,12 @@
 import base64
 import dataclasses
 import threading
+import time
 
 import pytest
 
 from service.cli import main
+from service.sharing.core.lease import Lease
 from service.sharing.core.model import (
     Access,
     Database,
@@ -17,7 +19,8 @@ from service.sharing.core.model import (
     now_iso,
 )
 from service.sharing.core.seal import Seal
-from tests.conftest import ADMIN_TOKEN
+from service.sharing.lifecycle import reconcile as reconcile_module
+from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.consistency import DB_SHARING, assert_consistent, broker_parts
 from tests.helpers import create_share, replicator_docs, withdrawn_by
 from tests.servers.demo import ALICE, BOB
@@ -281,3 +284,32 @@ def test_an_operation_under_way_in_another_request_is_left_to_it(app, client, co
         f for f in report.found if f.get("share_id") == share["id"]
     ).items()
     assert len(replicator_docs(couch, share["id"])) == 1  # read-only now: no way back
+
+
+def test_a_long_pass_keeps_its_lease(app, client, couch, registered, people, monkeypatch):
+    """A pass that outlasts its lease renews it as it goes, so no second reconciler starts
+    beside it; one that cannot renew it stops."""
+    monkeypatch.setattr(reconcile_module, "LEASE_SECONDS", 2)
+    broker = app.extensions["sharing_broker"]
+    assert client.post("/v1/databases", json={"database": people["carol_db"]}).status_code == 201
+    create_share(client, access="read-write")
+    create_share(client, recipient=CAROL)  # two active shares, 1.3 s of repair each
+    slow_repair = broker.shares.repair
+
+    def repair(share):
+        time.sleep(1.3)
+        return slow_repair(share)
+
+    monkeypatch.setattr(broker.shares, "repair", repair)
+    reconciler = broker.reconciler()
+    rival = Lease(broker.store.couch, broker.store.db, reconcile_module.LEASE_ID, 2)
+    taken = []
+    pass_ = threading.Thread(target=lambda: taken.append(reconciler.run()))
+    pass_.start()
+    rival_got_it = False
+    while pass_.is_alive():  # about 2.6 s: longer than the lease
+        rival_got_it |= rival.take()
+        time.sleep(0.2)
+    pass_.join()
+    assert not rival_got_it
+    assert taken[0].skipped is None

@@ -38,6 +38,10 @@ LIVE = (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING)
 FAILURES = (CouchError, CouchUnavailable, SharingError)
 
 
+class LeaseLost(Exception):
+    """The reconcile lease could not be renewed mid-pass: another reconciler may hold it."""
+
+
 @dataclass
 class Report:
     """What reconcile found, what it did about it, and what it could not do."""
@@ -74,25 +78,39 @@ class Reconciler:
             report.skipped = "another reconciler holds the lease"
             return report
         try:
-            self._resolve_state_conflicts(report)
-            self._finish_operations(report)
-            self._repair_active(report)
-            for site in self.sites:
-                try:
-                    self._remove_orphan_replications(report, site)
-                    self._remove_orphan_users(report, site)
-                except FAILURES as exc:
-                    error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
-                    report.errors.append(error)
-            self._check_databases(report)
-            self._remove_forged_branches(report)
-            self._remove_expired_keys(report)
-            self._report_unsealed(report)
+            self._pass(report)
+        except LeaseLost:
+            report.skipped = "the lease could not be renewed mid-pass; the next pass goes on"
+            log.warning("reconcile stopped: %s", report.skipped)
         finally:
             self.lease.drop()
         return report
 
+    def _pass(self, report: Report) -> None:
+        """Every check, in order; the lease is renewed as the pass goes (`_still_leading`)."""
+        self._resolve_state_conflicts(report)
+        self._finish_operations(report)
+        self._repair_active(report)
+        for site in self.sites:
+            try:
+                self._remove_orphan_replications(report, site)
+                self._remove_orphan_users(report, site)
+            except FAILURES as exc:
+                error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
+                report.errors.append(error)
+        self._check_databases(report)
+        self._remove_forged_branches(report)
+        self._remove_expired_keys(report)
+        self._report_unsealed(report)
+
+    def _still_leading(self) -> None:
+        """Renew the lease once half of it is gone, so that a long pass keeps it; raise
+        LeaseLost if another reconciler took it meanwhile."""
+        if not self.lease.hold():
+            raise LeaseLost
+
     def _attempt(self, report: Report, finding: dict, action) -> None:
+        self._still_leading()
         report.found.append(finding)
         try:
             outcome = action()
@@ -145,6 +163,7 @@ class Reconciler:
                 error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
                 report.errors.append(error)
         for share in self.store.each_share([{"status": str(Status.ACTIVE)}]):
+            self._still_leading()
             if share.operation:  # a change under way: its own, or `_finish_operations`'
                 continue
             finding = {"kind": "active share checked", "share_id": share.id}
