@@ -397,6 +397,7 @@ def test_a_server_lost_in_the_middle_of_a_revoke_is_finished_by_reconcile(
 def test_readiness_reports_each_server_and_a_lost_one_degrades_it(client, split, monkeypatch):
     assert client.get("/readyz").json == {
         "status": "ok",
+        "followers": "ok",
         "servers": {"default": "ok", HOME: "ok"},
     }
 
