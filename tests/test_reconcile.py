@@ -288,26 +288,31 @@ def test_an_operation_under_way_in_another_request_is_left_to_it(app, client, co
 
 def test_a_long_pass_keeps_its_lease(app, client, couch, registered, people, monkeypatch):
     """A pass that outlasts its lease renews it as it goes, so no second reconciler starts
-    beside it; one that cannot renew it stops."""
-    monkeypatch.setattr(reconcile_module, "LEASE_SECONDS", 2)
+    beside it. Three shares take 1.5 s of repair each, about twice the 4 s lease; a renewal
+    falls due at every share, well before the lease would lapse."""
+    monkeypatch.setattr(reconcile_module, "LEASE_SECONDS", 4)
     broker = app.extensions["sharing_broker"]
     assert client.post("/v1/databases", json={"database": people["carol_db"]}).status_code == 201
     create_share(client, access="read-write")
-    create_share(client, recipient=CAROL)  # two active shares, 1.3 s of repair each
+    create_share(client, recipient=CAROL)
+    create_share(client, owner=BOB, recipient=CAROL, collections=None)
     slow_repair = broker.shares.repair
 
     def repair(share):
-        time.sleep(1.3)
+        time.sleep(1.5)
         return slow_repair(share)
 
     monkeypatch.setattr(broker.shares, "repair", repair)
     reconciler = broker.reconciler()
-    rival = Lease(broker.store.couch, broker.store.db, reconcile_module.LEASE_ID, 2)
+    rival = Lease(broker.store.couch, broker.store.db, reconcile_module.LEASE_ID, 4)
     taken = []
     pass_ = threading.Thread(target=lambda: taken.append(reconciler.run()))
     pass_.start()
+    lease_doc = lambda: broker.store.get_doc(reconcile_module.LEASE_ID) or {}  # noqa: E731
+    while pass_.is_alive() and lease_doc().get("holder") != reconciler.lease.holder:
+        time.sleep(0.05)  # the rival starts once the pass holds the lease
     rival_got_it = False
-    while pass_.is_alive():  # about 2.6 s: longer than the lease
+    while pass_.is_alive():
         rival_got_it |= rival.take()
         time.sleep(0.2)
     pass_.join()
