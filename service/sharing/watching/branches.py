@@ -32,7 +32,7 @@ from service.sharing.core.store import StateStore
 from service.sharing.crossing.mango import matches
 from service.sharing.placing.replicator import REPLICATOR_DB
 from service.sharing.watching.checkpoints import Checkpoints, changes_pages
-from service.sharing.watching.keeper import Inflow, Keeper, shared_kind
+from service.sharing.watching.keeper import Inflow, Keeper, candidates
 from service.sharing.watching.replications import Replication, Replications
 
 log = logging.getLogger(__name__)
@@ -154,20 +154,24 @@ class BranchWatch:
     ) -> None:
         """Have the keeper judge these changes for each share that carries an owner's docs
         in here."""
-        from_owners = [i for i in into if i.direction == Direction.OWNER_TO_RECIPIENT]
-        if not from_owners or not any(shared_kind(row["id"]) for row in rows):
-            return
-        selectors = self._selectors(from_owners)
-        for flow in from_owners:
+        looks = []  # (replication, read-only, the changed docs to judge for it)
+        for flow in (i for i in into if i.direction == Direction.OWNER_TO_RECIPIENT):
+            read_only = self.replications.read_only(flow)
+            leaves = candidates(rows, read_only)
+            if leaves:
+                looks.append((flow, read_only, leaves))
+        if not looks:
+            return  # most pages: nothing to judge, and no selector to read
+        selectors = self._selectors([flow for flow, _, _ in looks])
+        for flow, read_only, leaves in looks:
             selector = selectors.get((flow.home, flow.doc_id))
             if selector is None:
                 continue
             server, source = flow.source
-            read_only = self.replications.read_only(flow)
             inflow = Inflow(
                 flow.share_id, self.sites[server].couch, source, couch, target, selector, read_only
             )
-            for doc_id in self.keeper.keep(inflow, rows):
+            for doc_id in self.keeper.keep(inflow, leaves):
                 outcome = f"set {doc_id} back to the owner's version in the recipient's database"
                 self._record(Event(flow.share_id, "keep owner's version", ACTOR, outcome))
 

@@ -46,7 +46,7 @@ class Inflow:
     read_only: bool
 
 
-def shared_kind(doc_id: str) -> bool:
+def _shared_kind(doc_id: str) -> bool:
     return doc_id.startswith(tuple(SHARED_PREFIXES.values()))
 
 
@@ -68,23 +68,22 @@ def content(doc: dict) -> dict:
     return body
 
 
+def candidates(rows: list[dict], read_only: bool) -> dict[str, list[str]]:
+    """Doc id -> leaf revisions, for the `_changes` rows the keeper looks at: of shared
+    kinds, and, under a read-write share, deleted."""
+    return {
+        row["id"]: [change["rev"] for change in row.get("changes", [])]
+        for row in rows
+        if _shared_kind(row["id"]) and (read_only or row.get("deleted"))
+    }
+
+
 class Keeper:
     """Sets the docs a share carries back to the owner's version in the recipient's database."""
 
-    def _candidates(self, inflow: Inflow, rows: list[dict]) -> dict[str, list[str]]:
-        """Doc id -> leaf revisions, for the changed docs to look at: of shared kinds, and,
-        under a read-write share, deleted."""
-        return {
-            row["id"]: [change["rev"] for change in row.get("changes", [])]
-            for row in rows
-            if shared_kind(row["id"]) and (inflow.read_only or row.get("deleted"))
-        }
-
-    def keep(self, inflow: Inflow, rows: list[dict]) -> list[str]:
-        """Judge these `_changes` rows of the recipient's database; return the ids set back."""
-        leaves = self._candidates(inflow, rows)
-        if not leaves:
-            return []
+    def keep(self, inflow: Inflow, leaves: dict[str, list[str]]) -> list[str]:
+        """Judge these changed docs of the recipient's database (see `candidates`); return
+        the ids set back."""
         missing = inflow.source.post(inflow.source_db, "_revs_diff", json=leaves)
         kept = []
         for doc_id in sorted(missing):
