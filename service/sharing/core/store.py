@@ -493,8 +493,11 @@ class StateStore:
             if not docs:
                 return removed
             gone = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in docs]
-            self.couch.post(self.db, "_bulk_docs", json={"docs": gone})
-            removed += len(gone)
+            results = self.couch.post(self.db, "_bulk_docs", json={"docs": gone})
+            done = sum(1 for result in results if result.get("ok"))
+            if not done:  # each changed meanwhile: the next pass sees them again
+                return removed
+            removed += done
 
     def finish_key(self, key_id: str, response: dict) -> None:
         """Keep the response of a keyed request for replay."""
