@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from service.cli import main
 from service.sharing.core.lease import Lease
@@ -22,7 +23,7 @@ from service.sharing.core.seal import Seal
 from service.sharing.lifecycle import reconcile as reconcile_module
 from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.consistency import DB_SHARING, assert_consistent, broker_parts
-from tests.helpers import create_share, replicator_docs, withdrawn_by
+from tests.helpers import create_share, replicator_docs, wait_for, withdrawn_by
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -84,7 +85,12 @@ def test_a_sibling_beside_a_broker_doc_is_deleted(client, couch, settings, regis
 
     assert report["errors"] == [] and report["repaired"], report
     assert "_conflicts" not in couch.get(path, conflicts="true")
-    assert reconcile(client)["repaired"] == []  # it logs in, and its parts are as wanted
+    basic = couch.get(f"_replicator/{name}-owner-to-recipient")["source"]["auth"]["basic"]
+    login = (basic["username"], basic["password"])
+    # CouchDB's cache of `_users` takes a few seconds to drop the sibling it held.
+    session = f"{couch.url}/_session"
+    wait_for(lambda: requests.get(session, auth=login, timeout=10).ok, "a login", every=1)
+    assert reconcile(client)["repaired"] == []  # its parts are as wanted
     assert assert_consistent(couch, settings.state_db, dbs).id == share["id"]
 
 

@@ -15,7 +15,8 @@ from contextlib import suppress
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.sharing.core.errors import ConflictError, NotFoundError, PreconditionFailed
 from service.sharing.core.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
-from service.sharing.core.seal import Seal
+from service.sharing.core.revisions import generation, replayed, winner
+from service.sharing.core.seal import SEALED_TYPES, Seal
 from service.sharing.core.sites import cluster_nodes
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,40 @@ class StateStore:
             for index in (PAGE_INDEX, RULED_INDEX):
                 self.couch.post(self.db, "_index", json=index)  # idempotent
             for ddoc in (STATS_DDOC, CONFLICTS_DDOC):
-                with suppress(DocumentConflict):  # already there
-                    self.couch.put(self.db, ddoc["_id"], json=ddoc)
+                self._keep_design(ddoc)
+            self._reseal_unbound()
             self._indexed = True
+
+    def _keep_design(self, ddoc: dict) -> None:
+        """Write a design doc of the broker's unless it is there as it should be."""
+        current = self.get_doc(ddoc["_id"])
+        if current is not None and {**current, **ddoc} == current:
+            return
+        with suppress(DocumentConflict):  # another replica wrote it first
+            self.couch.put(self.db, ddoc["_id"], json={**ddoc, **_rev_of(current)})
+
+    def _reseal_unbound(self) -> None:
+        """Seal again, bound to their revision, the records an earlier version sealed
+        without one; once per state database.
+
+        That it is done is kept in a design doc: only a server admin may write one, so a
+        writer of an exposed state database cannot make a later start reseal a record it
+        wrote back.
+        """
+        if self.get_doc(SEALS_DDOC["_id"]) is not None:
+            return
+        for doc_type in SEALED_TYPES:
+            after = None
+            while True:
+                docs, after = self._page(doc_type, [], after, 200)
+                for doc in docs:
+                    if not self.seal.valid(doc) and self.seal.valid_unbound(doc):
+                        with suppress(DocumentConflict):  # resealed by another replica
+                            self._put_sealed(doc["_id"], doc)
+                if after is None:
+                    break
+        with suppress(DocumentConflict):
+            self.couch.put(self.db, SEALS_DDOC["_id"], json=SEALS_DDOC)
 
     def exposure(self) -> str | None:
         """Why someone besides the server admins can read the state database, or None.
@@ -115,8 +147,52 @@ class StateStore:
     def conflicts(self) -> dict[str, list[str]]:
         """Doc id -> its losing revisions, for every doc of the state database that has
         conflicting branches."""
+        return {
+            row["id"]: row["value"]["conflicts"]
+            for row in self._branched()
+            if row["value"]["conflicts"]
+        }
+
+    def replayed(self) -> dict[str, str]:
+        """Record id -> its winning revision, for each record whose winner is an earlier
+        state grafted back after its later branch was deleted."""
+        return {
+            row["id"]: row["value"]["rev"]
+            for row in self._branched()
+            if row["id"].startswith(SEALED_PREFIXES)
+            and replayed(row["value"]["rev"], row["value"]["deleted"])
+        }
+
+    def _branched(self) -> list[dict]:
+        """The rows of the docs with more than one leaf, live or deleted."""
         view = ("_design", CONFLICTS_DDOC_NAME, "_view", "conflicts")
-        return {row["id"]: row["value"] for row in self.couch.get(self.db, *view)["rows"]}
+        return self.couch.get(self.db, *view)["rows"]
+
+    def restore_replayed(self, doc_id: str, rev: str) -> bool:
+        """Write back the latest state the broker sealed, on the later branch it was
+        deleted from, and delete the replayed winner `rev`; if that state can no longer be
+        read (compacted), only delete `rev`. Return whether it was restored.
+
+        The latest sealed state is the parent of the highest deleted leaf: the later
+        branch, before it was deleted. Its seal is bound to its revision, so no other
+        parent passes for it.
+        """
+        body = {"docs": [{"id": doc_id}]}
+        results = self.couch.post(self.db, "_bulk_get", json=body, params={"revs": "true"})
+        leaves = [d["ok"] for d in results["results"][0]["docs"] if "ok" in d]
+        deleted = [leaf for leaf in leaves if leaf.get("_deleted")]
+        later = max(deleted, key=lambda leaf: generation(leaf["_rev"]))
+        path = later["_revisions"]
+        parent = f"{path['start'] - 1}-{path['ids'][1]}" if len(path["ids"]) > 1 else None
+        try:
+            latest = self.couch.get(self.db, doc_id, params={"rev": parent}) if parent else {}
+        except NotFound:
+            latest = {}
+        restored = latest.get("type") in SEALED_TYPES and self.seal.valid(latest)
+        if restored:
+            self._put_sealed(doc_id, {**latest, "_rev": later["_rev"]})
+        self.drop_branches(doc_id, [rev])
+        return restored
 
     def drop_branches(self, doc_id: str, revs: list[str]) -> None:
         """Delete these losing branches of a doc; its winning revision stays."""
@@ -175,9 +251,9 @@ class StateStore:
 
     def add_database(self, database: Database) -> Database:
         """Store a registration; if the UUID is taken, return the one stored."""
-        doc_id, doc = Database.doc_id(database.config_uuid), self.seal.signed(database.to_doc())
+        doc_id, doc = Database.doc_id(database.config_uuid), database.to_doc()
         try:
-            self.couch.put(self.db, doc_id, json=doc)
+            self._put_sealed(doc_id, doc)
             return database
         except DocumentConflict:
             current = self.get_doc(doc_id)
@@ -186,7 +262,7 @@ class StateStore:
         if self.seal.valid(current):
             return Database.from_doc(current)
         log.warning("registration %s was not written by this broker; replaced", doc_id)
-        self.couch.put(self.db, doc_id, json={**doc, "_rev": current["_rev"]})
+        self._put_sealed(doc_id, {**doc, "_rev": current["_rev"]})
         return database
 
     def remove_database(self, config_uuid: str) -> None:
@@ -292,13 +368,13 @@ class StateStore:
     def save_share(self, share: Share, event: Event | None = None) -> Share:
         """Write the record, and `event` with it in one request; a stale `_rev` raises
         PreconditionFailed (and the event is taken back)."""
-        doc = self.seal.signed(share.to_doc())
         if event is None:
             try:
-                share.rev = self.couch.put(self.db, Share.doc_id(share.id), json=doc)["rev"]
+                share.rev = self._put_sealed(Share.doc_id(share.id), share.to_doc())
             except DocumentConflict:
                 raise PreconditionFailed(f"share {share.id} was changed meanwhile") from None
             return share
+        doc = self.seal.signed(share.to_doc())
         record, written = self.couch.post(
             self.db, "_bulk_docs", json={"docs": [doc, event.to_doc()]}
         )
@@ -311,7 +387,7 @@ class StateStore:
             raise CouchError(403, record["error"], record.get("reason", ""), f"POST /{self.db}")
         if not written.get("ok"):
             log.warning("share %s: event %s not recorded", share.id, event.action)
-        share.rev = record["rev"]
+        share.rev = self._settle_seal(doc, record["rev"])
         return share
 
     def delete_share(self, share: Share) -> None:
@@ -392,7 +468,7 @@ class StateStore:
         record = self.seal.signed(share.to_doc())
         claimed, saved = self.couch.post(self.db, "_bulk_docs", json={"docs": [claim, record]})
         if claimed.get("ok") and saved.get("ok"):
-            share.rev = saved["rev"]
+            share.rev = self._settle_seal(record, saved["rev"])
             return
         if saved.get("ok"):
             self.couch.delete(self.db, saved["id"], params={"rev": saved["rev"]})
@@ -543,14 +619,46 @@ class StateStore:
             log.warning("records not sealed by this broker, refused: %s", ", ".join(forged))
         return [doc for doc in docs if self.seal.valid(doc)]
 
+    def _put_sealed(self, doc_id: str, doc: dict) -> str:
+        """Write `doc` sealed over its `_rev` (none: a new doc); return the new revision."""
+        sealed = self.seal.signed(doc)
+        return self._settle_seal(sealed, self.couch.put(self.db, doc_id, json=sealed)["rev"])
+
+    def _settle_seal(self, sealed: dict, rev: str) -> str:
+        """The revision of a sealed record just written as `rev`.
+
+        A new doc written over a deleted one is numbered past its tombstone, not as
+        revision 1, so its seal does not hold: it is sealed again, for the next revision.
+        """
+        if generation(rev) == generation(sealed.get("_rev")) + 1:
+            return rev
+        unsealed = {k: v for k, v in sealed.items() if k != "seal"}
+        return self._put_sealed(sealed["_id"], {**unsealed, "_rev": rev})
+
     def _fetch(self, keys: list[str]) -> list[dict]:
-        """The docs with these ids that exist, in one request (none for no ids)."""
+        """The docs with these ids that exist, in one request (none for no ids).
+
+        Every leaf of each doc is read, so that a record grafted back at an earlier
+        revision (see `revisions.replayed`) is refused here rather than acted on.
+        """
         if not keys:
             return []
-        rows = self.couch.post(
-            self.db, "_all_docs", json={"keys": keys}, params={"include_docs": "true"}
-        )["rows"]
-        return [row["doc"] for row in rows if row.get("doc")]
+        body = {"docs": [{"id": key} for key in keys]}
+        results = self.couch.post(self.db, "_bulk_get", json=body)["results"]
+        found = []
+        for result in results:
+            leaves = [d["ok"] for d in result["docs"] if "ok" in d]
+            if not leaves:
+                continue
+            doc = winner(leaves)
+            deleted = [leaf["_rev"] for leaf in leaves if leaf.get("_deleted")]
+            if doc.get("_deleted"):
+                continue
+            if doc["_id"].startswith(SEALED_PREFIXES) and replayed(doc["_rev"], deleted):
+                log.warning("record %s is an earlier state written back: refused", doc["_id"])
+                continue
+            found.append(doc)
+        return found
 
     def _page(
         self, doc_type: str, conditions: list[dict], after: str | None, limit: int
@@ -580,10 +688,19 @@ CONFLICTS_DDOC = {
     "language": "javascript",
     "views": {
         "conflicts": {
-            "map": "function (doc) { if (doc._conflicts) { emit(null, doc._conflicts); } }"
+            "map": (
+                "function (doc) {"
+                " var live = doc._conflicts || [], deleted = doc._deleted_conflicts || [];"
+                " if (live.length || deleted.length) {"
+                " emit(null, {rev: doc._rev, conflicts: live, deleted: deleted}); } }"
+            )
         }
     },
 }
+# That the records are sealed bound to their revision: a design doc, which only a server
+# admin may write.
+SEALS_DDOC = {"_id": "_design/sharing-broker-seals", "language": "javascript", "seal": 2}
+SEALED_PREFIXES = tuple(f"{doc_type}:" for doc_type in SEALED_TYPES)
 STATS_DDOC = {
     "_id": f"_design/{STATS_DDOC_NAME}",
     "language": "javascript",
@@ -594,6 +711,10 @@ STATS_DDOC = {
         }
     },
 }
+
+
+def _rev_of(doc: dict | None) -> dict:
+    return {"_rev": doc["_rev"]} if doc else {}
 
 
 def _pair_claim(share: Share) -> dict:

@@ -123,13 +123,22 @@ class Reconciler:
             RECONCILE_REPAIRS.labels(finding["kind"]).inc()
 
     def _resolve_state_conflicts(self, report: Report) -> None:
-        """Keep each conflicted record's winning revision, the one CouchDB shows every
-        reader, and delete the others: the repairs that follow bring CouchDB in line with
-        it. Each is counted: a conflict here means that two writers were both told yes."""
+        """Put back each record that an earlier state was grafted over. Then keep each
+        conflicted record's winning revision, the one CouchDB shows every reader, and
+        delete the others: the repairs that follow bring CouchDB in line with it. Each is
+        counted: a conflict here means that two writers were both told yes."""
+        for doc_id, rev in self.store.replayed().items():
+            finding = {"kind": "replayed record", "record": doc_id}
+            self._attempt(report, finding, lambda d=doc_id, r=rev: self._restore(d, r))
         for doc_id, losers in self.store.conflicts().items():
             finding = {"kind": "state conflict", "doc_id": doc_id, "dropped": losers}
             STATE_CONFLICTS.inc()
             self._attempt(report, finding, lambda d=doc_id, r=losers: self._drop(d, r))
+
+    def _restore(self, doc_id: str, rev: str) -> str:
+        if self.store.restore_replayed(doc_id, rev):
+            return "wrote back the latest state the broker sealed"
+        return "deleted the earlier state; the latest is compacted away, so the record is gone"
 
     def _drop(self, doc_id: str, revs: list[str]) -> str:
         self.store.drop_branches(doc_id, revs)
