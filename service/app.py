@@ -39,7 +39,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         },
     )
     app.extensions["sharing_broker"] = Broker.from_settings(settings)
-    app.extensions["sharing_broker_failed_logins"] = LoginLimits()
+    app.extensions["sharing_broker_failed_logins"] = LoginLimits(
+        settings.failed_logins_per_name, settings.failed_logins_per_client
+    )
     init_api(app)
     init_limits(app)
     init_observability(app)

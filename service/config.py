@@ -61,6 +61,9 @@ class Settings:
     # What one user may hold at once, per database they act for (admins are not bounded).
     max_pending_invitations: int = 20
     max_live_shares: int = 200
+    # Failed logins a minute before 429: for one name from one client, and for one client.
+    failed_logins_per_name: int = 5
+    failed_logins_per_client: int = 50
     # The proxies trusted to name the client in X-Forwarded-For (gunicorn reads it too).
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     # Seals the broker's records; by default derived from the service password.
@@ -133,6 +136,8 @@ class Settings:
             max_runs=_count(env, "BROKER_MAX_RUNS", 200),
             max_pending_invitations=_count(env, "BROKER_MAX_PENDING_INVITATIONS", 20),
             max_live_shares=_count(env, "BROKER_MAX_LIVE_SHARES", 200),
+            failed_logins_per_name=_count(env, "BROKER_FAILED_LOGINS_PER_NAME", 5),
+            failed_logins_per_client=_count(env, "BROKER_FAILED_LOGINS_PER_CLIENT", 50),
             record_key=_record_key(env),
             other_servers=_other_servers(env),
             forwarded_allow_ips=tuple(

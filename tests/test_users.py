@@ -320,6 +320,16 @@ def test_one_client_trying_many_names_meets_a_looser_bound(app, people):
     assert bob.status_code == 429
 
 
+def test_the_bounds_on_failed_logins_are_settings(settings, people):
+    """`BROKER_FAILED_LOGINS_PER_NAME` and `_PER_CLIENT`, here 2 and 3."""
+    bounds = replace(settings, failed_logins_per_name=2, failed_logins_per_client=3)
+    client = create_app(bounds).test_client()
+    wrong = [client.get("/v1/shares", headers=basic("nobody", "x")).status_code for _ in range(3)]
+    assert wrong == [401, 401, 429]
+    assert client.get("/v1/shares", headers=basic("nobody-else", "x")).status_code == 401
+    assert client.get("/v1/shares", headers=basic("nobody-more", "x")).status_code == 429
+
+
 def forwarded_through(settings, allow: tuple[str, ...]):
     app = create_app(replace(settings, forwarded_allow_ips=allow))
     return app.test_client()

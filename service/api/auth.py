@@ -61,14 +61,14 @@ class FailedLogins:
 
 
 class LoginLimits:
-    """CouchDB's own lockout counts per user name, and so does this: 5 failed logins a
-    minute for one name from one client, and 50 for one client whatever the names. So one
-    address, such as the app's backend, serves many users, and a user who mistypes a
-    password locks out no one else."""
+    """CouchDB's own lockout counts per user name, and so does this: `per_name` failed
+    logins a minute for one name from one client (5 by default), and `per_client` for one
+    client whatever the names (50). So one address, such as the app's backend, serves many
+    users, and a user who mistypes a password locks out no one else."""
 
-    def __init__(self, clock=time.monotonic):
-        self.per_name = FailedLogins(5, clock=clock)
-        self.per_client = FailedLogins(50, clock=clock)
+    def __init__(self, per_name: int = 5, per_client: int = 50, clock=time.monotonic):
+        self.per_name = FailedLogins(per_name, clock=clock)
+        self.per_client = FailedLogins(per_client, clock=clock)
 
     def retry_after(self, client: str, name: str) -> int:
         return max(
