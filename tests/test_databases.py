@@ -123,3 +123,12 @@ def test_an_identifier_with_a_trailing_newline_is_refused(client, registered, db
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert field in str(response.get_json()["errors"])
+
+
+def test_the_disputes_resource_allows_only_its_own_methods(client):
+    """`disputes` is no Configuration UUID: DELETE there is not a registration's."""
+    allowed = client.options("/v1/databases/disputes").headers["Allow"]
+    assert "DELETE" not in allowed and "GET" in allowed
+    response = client.delete("/v1/databases/disputes")
+    assert response.status_code == 405
+    assert "DELETE" not in response.headers["Allow"]

@@ -11,9 +11,11 @@ from werkzeug.exceptions import HTTPException
 from service.api import problems
 from service.api.databases.routes import blp as databases_blp
 from service.api.docs import blp as docs_blp
+from service.api.fields import ConfigUuidPath
 from service.api.health.routes import blp as health_blp
 from service.api.reconcile.routes import blp as reconcile_blp
 from service.api.shares.routes import blp as shares_blp
+from service.api.spec_extras import SchemaExtras, field_extras
 from service.couch import CouchError, CouchUnavailable, PermissionDenied
 from service.sharing.core.errors import SharingError
 
@@ -73,7 +75,10 @@ class BrokerApi(Api):
 
 def init_api(app: Flask) -> BrokerApi:
     """Register the blueprints, admin auth and the error handlers on `app`."""
-    api = BrokerApi(app)
+    app.url_map.converters["config_uuid"] = ConfigUuidPath
+    api = BrokerApi(app, spec_kwargs={"extra_plugins": [SchemaExtras()]})
+    api.ma_plugin.converter.add_attribute_function(field_extras)
+    api.register_converter(ConfigUuidPath, lambda _: {"type": "string", "minLength": 1})
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
     for blueprint in (databases_blp, shares_blp, reconcile_blp, health_blp):

@@ -4,6 +4,7 @@ from http import HTTPStatus
 
 import marshmallow as ma
 from marshmallow import validate
+from werkzeug.routing import BaseConverter
 
 
 class FullMatch(validate.Regexp):
@@ -21,6 +22,13 @@ CONFIG_UUID = FullMatch(
 )
 EXAMPLE_OWNER = "5b1f0c7e-2d4a-4c8e-9a51-0c6f3e2b7a10"
 EXAMPLE_RECIPIENT = "9e8d7c6b-1111-4a2b-8c3d-222233334444"
+
+
+class ConfigUuidPath(BaseConverter):
+    """A Configuration UUID in a path: any segment but `disputes`, which is a resource of
+    its own beside it, so that `Allow` on `/v1/databases/disputes` lists its methods only."""
+
+    regex = r"(?!disputes\Z)[^/]+"
 
 
 def config_uuid(example: str = EXAMPLE_OWNER, **kwargs) -> ma.fields.String:

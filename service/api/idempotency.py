@@ -17,14 +17,16 @@ from service.api.context import broker
 from service.api.problems import problem
 
 HEADER = "Idempotency-Key"
-KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+KEY_PATTERN = "^[!-~]{1,200}$"  # printable ASCII, no spaces
+KEY = re.compile(KEY_PATTERN)
 REPLAYED_HEADERS = ("ETag", "Location")
 DOC = {
     "in": "header",
     "name": HEADER,
     "required": False,
-    "schema": {"type": "string", "maxLength": 200},
-    "description": "Send the same key to retry safely: the first response comes back.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": KEY_PATTERN},
+    "description": "Send the same key to retry safely: the first response comes back."
+    " A key sent again with a different request gets 422.",
 }
 
 

@@ -75,7 +75,7 @@ class Dispute(MethodView):
         broker().store.dismiss_dispute(config_uuid)
 
 
-@blp.route("/<config_uuid>")
+@blp.route("/<config_uuid:config_uuid>")
 class Database(MethodView):
     @problems(blp, 403, 404)
     @blp.response(200, DatabaseSchema)

@@ -4,6 +4,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from service.api.fields import FullMatch, config_uuid, page_of, timestamp
+from service.config import SERVER_NAME
 
 # CouchDB's rule for database names.
 DATABASE_NAME = FullMatch(
@@ -19,7 +20,10 @@ class DatabaseRegisterSchema(ma.Schema):
         metadata={"example": "inventory-alice"},
     )
     server = ma.fields.String(
-        validate=validate.Length(min=1, max=32),
+        validate=FullMatch(
+            f"^{SERVER_NAME.pattern}$",
+            error="Not a server name: a lowercase letter, then up to 31 of a-z 0-9 _.",
+        ),
         metadata={
             "example": "default",
             "description": "The server that holds the database, by the name the operator gave"

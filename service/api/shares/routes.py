@@ -45,7 +45,7 @@ IF_MATCH = {
     "in": "header",
     "name": "If-Match",
     "required": True,
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "minLength": 1},
     "description": "The ETag of the share as last read.",
 }
 ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "The share's version."}}

@@ -1,5 +1,7 @@
 """Schemas of shares."""
 
+from typing import ClassVar
+
 import marshmallow as ma
 from marshmallow import validate
 
@@ -13,7 +15,7 @@ from service.api.fields import (
 )
 from service.sharing.core.model import Access, Direction, Status
 from service.sharing.crossing.preview import FIRST
-from service.sharing.crossing.rules import MAX_REGEX, MAX_RULES, RULE_TYPES
+from service.sharing.crossing.rules import FIELD, MAX_REGEX, MAX_RULES, RULE_TYPES
 
 COLLECTION_ID = FullMatch(
     r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
@@ -49,6 +51,15 @@ class RuleSchema(ma.Schema):
             " `$or`, `$not`, `$elemMatch`, `$all`, `$size` and `$regex` (up to"
             f" {MAX_REGEX} characters, no quantified groups).",
             "example": {"data.item_type": "container"},
+            "json_schema": {
+                "minProperties": 1,
+                "propertyNames": {
+                    "anyOf": [
+                        {"enum": ["$and", "$or", "$not"]},
+                        {"pattern": f"^{FIELD.pattern}$"},
+                    ]
+                }
+            },
         },
     )
 
@@ -104,6 +115,9 @@ class ShareCreateSchema(ma.Schema):
 
 
 class SharePatchSchema(ma.Schema):
+    class Meta:
+        json_schema: ClassVar[dict] = {"minProperties": 1}  # see _changes_something
+
     access = ma.fields.String(validate=ACCESS, metadata={"example": "read-write"})
     collections = collections_field()
     rules = rules_field()

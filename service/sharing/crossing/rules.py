@@ -25,7 +25,7 @@ MAX_LIST = 100
 MAX_REGEX = 64
 MAX_STRING = 1000
 MAX_RULES = 20
-_FIELD = re.compile(r"data(\.[A-Za-z_][A-Za-z0-9_]{0,63}){1,4}")
+FIELD = re.compile(r"data(\.[A-Za-z_][A-Za-z0-9_]{0,63}){1,4}")
 _REGEX_CHARS = re.compile(r"[A-Za-z0-9 _\-.,:;#@/^$*+?|()\[\]\\]*")
 _REGEX_ESCAPES = re.compile(r"\\[^dw.\-\\()\[\]^$*+?|/#@ ]")
 _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -103,7 +103,7 @@ def _entry(key: str, value: object, path: str, depth: int, budget: list[int]) ->
         return Node("$not", (_selector(value, at, depth + 1, budget),))
     if key.startswith("$"):
         raise InvalidRequest(f"operator {key} is not allowed here", at)
-    if not _FIELD.fullmatch(key):
+    if not FIELD.fullmatch(key):
         raise InvalidRequest("a rule may name only fields under `data.`, like `data.name`", at)
     return Node("field", field=key, tests=_tests(value, at, depth))
 

@@ -4,6 +4,7 @@ from service.couch import NotFound
 from service.sharing.core.errors import ConflictError, PreconditionFailed, SharingError
 from service.sharing.core.model import Access, Direction, Operation, Selection, Share, Status
 from service.sharing.crossing.preview import Preview, preview
+from service.sharing.crossing.rules import parse_rules
 from service.sharing.crossing.selectors import share_selector
 from service.sharing.lifecycle.base import COUCH_FAILURES, log, race_is_conflict
 from service.sharing.lifecycle.placement import Placement
@@ -27,6 +28,8 @@ class Changing(Placement):
 
         `collections` and `rules` are `UNCHANGED` when not given.
         """
+        if rules is not UNCHANGED and rules is not None:
+            parse_rules(rules)  # malformed rules are 422, whatever version the share is at
         if etag != share.etag:
             raise PreconditionFailed("the share changed since it was read; read it again")
         self._expire_if_due(share, actor)
