@@ -158,20 +158,34 @@ def _trusted(address: str, trusted: tuple[str, ...]) -> bool:
 
 def _login_name() -> str:
     """The server and user name the credentials claim, unchecked: the Basic name, or the
-    name inside CouchDB's `AuthSession` cookie (`base64(name:time:hmac)`)."""
+    name inside CouchDB's `AuthSession` cookie (`base64url(name:time:hmac)`)."""
     server = request.headers.get(SERVER_HEADER, DEFAULT_SERVER)
     authorization = request.headers.get("Authorization", "")
     if authorization.lower().startswith("basic "):
-        value = authorization[6:].strip()
+        name = _basic_name(authorization[6:].strip()) or ""
     else:
-        value = request.cookies.get("AuthSession", "")
-    try:
-        padded = value + "=" * (-len(value) % 4)
-        decoded = base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
-        name = decoded.decode("utf-8").partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        name = ""
+        name = _cookie_name(request.cookies.get("AuthSession", ""))
     return f"{server}:{name}"
+
+
+def _basic_name(value: str) -> str | None:
+    """The name in Basic credentials: base64 of `name:password`, in UTF-8, with a name;
+    None if they are not that."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, colon, _ = decoded.partition(":")
+    return name if name and colon else None
+
+
+def _cookie_name(value: str) -> str:
+    """The name in a CouchDB session cookie, unpadded base64url; "" if there is none."""
+    try:
+        decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        return decoded.decode("utf-8").partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ""
 
 
 def _presents_credentials() -> bool:
@@ -203,20 +217,10 @@ def _user() -> Caller | None:
     site = broker().sites.named(request.headers.get(SERVER_HEADER, DEFAULT_SERVER), SERVER_HEADER)
     authorization = request.headers.get("Authorization", "")
     if authorization.lower().startswith("basic "):
-        if not _well_formed_basic(authorization[6:].strip()):
+        if _basic_name(authorization[6:].strip()) is None:
             return None  # CouchDB would answer 400 or even 500 to it
         return site.identity.user({"Authorization": authorization})
     session = request.cookies.get("AuthSession")
     if session and not authorization:
         return site.identity.user({"Cookie": f"AuthSession={session}"})
     return None
-
-
-def _well_formed_basic(value: str) -> bool:
-    """Base64 of `name:password`, in UTF-8, with a name."""
-    try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    name, colon, _ = decoded.partition(":")
-    return bool(name and colon)

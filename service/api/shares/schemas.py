@@ -58,7 +58,7 @@ class RuleSchema(ma.Schema):
                         {"enum": ["$and", "$or", "$not"]},
                         {"pattern": f"^{FIELD.pattern}$"},
                     ]
-                }
+                },
             },
         },
     )

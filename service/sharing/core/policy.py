@@ -3,9 +3,10 @@ on their own server."""
 
 from service.sharing.core.errors import ConflictError, ForbiddenError, NotFoundError
 from service.sharing.core.identity import Caller
-from service.sharing.core.model import Database, Share
+from service.sharing.core.model import Database, Share, Status
 from service.sharing.core.registry import Registry
 from service.sharing.core.sites import Sites
+from service.sharing.core.store import live_selector, status_selector
 
 
 class Policy:
@@ -29,16 +30,15 @@ class Policy:
         if caller.is_admin:
             return
         store = self.registry.store
-        pending = store.count_shares(
-            owner, "owner", pending=True, up_to=self.max_pending_invitations
-        )
+        waiting = status_selector(Status.PENDING)
+        pending = store.count_shares(owner, waiting, "owner", up_to=self.max_pending_invitations)
         if pending >= self.max_pending_invitations:
             raise ConflictError(
                 f"{owner} has {pending} invitations waiting, the most"
                 " BROKER_MAX_PENDING_INVITATIONS allows; withdraw one first",
                 "owner",
             )
-        live = store.count_shares(owner, None, pending=False, up_to=self.max_live_shares)
+        live = store.count_shares(owner, live_selector(), up_to=self.max_live_shares)
         if live >= self.max_live_shares:
             raise ConflictError(
                 f"{owner} takes part in {live} live shares, the most BROKER_MAX_LIVE_SHARES"
@@ -52,7 +52,7 @@ class Policy:
         if caller.is_admin:
             return
         most = self.max_live_shares
-        live = self.registry.store.count_shares(recipient, None, pending=False, up_to=most + 1)
+        live = self.registry.store.count_shares(recipient, live_selector(), up_to=most + 1)
         if live > most:
             raise ConflictError(
                 f"{recipient} takes part in {live - 1} live shares, the most"

@@ -14,9 +14,9 @@ import uuid
 from service.config import DEFAULT_SERVER
 from service.couch import NotFound
 from service.sharing.core.errors import ConflictError, InvalidRequest, NotFoundError
-from service.sharing.core.model import Database, now_iso, place
+from service.sharing.core.model import Database, Status, now_iso, place
 from service.sharing.core.sites import Site, Sites
-from service.sharing.core.store import StateStore
+from service.sharing.core.store import StateStore, live_selector, status_selector
 
 CONFIG_DOC_ID = "0000-config"
 
@@ -40,7 +40,7 @@ class Registry:
         for old in self.store.databases_at(server, database):
             if old.config_uuid == config_uuid:
                 continue
-            if self.store.has_live_share(old.config_uuid):
+            if self.store.count_shares(old.config_uuid, live_selector()):
                 raise ConflictError(
                     f"{database} takes part in a live share as {old.config_uuid}: end it"
                     " before registering the database under another UUID",
@@ -109,7 +109,12 @@ class Registry:
                 raise self.unknown(config_uuid, field)
         for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
             dispute = disputes.get(config_uuid)
-            if dispute and self._claims_hold(dispute) and not self.store.shares_of(config_uuid):
+            active = status_selector(Status.ACTIVE)
+            if (
+                dispute
+                and self._claims_hold(dispute)
+                and not self.store.count_shares(config_uuid, active)
+            ):
                 raise ConflictError(
                     f"Configuration UUID {config_uuid} is disputed: another database claims it"
                     " too. An admin must dismiss the claim or remove the wrong registration",
@@ -137,7 +142,7 @@ class Registry:
     def remove(self, config_uuid: str) -> None:
         """Forget a registration; refused while the database takes part in a live share."""
         self.get(config_uuid)
-        if self.store.has_live_share(config_uuid):
+        if self.store.count_shares(config_uuid, live_selector()):
             raise ConflictError(f"{config_uuid} takes part in a live share; revoke it first")
         self.store.remove_database(config_uuid)
         self.store.clear_dispute(config_uuid)  # the next registration settles it

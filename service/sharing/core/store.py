@@ -305,12 +305,6 @@ class StateStore:
         if current is not None and not current["claims"]:
             self.clear_dispute(config_uuid)
 
-    def shares_of(self, config_uuid: str) -> bool:
-        """Whether the UUID's database takes part in an active share."""
-        either = {"$or": [{"owner": config_uuid}, {"recipient": config_uuid}]}
-        page, _ = self.list_shares([either, {"status": str(Status.ACTIVE)}], None, 1)
-        return bool(page)
-
     def disputes(self) -> list[dict]:
         docs, _ = self._page("dispute", [], None, 1000)
         return [{k: d[k] for k in ("config_uuid", "claims", "since")} for d in docs]
@@ -431,29 +425,18 @@ class StateStore:
                 return
             after = docs[-1]["_id"]
 
-    def count_shares(self, config_uuid: str, role: str | None, pending: bool, up_to: int) -> int:
-        """How many shares the UUID takes part in (as `role`, or either), counting up to
-        `up_to`: pending invitations, or every live share."""
+    def count_shares(
+        self, config_uuid: str, which: dict, role: str | None = None, up_to: int = 1
+    ) -> int:
+        """How many shares matching the selector `which` the UUID takes part in (as `role`,
+        or either), counting up to `up_to`."""
         party = (
             {role: config_uuid}
             if role
             else {"$or": [{"owner": config_uuid}, {"recipient": config_uuid}]}
         )
-        which = status_selector(Status.PENDING) if pending else live_selector()
         page, _ = self.list_shares([party, which], None, up_to)
         return len(page)
-
-    def has_live_share(self, config_uuid: str) -> bool:
-        selector = {
-            "$and": [
-                {"type": "share"},
-                {"$or": [{"owner": config_uuid}, {"recipient": config_uuid}]},
-                live_selector(),
-            ]
-        }
-        return bool(
-            self.couch.post(self.db, "_find", json={"selector": selector, "limit": 1})["docs"]
-        )
 
     # Pair claims: at most one live share per owner -> recipient
 
