@@ -8,6 +8,7 @@ the proxies trusted to set X-Forwarded-For / -Proto. Set it to your ingress's ad
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -40,12 +41,23 @@ access_log_format = json.dumps(
 )
 
 
+MADE_HERE = []  # the metrics directory on_starting made, removed on exit
+
+
 def on_starting(server):
     """Before the workers fork: a directory where every worker writes its metrics, so one
     scrape of /metrics adds them all up."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="broker-metrics-", dir=shm)
+        made = tempfile.mkdtemp(prefix="broker-metrics-", dir=shm)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+        MADE_HERE.append(made)
+
+
+def on_exit(server):
+    """Remove the metrics directory on_starting made; one given by the operator stays."""
+    for made in MADE_HERE:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -1,8 +1,10 @@
 """Metrics, request ids, JSON logs and the periodic reconcile."""
 
+import glob
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 
@@ -12,6 +14,7 @@ from service.logs import JsonFormatter, RequestIdFilter
 from service.sharing.lifecycle.reconcile import reconcile_every
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import create_share, replicator_docs
+from tests.servers.broker import BrokerProcess
 from tests.servers.demo import ALICE, BOB
 
 
@@ -130,3 +133,14 @@ def test_the_periodic_loop_repairs_drift(app, client, couch, registered):
         stop.set()
         loop.join()
     assert len(replicator_docs(couch, share["id"])) == 1
+
+
+def test_serving_leaves_no_metrics_directory_behind(couch, settings):
+    """gunicorn's workers share a directory for their metrics; it goes when serving stops."""
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # noqa: S108
+    before = set(glob.glob(f"{shm}/broker-metrics-*"))
+    broker = BrokerProcess(couch, settings.state_db, ADMIN_TOKEN)
+    made = set(glob.glob(f"{shm}/broker-metrics-*")) - before
+    broker.stop()
+    assert len(made) == 1
+    assert not made & set(glob.glob(f"{shm}/broker-metrics-*"))
