@@ -5,7 +5,8 @@
 The CouchDB is chosen as `tests/servers/choose.py` says: Apache CouchDB where one is given
 (`COUCHDB_URL`, `COUCHDB_LAUNCHER` or Docker), else pouchdb-server, on which no document
 crosses. Ctrl-C or SIGTERM stops everything this started and removes its temporary folders.
-Ports: COUCH_PORT (default 5984) and BROKER_PORT (default 8000).
+Ports: COUCH_PORT (default 5984) and BROKER_PORT (default 8000); `scripts/dev` checks both
+before it sets up.
 """
 
 import os
@@ -61,6 +62,9 @@ def main() -> int:
             "their users: alice (password alice-password), bob (password bob-password)\n"
             f"broker: http://127.0.0.1:{broker_port}  docs: http://127.0.0.1:{broker_port}/docs\n"
             f"admin token: {DEV_TOKEN}\n"
+            "the admin CLI, from another shell in this folder:\n"
+            f"  export BROKER_URL=http://127.0.0.1:{broker_port} BROKER_TOKEN={DEV_TOKEN}\n"
+            "  .venv/bin/sharing-broker shares list\n"
             "Ctrl-C stops it all.\n",
             flush=True,
         )
