@@ -7,6 +7,7 @@ import requests
 
 from service.cli import main
 from tests.conftest import ADMIN_TOKEN
+from tests.consistency import DB_SHARING
 from tests.helpers import wait_for
 from tests.servers.admin import free_port
 from tests.servers.demo import ALICE, BOB
@@ -149,3 +150,20 @@ def test_rules_with_a_dry_run_then_a_preview(live_broker, dbs, capsys):
     assert code == 0 and share["rules"] == json.loads(rules)
     code, out, _ = run(capsys, "shares", "preview", share["id"], "--json")
     assert code == 0 and json.loads(out)["total"] == 4
+
+
+def test_reconcile_names_the_share_and_the_part_it_repaired(live_broker, couch, dbs, capsys):
+    for name in (dbs["alice"], dbs["bob"]):
+        assert run(capsys, "databases", "register", name)[0] == 0
+    code, out, _ = run(
+        capsys, "shares", "create", "--owner", ALICE, "--recipient", BOB, "--access", "read-write"
+    )
+    share_id = out.split()[0]
+    couch.delete_doc(dbs["alice"], DB_SHARING)
+
+    code, out, _ = run(capsys, "reconcile")
+
+    assert code == 0
+    assert (
+        f"repaired: missing, changed or failed part (share id {share_id}; part db_sharing)" in out
+    )

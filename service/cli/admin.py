@@ -104,11 +104,26 @@ def reconcile(args: argparse.Namespace, api: BrokerClient) -> int:
         print(f"skipped: {report['skipped']}")
     else:
         for entry in report["repaired"]:
-            print(f"repaired: {entry['kind']}: {entry['action']}")
+            print(f"repaired: {_finding(entry)}: {entry['action']}")
         for entry in report["errors"]:
-            print(f"could not repair: {entry['kind']}: {entry['error']}", file=sys.stderr)
+            print(f"could not repair: {_finding(entry)}: {entry['error']}", file=sys.stderr)
         print(f"{len(report['found'])} found, {len(report['repaired'])} repaired")
     return 1 if report["errors"] else 0
+
+
+def _finding(entry: dict) -> str:
+    """A reconcile finding in words: its kind, then what it is about (`share 1f2e…; part
+    credentials`)."""
+    about = [
+        f"{name.replace('_', ' ')} {_words(value)}"
+        for name, value in sorted(entry.items(), key=lambda item: item[0] != "share_id")
+        if name not in ("kind", "action", "error")
+    ]
+    return f"{entry['kind']} ({'; '.join(about)})" if about else entry["kind"]
+
+
+def _words(value: object) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
