@@ -493,3 +493,22 @@ def test_a_users_live_shares_are_bounded_when_inviting_and_accepting(settings, p
     accepted = client.post(f"/v1/shares/{invitation['id']}/accept", headers=bob)
     assert accepted.status_code == 409  # Bob takes part in a live share already
     assert accepted.get_json()["errors"]["recipient"]
+
+
+def test_registering_a_missing_database_tells_a_user_no_more_than_an_unreadable_one(
+    app, people, dbs
+):
+    """404 would tell a user which databases exist; an admin is told."""
+    client = app.test_client()
+    missing = client.post(
+        "/v1/databases", json={"database": "nope"}, headers=headers_for(people, "alice")
+    )
+    unreadable = client.post(
+        "/v1/databases", json={"database": dbs["bob"]}, headers=headers_for(people, "alice")
+    )
+    assert missing.status_code == unreadable.status_code == 403
+    assert "or it does not exist" in missing.get_json()["detail"]
+    admin = client.post(
+        "/v1/databases", json={"database": "nope"}, headers=headers_for(people, "admin")
+    )
+    assert admin.status_code == 404

@@ -66,7 +66,10 @@ class Policy:
         if caller.is_admin:
             return
         if caller.server != server or not site.identity.can_read(caller, database):
-            raise ForbiddenError(f"you cannot read the database {database} on {server}", field)
+            raise ForbiddenError(
+                f"you cannot read the database {database} on {server}, or it does not exist",
+                field,
+            )
 
     def can_read(self, caller: Caller, database: Database) -> bool:
         """Whether the caller may act for a registered database."""
