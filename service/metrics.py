@@ -34,8 +34,9 @@ RECONCILE_REPAIRS = Counter(
 # Set by whichever worker holds the followers' lease; the others never set it.
 REPLICATIONS = Gauge(
     "sharing_broker_replications",
-    "The broker's replications that are not running, by state, as last recorded",
-    ["state"],
+    "The broker's replications that are not running (on-change mode: and running), by"
+    " server and state, as last recorded",
+    ["server", "state"],
     multiprocess_mode="livemax",
 )
 REPLICATIONS_DUE = Gauge(
@@ -48,6 +49,11 @@ FOLLOWERS_UNKNOWN_SERVERS = Gauge(
     "Servers that registrations name and this replica's settings do not: while above 0, it"
     " never leads the followers",
     multiprocess_mode="livemax",
+)
+FAILED_LOGINS = Counter(
+    "sharing_broker_failed_logins_total",
+    "Logins to the broker that failed: `refused` (401), or `limited` (429, past a bound)",
+    ["outcome"],
 )
 REPLICATION_RUNS = Counter(
     "sharing_broker_replication_runs_total", "On-change mode: one-shot runs started"

@@ -1,5 +1,7 @@
 """The helm chart: lint, render with default and other values, validate offline."""
 
+import json
+import re
 import shutil
 import subprocess
 import zipfile
@@ -211,3 +213,40 @@ def test_a_server_without_its_password_is_refused(helm, chart, tmp_path):
 
 
 REQUIRED_SECRET = {"couchdbPassword": "pw", "adminTokens": "ops:token"}
+
+
+def test_the_grafana_dashboard_ships_in_a_configmap_for_the_sidecar(helm, chart):
+    enabled = ("--set", "grafanaDashboard.enabled=true")
+    result = subprocess.run(
+        [helm, "template", "release", str(chart), *REQUIRED, *enabled],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    maps = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "ConfigMap"]
+    [dashboard] = [m for m in maps if m["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(dashboard["data"]["sharing-broker.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "sharing-broker.json").read_text())
+    default = subprocess.run(
+        [helm, "template", "release", str(chart), *REQUIRED], capture_output=True, text=True
+    )
+    assert "-dashboard" not in default.stdout  # off by default
+
+
+def test_the_dashboard_reads_only_metrics_the_broker_exports():
+    exported = set()
+    for module in ("metrics.py", "api/observability.py"):
+        text = (ROOT / "service" / module).read_text()
+        exported |= set(re.findall(r'"(sharing_broker_[a-z_]+)"', text))
+    board = json.loads((CHART / "dashboards" / "sharing-broker.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    used = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for expr in exprs
+        for name in re.findall(r"sharing_broker_[a-z_]+", expr)
+    }
+    assert used and used <= exported, used - exported
+    titles = " ".join(p["title"] for p in board["panels"]).lower()
+    wanted = ("shares by state", "by server", "latency", "errors", "reconcile", "waiting")
+    assert all(words in titles for words in (*wanted, "failed logins"))

@@ -333,7 +333,7 @@ def test_a_list_tells_running_and_crashing_replications_apart(
     assert states[running["id"]]["state"] == "running" and states[running["id"]]["as_of"]
     assert states[crashing["id"]]["state"] == "crashing" and states[crashing["id"]]["error"]
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'sharing_broker_replications{state="crashing"} 1.0' in metrics
+    assert 'sharing_broker_replications{server="default",state="crashing"} 1.0' in metrics
 
 
 def test_reconcile_repairs_and_restarts_a_crashing_replication(

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from service.app import create_app
+from service.metrics import FAILED_LOGINS
 from service.sharing.core.seal import Seal
 from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.helpers import replicator_docs, revisions
@@ -326,8 +327,15 @@ def test_the_bounds_on_failed_logins_are_settings(settings, people):
     client = create_app(bounds).test_client()
     wrong = [client.get("/v1/shares", headers=basic("nobody", "x")).status_code for _ in range(3)]
     assert wrong == [401, 401, 429]
+    counted = {
+        outcome: FAILED_LOGINS.labels(outcome)._value.get() for outcome in ("refused", "limited")
+    }
     assert client.get("/v1/shares", headers=basic("nobody-else", "x")).status_code == 401
     assert client.get("/v1/shares", headers=basic("nobody-more", "x")).status_code == 429
+    metrics = client.get("/metrics", headers=headers_for(people, "admin")).get_data(as_text=True)
+    refused = f'sharing_broker_failed_logins_total{{outcome="refused"}} {counted["refused"] + 1}'
+    limited = f'sharing_broker_failed_logins_total{{outcome="limited"}} {counted["limited"] + 1}'
+    assert refused in metrics and limited in metrics
 
 
 def forwarded_through(settings, allow: tuple[str, ...]):

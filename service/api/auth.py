@@ -19,6 +19,7 @@ from flask import current_app, g, request
 from service.api.context import broker
 from service.api.problems import problem
 from service.config import DEFAULT_SERVER
+from service.metrics import FAILED_LOGINS
 from service.sharing.core.errors import ForbiddenError
 from service.sharing.core.identity import Caller
 
@@ -110,12 +111,14 @@ def authenticate():
     limits: LoginLimits = current_app.extensions["sharing_broker_failed_logins"]
     wait = limits.retry_after(client, name)
     if wait:
+        FAILED_LOGINS.labels("limited").inc()
         return problem(
             429, "too many failed logins; try again later", headers={"Retry-After": str(wait)}
         )
     found = _user()
     if found is None:
         limits.record(client, name)
+        FAILED_LOGINS.labels("refused").inc()
         return _unauthorized()
     g.caller = found
     return None

@@ -54,11 +54,13 @@ class StateRecorder:
             return None
         self._last = time.monotonic()
         states: dict[str, dict] = {}
+        by_server: dict[str, dict[str, dict]] = {}
         for site in self.sites:
             found = scheduler_states(site.couch, self.asked)
             if found is None:
                 return None
             states.update(found)
+            by_server[site.name] = found
         record = {
             "type": STATES_DOC_ID,
             "checked_at": now_iso(),
@@ -66,8 +68,10 @@ class StateRecorder:
             "others": self.others,
         }
         self.store.update_doc(STATES_DOC_ID, lambda _current: record)
-        for state in self.asked:
-            REPLICATIONS.labels(state).set(sum(s["state"] == state for s in states.values()))
+        for server, found in by_server.items():
+            for state in self.asked:
+                counted = sum(s["state"] == state for s in found.values())
+                REPLICATIONS.labels(server, state).set(counted)
         return states
 
 
