@@ -16,6 +16,7 @@ import os
 import platform
 import statistics
 import time
+import traceback
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from bench.counts import counting
 from bench.fanout import broker_fan_out, floor_fan_out
 from bench.floor import Floor
 from bench.followers import FollowerPasses
+from bench.progress import Progress
 from bench.stack import (
     ADMIN_TOKEN,
     Broker,
@@ -37,6 +39,7 @@ from service.app import create_app
 from service.config import CONTINUOUS, Settings
 from service.sharing.core.model import Access, Selection, Share, Status
 from service.sharing.core.seal import Seal
+from service.sharing.core.store import CONFLICTS_DDOC_NAME, PAGE_INDEX, STATS_DDOC_NAME
 from service.sharing.crossing.selectors import Scope
 from service.sharing.placing.credentials import Credentials
 from service.sharing.placing.parts import O2R, R2O, Target, wanted_parts
@@ -81,8 +84,9 @@ def verdict(ok: bool) -> str:
 
 
 class Bench:
-    def __init__(self, samples: int, disposable: bool):
+    def __init__(self, samples: int, disposable: bool, progress: Progress):
         self.samples = samples
+        self.progress = progress
         self.couch = start_couchdb(disposable)
         self.dbs = make_databases(self.couch, DATABASES)
         self.broker = Broker(self.couch, STATE_DB)
@@ -322,6 +326,27 @@ class Bench:
                 response = self.couch.request("POST", f"{db}/_bulk_docs", json={"docs": docs})
                 response.raise_for_status()
             self.seeded += batch
+            self.progress.count(self.seeded, total, "shares seeded")
+
+    def catch_up_indexes(self) -> float:
+        """Bring the state database's indexes up to date after seeding, as the first read
+        after a bulk import would; return the seconds it took.
+
+        A list page read first would wait for them under the broker's 10 s read timeout:
+        at 10,000 shares, with the replicator reading the 20,000 new replicator docs at
+        the same time, that answered 503.
+        """
+        start = time.perf_counter()
+        find = {
+            "selector": {"type": "share"},
+            "use_index": [PAGE_INDEX["ddoc"], PAGE_INDEX["name"]],
+            "limit": 1,
+        }
+        self.couch.request("POST", f"{STATE_DB}/_find", json=find).raise_for_status()
+        for ddoc, view in ((STATS_DDOC_NAME, "by_status"), (CONFLICTS_DDOC_NAME, "conflicts")):
+            path = f"{STATE_DB}/_design/{ddoc}/_view/{view}"
+            self.couch.request("GET", path, params={"limit": 0}).raise_for_status()
+        return time.perf_counter() - start
 
     def growth(self) -> list[dict]:
         n = max(5, self.samples // 3)
@@ -329,9 +354,10 @@ class Bench:
         passes.one()  # the first pass reads every feed from its start
         rows = []
         for size in SIZES:
+            self.progress.detail(f"{size:,} shares")
             self.seed(size)
+            row = {"size": size, "catch_up": self.catch_up_indexes()}
             passes.one()  # the seeded replicator docs, read once
-            row = {"size": size}
             pages, cursor = [], None
             for _ in range(n):
                 start = time.perf_counter()
@@ -445,9 +471,10 @@ def fan_out_lines(found) -> list[str]:
 def growth_lines(growth) -> list[str]:
     lines = [
         "",
-        "| shares | list page p50 ms | requests per page | get p50 ms | create p50 ms "
-        "| revoke p50 ms | followers' idle pass | pass after 1 create/share | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| shares | index catch-up after seeding s | list page p50 ms | requests per page "
+        "| get p50 ms | create p50 ms | revoke p50 ms | followers' idle pass "
+        "| pass after 1 create/share | target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = growth[0]["create"]
     for row in growth:
@@ -458,7 +485,8 @@ def growth_lines(growth) -> list[str]:
             checks.append(f"create {ratio:.2f}x of 100 (≤ 1.2): {verdict(ratio <= 1.2)}")
         after_requests, after_ms = row["after_create"]
         lines.append(
-            f"| {row['size']:,} | {row['list']:.1f} | {row['list_requests']} | {row['get']:.1f} "
+            f"| {row['size']:,} | {row['catch_up']:.1f} | {row['list']:.1f} "
+            f"| {row['list_requests']} | {row['get']:.1f} "
             f"| {row['create']:.1f} | {row['revoke']:.1f} "
             f"| {row['idle_requests']} requests, {row['idle_ms']:.1f} ms "
             f"| {after_requests} requests, {after_ms:.0f} ms | {'; '.join(checks)} |"
@@ -480,6 +508,71 @@ def machine(couch) -> str:
     )
 
 
+def sections(bench: "Bench", quick: bool) -> list[tuple[str, dict, object]]:
+    """(title, its phases by name, how its figures print), in the order they run. Fan-out
+    is last: it raises CouchDB's JavaScript process limit, and setting it back stalls every
+    validate_doc_update until the processes above it idle out."""
+    return [
+        (
+            "operations: latency, throughput, CouchDB requests",
+            {
+                "latency": bench.latencies,
+                "one client": lambda: bench.throughputs(1),
+                "eight clients": lambda: bench.throughputs(8),
+                "requests": bench.request_counts,
+            },
+            lambda r: operations_table(
+                r["latency"], r["one client"], r["eight clients"], r["requests"]
+            ),
+        ),
+        (
+            "8 concurrent creates for one owner",
+            {"one owner": bench.one_owner},
+            lambda r: concurrency_lines(r["one owner"]),
+        ),
+        (
+            "end to end",
+            {"end to end": bench.end_to_end},
+            lambda r: end_to_end_lines(r["end to end"]),
+        ),
+        (
+            f"growth to {SIZES[-1]:,} shares",
+            {"growth": bench.growth},
+            lambda r: growth_lines(r["growth"]),
+        ),
+        (
+            "fan-out",
+            {"fan-out": lambda: bench.fan_out(40 if quick else 200)},
+            lambda r: fan_out_lines(r["fan-out"]),
+        ),
+    ]
+
+
+def run_sections(bench: "Bench", quick: bool) -> list[str]:
+    """Run each section, and print its figures as soon as they are measured; a phase that
+    fails reports why, and the sections after it still run."""
+    planned = sections(bench, quick)
+    total, index, report = sum(len(phases) for _, phases, _ in planned), 0, []
+    for title, phases, render in planned:
+        results, failed = {}, None
+        for name, phase in phases.items():
+            index += 1
+            bench.progress.phase(index, total, name)
+            try:
+                results[name] = phase()
+            except Exception as exc:  # reported, and the sections after it still run
+                traceback.print_exc()
+                failed = f"{name} failed: {type(exc).__name__}: {exc}"
+                break
+            finally:
+                settle()
+        lines = [f"{title}: not measured, {failed}"] if failed else render(results)
+        lines = lines if lines[0] else lines[1:]  # each section brings its own spacing
+        print("\n".join(["", *lines]), flush=True)
+        report += ["", *lines]
+    return report[1:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
@@ -490,42 +583,20 @@ def main() -> None:
         help="the server at COUCHDB_URL may be filled and tuned (never without it)",
     )
     args = parser.parse_args()
-    bench = Bench(samples=15 if args.quick else 60, disposable=args.disposable)
+    progress = Progress()
+    progress.detail("setup: CouchDB, 40 databases, the broker under gunicorn")
+    bench = Bench(samples=15 if args.quick else 60, disposable=args.disposable, progress=progress)
     described = machine(bench.couch)
     try:
-        phases = (
-            bench.latencies,
-            lambda: bench.throughputs(1),
-            lambda: bench.throughputs(8),
-            bench.one_owner,
-            bench.request_counts,
-            bench.end_to_end,
-            bench.growth,
-            # Last: it raises CouchDB's JavaScript process limit, and setting it back
-            # stalls every validate_doc_update until the processes above it idle out.
-            lambda: bench.fan_out(40 if args.quick else 200),
-        )
-        results = []
-        for phase in phases:
-            results.append(phase())
-            settle()
-        latency, one, eight, owner, counts, found, growth, fanned = results
+        report = run_sections(bench, args.quick)
     finally:
         bench.stop()
-    table = "\n".join(
-        operations_table(latency, one, eight, counts)
-        + concurrency_lines(owner)
-        + end_to_end_lines(found)
-        + fan_out_lines(fanned)
-        + growth_lines(growth)
-    )
-    print(table)
     if args.results:
         stamp = datetime.date.today().isoformat()
         with open(args.results, "w", encoding="utf-8") as out:
             out.write(
                 f"# Benchmark results\n\n{stamp}, {described}, {bench.samples} samples per "
-                f"figure.\n\n{table}\n"
+                f"figure.\n\n" + "\n".join(report) + "\n"
             )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from bench.progress import Progress
 from bench.run import percentile
 from bench.stack import (
     ADMIN_TOKEN,
@@ -122,6 +123,7 @@ class Scale:
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
         self.report: list[str] = []
+        self.progress = Progress()
         self.pairs: list[tuple[str, str]] = []  # (owner db, recipient db) per share
 
     def call(self, method: str, path: str, **kwargs):
@@ -164,7 +166,9 @@ class Scale:
         first = len(self.pairs)
         started = time.monotonic()
         with ThreadPoolExecutor(CLIENTS) as pool:
-            self.pairs += list(pool.map(self._share, range(first, count)))
+            for made, pair in enumerate(pool.map(self._share, range(first, count)), first + 1):
+                self.pairs.append(pair)
+                self.progress.count(made, count, "shares created")
         seconds = time.monotonic() - started
         self.line(
             f"- created shares {first + 1} to {count} (2 databases each, registered, then the"
@@ -173,6 +177,7 @@ class Scale:
         )
 
     def idle(self, label: str) -> float:
+        self.progress.detail(f"settling {self.args.settle:g} s, then CPU over 60 s")
         time.sleep(self.args.settle)
         couchdb = self.couchdb.cpu_percent(60)
         broker = self.brokers.cpu_percent(10)
@@ -191,6 +196,7 @@ class Scale:
     # The load
 
     def load(self) -> None:
+        self.progress.detail(f"{self.args.rate:g} writes/s for {self.args.minutes:g} min")
         pending: dict[str, tuple[int, float, str]] = {}  # doc id -> (share, written, target)
         lags: dict[str, tuple[int, float]] = {}
         lock = threading.Lock()
