@@ -64,6 +64,8 @@ class Settings:
     # Failed logins a minute before 429: for one name from one client, and for one client.
     failed_logins_per_name: int = 5
     failed_logins_per_client: int = 50
+    # Long polls and event streams one process holds at once (each holds a thread).
+    max_waiting: int = 2
     # The proxies trusted to name the client in X-Forwarded-For (gunicorn reads it too).
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     # Seals the broker's records; by default derived from the service password.
@@ -138,6 +140,7 @@ class Settings:
             max_live_shares=_count(env, "BROKER_MAX_LIVE_SHARES", 200),
             failed_logins_per_name=_count(env, "BROKER_FAILED_LOGINS_PER_NAME", 5),
             failed_logins_per_client=_count(env, "BROKER_FAILED_LOGINS_PER_CLIENT", 50),
+            max_waiting=_count(env, "BROKER_MAX_WAITING", 2),
             record_key=_record_key(env),
             other_servers=_other_servers(env),
             forwarded_allow_ips=tuple(

@@ -91,6 +91,13 @@ SERVICE = (
         " that client gets 429. Raise it for a backend that logs in for many users.",
     ),
     Setting(
+        "BROKER_MAX_WAITING",
+        "`2`",
+        "Long polls and event streams (`GET /v1/events`) one worker process holds at once;"
+        " each holds one of its `BROKER_THREADS`. Past it, a long poll answers at once and a"
+        " stream gets 503 with `Retry-After`. Keep it under `BROKER_THREADS`.",
+    ),
+    Setting(
         "BROKER_OPERATION_GRACE",
         "`60`",
         "How old (seconds) an operation in a share's record must be before reconcile takes it"

@@ -33,6 +33,7 @@ def shutdown(seconds: float = 5.0) -> None:
     """Stop the background loops and let them give up their leases (gunicorn's
     `worker_exit` calls this on a graceful stop)."""
     STOP.set()
+    broker.feed.stop()
     for thread in _threads:
         thread.join(seconds)
 

@@ -22,12 +22,14 @@ def test_defaults():
     assert settings.couch_timeout == (3.05, 10.0)
     assert (settings.replication_mode, settings.max_runs) == ("on_change", 200)
     assert (settings.failed_logins_per_name, settings.failed_logins_per_client) == (5, 50)
+    assert settings.max_waiting == 2
 
 
-def test_the_failed_login_bounds_are_read():
+def test_the_failed_login_bounds_and_the_waits_are_read():
     env = {**BASE, "BROKER_FAILED_LOGINS_PER_NAME": "3", "BROKER_FAILED_LOGINS_PER_CLIENT": "9"}
-    settings = Settings.from_env(env)
+    settings = Settings.from_env({**env, "BROKER_MAX_WAITING": "3"})
     assert (settings.failed_logins_per_name, settings.failed_logins_per_client) == (3, 9)
+    assert settings.max_waiting == 3
 
 
 def test_continuous_mode_and_the_runs_at_once():

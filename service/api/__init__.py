@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from service.api import problems
 from service.api.databases.routes import blp as databases_blp
 from service.api.docs import blp as docs_blp
+from service.api.events.routes import blp as events_blp
 from service.api.fields import ConfigUuidPath
 from service.api.health.routes import blp as health_blp
 from service.api.reconcile.routes import blp as reconcile_blp
@@ -81,7 +82,7 @@ def init_api(app: Flask) -> BrokerApi:
     api.register_converter(ConfigUuidPath, lambda _: {"type": "string", "minLength": 1})
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
-    for blueprint in (databases_blp, shares_blp, reconcile_blp, health_blp):
+    for blueprint in (databases_blp, shares_blp, events_blp, reconcile_blp, health_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_blp)
     app.register_error_handler(SharingError, _sharing_error)

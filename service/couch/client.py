@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError  # a response cut short
 from urllib3.util.retry import Retry
 
 from service.config import DEFAULT_SERVER
@@ -71,7 +72,7 @@ class CouchClient:
         started = time.perf_counter()
         try:
             response = self._send(method, self.url(*segments), params=params, json=json)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
             COUCH_REQUESTS.labels(self.server, shape, type(exc).__name__).inc()
             raise CouchUnavailable(operation, type(exc).__name__, self.server) from None
         finally:

@@ -19,6 +19,7 @@ from service.sharing.placing.guard import GuardEditor
 from service.sharing.placing.locks import DatabaseLocks
 from service.sharing.watching.branches import BranchWatch
 from service.sharing.watching.checkpoints import Checkpoints
+from service.sharing.watching.feed import EventFeed
 from service.sharing.watching.replications import Replications
 from service.sharing.watching.rule_follow import RuleFollow
 from service.sharing.watching.runs import RunOnChange
@@ -36,6 +37,7 @@ class Broker:
     shares: ShareService
     policy: Policy
     # On-change mode: the most one-shot runs at once a server; none in continuous mode.
+    feed: EventFeed
     max_runs: int | None = None
     operation_grace_seconds: float = 60.0
 
@@ -118,7 +120,10 @@ class Broker:
         bounds = (settings.max_pending_invitations, settings.max_live_shares)
         policy = Policy(sites, registry, *bounds)
         grace = settings.operation_grace_seconds
-        return cls(sites, store, registry, shares, policy, max_runs, grace)
+        # One follower request must end well inside the read timeout.
+        follow_seconds = max(1.0, settings.couch_read_timeout / 2)
+        feed = EventFeed(store, follow_seconds, settings.max_waiting)
+        return cls(sites, store, registry, shares, policy, feed, max_runs, grace)
 
 
 def _client(server: ServerSettings, settings: Settings) -> CouchClient:

@@ -193,7 +193,10 @@ class ShareById(MethodView):
     def delete(self, query, share_id):
         """Revoke a share (the owner) or leave it (the recipient)"""
         share, roles = _share_for(share_id)
-        share, databases = broker().shares.revoke(share, purge=query["purge"], actor=caller().actor)
+        role = "admin" if caller().is_admin else "owner" if "owner" in roles else "recipient"
+        share, databases = broker().shares.revoke(
+            share, purge=query["purge"], actor=caller().actor, role=role
+        )
         return _view(share, _visible(share, roles), databases=databases)
 
 

@@ -217,15 +217,46 @@ class Share:
         )
 
 
+# What a done action is, in the feed of events (`GET /v1/events`); a revoke by the
+# recipient is `left`. Refusals, failures and the followers' own work stay in the audit
+# trail only.
+KINDS = {
+    "create": "invited",
+    "accept": "accepted",
+    "decline": "declined",
+    "revoke": "revoked",
+    "patch": "changed",
+    "rotate credentials": "credentials rotated",
+    "expire": "expired",
+}
+# Who does an action, when the caller's role does not say otherwise.
+ROLES = {"create": "owner", "patch": "owner", "rotate credentials": "owner"}
+ROLES |= {"accept": "recipient", "decline": "recipient"}
+
+
 @dataclass(frozen=True)
 class Event:
-    """One change of a share's state, for the audit trail."""
+    """One change of a share's state, for the audit trail and the feed of events.
+
+    `owner` and `recipient` are the share's Configuration UUIDs, so that a party's feed is
+    one query; `role` is the actor's: owner, recipient, admin or broker.
+    """
 
     share_id: str
     action: str
     actor: str
     outcome: str
     at: str = field(default_factory=now_iso)
+    owner: str = ""
+    recipient: str = ""
+    role: str = ""
+
+    @property
+    def kind(self) -> str | None:
+        """What the event is in the feed; None for what stays in the audit trail only."""
+        if self.outcome != "ok" or self.action not in KINDS:
+            return None
+        return "left" if (self.action, self.role) == ("revoke", "recipient") else KINDS[self.action]
 
     def to_doc(self) -> dict:
         doc_id = f"event:{self.share_id}:{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
@@ -233,4 +264,16 @@ class Event:
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Event":
-        return cls(doc["share_id"], doc["action"], doc["actor"], doc["outcome"], doc["at"])
+        names = ("share_id", "action", "actor", "outcome", "at", "owner", "recipient", "role")
+        return cls(**{name: doc[name] for name in names if name in doc})
+
+
+def actor_role(action: str, actor: str, given: str = "") -> str:
+    """The role an actor acts in: the one given, else admin, broker or the action's own."""
+    if given:
+        return given
+    if actor.startswith("admin:"):
+        return "admin"
+    if not actor.startswith("user:"):
+        return "broker"
+    return ROLES.get(action, "")

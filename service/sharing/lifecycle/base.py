@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 
 from service.couch import CouchClient, CouchError, CouchUnavailable
 from service.sharing.core.errors import ConflictError, PreconditionFailed, SharingError
-from service.sharing.core.model import Database, Event, Share, Status, now_iso
+from service.sharing.core.model import Database, Event, Share, Status, actor_role, now_iso
 from service.sharing.core.registry import Registry
 from service.sharing.core.sites import Site, Sites
 from service.sharing.core.store import StateStore
@@ -88,10 +88,12 @@ class LifecycleBase:
         self.store.release_pair(share)
 
     @contextmanager
-    def _audit(self, share: Share, action: str, actor: str) -> Iterator["Trail"]:
+    def _audit(self, share: Share, action: str, actor: str, role: str = "") -> Iterator["Trail"]:
         """Record the action's outcome in the audit trail, whatever it is: with the share's
-        final record when the block ends it well (`_finish` with the trail), else alone."""
-        trail = Trail(share.id, action, actor)
+        final record when the block ends it well (`_finish` with the trail), else alone.
+        `role` is the actor's, where the action does not say it (a revoke)."""
+        role = actor_role(action, actor, role)
+        trail = Trail(share.id, action, actor, share.owner, share.recipient, role)
         try:
             yield trail
         except SharingError as exc:
@@ -131,10 +133,21 @@ class Trail:
     share_id: str
     action: str
     actor: str
+    owner: str = ""
+    recipient: str = ""
+    role: str = ""
     recorded: bool = False  # its outcome is written
 
     def event(self, outcome: str) -> Event:
-        return Event(self.share_id, self.action, self.actor, outcome)
+        return Event(
+            self.share_id,
+            self.action,
+            self.actor,
+            outcome,
+            owner=self.owner,
+            recipient=self.recipient,
+            role=self.role,
+        )
 
 
 def by_uuid(*dbs: Database) -> dict[str, Database]:

@@ -13,19 +13,20 @@ class Revoking(Placement):
 
     @race_is_conflict
     def revoke(
-        self, share: Share, purge: bool, actor: str
+        self, share: Share, purge: bool, actor: str, role: str = ""
     ) -> tuple[Share, dict[str, Database] | None]:
         """Stop replication, remove `db_sharing`, and withdraw the recipient's copies if
         asked (`purge`): they leave the recipient's database and devices.
 
-        The owner revokes, the recipient leaves; an invitation is withdrawn. Revoking again
+        The owner revokes, the recipient leaves (`role` says which the actor is); an
+        invitation is withdrawn. Revoking again
         finishes a revoke that stopped half-way. Return the share, and its parties' databases
         for the answer if they were read.
         """
         self._expire_if_due(share, actor)
         if share.status is Status.REVOKED:
             return share, None
-        with self._audit(share, "revoke", actor) as trail:
+        with self._audit(share, "revoke", actor, role) as trail:
             if share.status is Status.PENDING:
                 self._end(share, Status.REVOKED, trail)
                 return share, None
