@@ -66,6 +66,8 @@ class Settings:
     failed_logins_per_client: int = 50
     # Long polls and event streams one process holds at once (each holds a thread).
     max_waiting: int = 2
+    # The longest a long poll waits, whatever it asks: under the proxies' idle timeouts.
+    longest_wait_seconds: float = 60.0
     # The proxies trusted to name the client in X-Forwarded-For (gunicorn reads it too).
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     # Seals the broker's records; by default derived from the service password.
@@ -141,6 +143,7 @@ class Settings:
             failed_logins_per_name=_count(env, "BROKER_FAILED_LOGINS_PER_NAME", 5),
             failed_logins_per_client=_count(env, "BROKER_FAILED_LOGINS_PER_CLIENT", 50),
             max_waiting=_count(env, "BROKER_MAX_WAITING", 2),
+            longest_wait_seconds=_seconds(env, "BROKER_LONGEST_WAIT", 60.0),
             record_key=_record_key(env),
             other_servers=_other_servers(env),
             forwarded_allow_ips=tuple(

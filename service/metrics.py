@@ -55,6 +55,17 @@ FAILED_LOGINS = Counter(
     "Logins to the broker that failed: `refused` (401), or `limited` (429, past a bound)",
     ["outcome"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "sharing_broker_webhook_deliveries_total",
+    "Events sent to webhook endpoints: `delivered` (2xx), `refused` (another status) or"
+    " `unreachable`",
+    ["outcome"],
+)
+WEBHOOKS_PAUSED = Gauge(
+    "sharing_broker_webhooks_paused",
+    "Webhook endpoints paused after failing again and again, until an admin resumes them",
+    multiprocess_mode="livemax",
+)
 REPLICATION_RUNS = Counter(
     "sharing_broker_replication_runs_total", "On-change mode: one-shot runs started"
 )

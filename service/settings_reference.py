@@ -98,6 +98,12 @@ SERVICE = (
         " stream gets 503 with `Retry-After`. Keep it under `BROKER_THREADS`.",
     ),
     Setting(
+        "BROKER_LONGEST_WAIT",
+        "`60`",
+        "The longest (seconds) a long poll of `GET /v1/events` waits, whatever its `timeout`"
+        " asks; keep it under the idle timeout of the proxies in front of the broker.",
+    ),
+    Setting(
         "BROKER_OPERATION_GRACE",
         "`60`",
         "How old (seconds) an operation in a share's record must be before reconcile takes it"

@@ -6,8 +6,10 @@ import threading
 from service.app import create_app, ensure_state_db
 from service.config import ConfigError
 from service.logs import configure_logging
+from service.sharing.core.lease import Lease
 from service.sharing.lifecycle.reconcile import reconcile_every
 from service.sharing.watching.followers import FollowersLease, follow_every, lease_seconds
+from service.sharing.watching.webhooks import WebhookDelivery, deliver_every
 
 configure_logging()
 try:
@@ -20,6 +22,7 @@ except ConfigError as exc:
 settings = app.config["BROKER_SETTINGS"]
 broker = app.extensions["sharing_broker"]
 STOP = threading.Event()
+WEBHOOK_PASS_SECONDS = 1.0
 _threads: list[threading.Thread] = []
 
 
@@ -55,3 +58,11 @@ if settings.follow_interval_seconds:
         lease,
         broker.database_updates(),
     )
+# One replica at a time delivers webhooks, so each event goes out once per endpoint.
+_in_background(
+    "webhooks",
+    deliver_every,
+    WEBHOOK_PASS_SECONDS,
+    WebhookDelivery(broker.webhooks),
+    Lease(broker.store.couch, broker.store.db, "webhooks-lease", 6 * WEBHOOK_PASS_SECONDS),
+)

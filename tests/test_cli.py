@@ -167,3 +167,15 @@ def test_reconcile_names_the_share_and_the_part_it_repaired(live_broker, couch, 
     assert (
         f"repaired: missing, changed or failed part (share id {share_id}; part db_sharing)" in out
     )
+
+
+def test_webhooks_are_added_listed_and_removed(live_broker, capsys):
+    url = "http://backend.example/hooks"
+    code, out, err = run(capsys, "webhooks", "add", url, "--kind", "left")
+    assert code == 0 and "secret, shown this once: whsec_" in err, err
+    webhook_id = out.split()[0]
+    code, out, _ = run(capsys, "webhooks", "list")
+    assert code == 0 and f"{webhook_id}  {url}  left  active" in out
+    assert "whsec_" not in out
+    code, _, err = run(capsys, "webhooks", "remove", webhook_id)
+    assert code == 0 and run(capsys, "webhooks", "show", webhook_id)[0] == 1

@@ -188,3 +188,10 @@ def read_stream(client, headers: dict, events: int) -> list[dict]:
             response.close()
             return found
     raise AssertionError("the stream ended first")
+
+
+def test_a_long_poll_waits_no_longer_than_the_replica_allows(app, client, registered):
+    app.extensions["sharing_broker"].feed.longest_wait = 1
+    started = time.monotonic()
+    assert feed(client, since="now", feed="longpoll", timeout=60_000)["items"] == []
+    assert time.monotonic() - started < 10

@@ -17,6 +17,7 @@ from service.api.health.routes import blp as health_blp
 from service.api.reconcile.routes import blp as reconcile_blp
 from service.api.shares.routes import blp as shares_blp
 from service.api.spec_extras import SchemaExtras, field_extras
+from service.api.webhooks.routes import blp as webhooks_blp
 from service.couch import CouchError, CouchUnavailable, PermissionDenied
 from service.sharing.core.errors import SharingError
 
@@ -82,7 +83,8 @@ def init_api(app: Flask) -> BrokerApi:
     api.register_converter(ConfigUuidPath, lambda _: {"type": "string", "minLength": 1})
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
-    for blueprint in (databases_blp, shares_blp, events_blp, reconcile_blp, health_blp):
+    blueprints = (databases_blp, shares_blp, events_blp, webhooks_blp, reconcile_blp, health_blp)
+    for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_blp)
     app.register_error_handler(SharingError, _sharing_error)

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from service.cli import admin, server
+from service.cli import admin, server, webhooks
 from service.cli.client import ApiError, BrokerClient
 from service.config import ConfigError
 
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     server.add_commands(commands)
     admin.add_commands(commands, common)
+    webhooks.add_commands(commands, common)
     return parser
 
 

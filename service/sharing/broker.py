@@ -25,6 +25,7 @@ from service.sharing.watching.rule_follow import RuleFollow
 from service.sharing.watching.runs import RunOnChange
 from service.sharing.watching.states import StateRecorder
 from service.sharing.watching.updates import DB_UPDATES_CHECKPOINT_ID, DatabaseUpdates
+from service.sharing.watching.webhooks import Webhooks
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Broker:
     policy: Policy
     # On-change mode: the most one-shot runs at once a server; none in continuous mode.
     feed: EventFeed
+    webhooks: Webhooks
     max_runs: int | None = None
     operation_grace_seconds: float = 60.0
 
@@ -122,8 +124,9 @@ class Broker:
         grace = settings.operation_grace_seconds
         # One follower request must end well inside the read timeout.
         follow_seconds = max(1.0, settings.couch_read_timeout / 2)
-        feed = EventFeed(store, follow_seconds, settings.max_waiting)
-        return cls(sites, store, registry, shares, policy, feed, max_runs, grace)
+        feed = EventFeed(store, follow_seconds, settings.max_waiting, settings.longest_wait_seconds)
+        webhooks = Webhooks(store, feed, settings.record_key)
+        return cls(sites, store, registry, shares, policy, feed, webhooks, max_runs, grace)
 
 
 def _client(server: ServerSettings, settings: Settings) -> CouchClient:

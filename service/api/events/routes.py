@@ -11,7 +11,7 @@ from flask_smorest import Blueprint, abort
 
 from service.api.auth import authenticate, caller
 from service.api.context import broker
-from service.api.events.schemas import EventFeedQuerySchema, EventFeedSchema
+from service.api.events.schemas import NOT_A_CURSOR, EventFeedQuerySchema, EventFeedSchema
 from service.api.fields import problems
 from service.couch import CouchError
 from service.sharing.core.errors import ForbiddenError, InvalidRequest
@@ -90,9 +90,6 @@ def _item(entry: Entry) -> dict:
 def _cursor(seq: str) -> str:
     """CouchDB's sequence, opaque and URL-safe."""
     return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
-NOT_A_CURSOR = "not a cursor: pass next_since or an event's cursor"
 
 
 def _since(cursor: str | None) -> str:

@@ -3,10 +3,12 @@
 import marshmallow as ma
 from marshmallow import validate
 
-from service.api.fields import config_uuid, timestamp
+from service.api.fields import FullMatch, config_uuid, timestamp
 from service.sharing.core.model import KINDS
 
 MAX_WAIT_MS = 60_000
+CURSOR = r"^(now|[A-Za-z0-9_-]+)$"  # `now`, or CouchDB's sequence in base64url
+NOT_A_CURSOR = "not a cursor: pass next_since or an event's cursor"
 FEED_KINDS = sorted({*KINDS.values(), "left"})
 
 
@@ -17,7 +19,7 @@ class EventFeedQuerySchema(ma.Schema):
         metadata={"description": "Admins only: the events of one share."},
     )
     since = ma.fields.String(
-        validate=validate.Length(min=1, max=400),
+        validate=[validate.Length(min=1, max=400), FullMatch(CURSOR, error=NOT_A_CURSOR)],
         metadata={
             "description": "Where to read on from: `next_since` of the last answer, or the"
             " `cursor` of an event, as given; `now` for only what comes next. From the start"

@@ -32,6 +32,8 @@ SEALED_FIELDS = {
         "expires_at",
     ),
     "database": ("config_uuid", "database", "server"),
+    # Where events go: a forged endpoint would send every event to its writer.
+    "webhook": ("id", "url", "kinds"),
 }
 SEALED_TYPES = tuple(SEALED_FIELDS)
 

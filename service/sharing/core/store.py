@@ -586,6 +586,25 @@ class StateStore:
         rows = self.couch.get(self.db, "_all_docs", params=params)["rows"]
         return [Event.from_doc(row["doc"]) for row in rows]
 
+    # Other sealed records (webhooks)
+
+    def put_sealed_doc(self, doc: dict) -> str:
+        """Write a sealed record over its `_rev` (none: a new one); return its revision."""
+        return self._put_sealed(doc["_id"], doc)
+
+    def get_sealed_doc(self, doc_id: str) -> dict | None:
+        found = self._sealed(self._fetch([doc_id]))
+        return found[0] if found else None
+
+    def sealed_docs(self, doc_type: str) -> list[dict]:
+        """Every sealed record of a type, page by page."""
+        found, after = [], None
+        while True:
+            docs, after = self._page(doc_type, [], after, 200)
+            found += self._sealed(docs)
+            if after is None:
+                return found
+
     def unsealed(self, doc_type: str) -> Iterator[str]:
         """The ids of the records of a type whose seal does not match, page by page."""
         after = None

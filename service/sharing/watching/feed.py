@@ -62,8 +62,11 @@ class Entry:
 class EventFeed:
     """Pages of events, and long polls over one follower."""
 
-    def __init__(self, store: StateStore, follow_seconds: float, max_waiting: int):
+    def __init__(
+        self, store: StateStore, follow_seconds: float, max_waiting: int, longest_wait: float
+    ):
         self.store = store
+        self.longest_wait = longest_wait  # seconds, whatever a reader asks
         self.follow_seconds = follow_seconds  # how long one follower request waits in CouchDB
         # Each wait holds one of the process's threads: past this many, a long poll answers
         # at once, so that waits never take every thread from other requests.
@@ -115,6 +118,7 @@ class EventFeed:
     ) -> tuple[list[Entry], str]:
         """A page; if it is empty, wait up to `timeout` seconds for one (not at all while
         `max_waiting` others wait)."""
+        timeout = min(timeout, self.longest_wait)
         with self._changed:
             if self._waiting >= self.max_waiting:
                 timeout = 0
