@@ -2,6 +2,7 @@
 
 import base64
 import dataclasses
+import logging
 import threading
 import time
 
@@ -324,3 +325,12 @@ def test_a_long_pass_keeps_its_lease(app, client, couch, registered, people, mon
     pass_.join()
     assert not rival_got_it
     assert taken[0].skipped is None
+
+
+def test_a_long_pass_says_how_far_it_is(client, registered, monkeypatch, caplog):
+    """Thousands of shares take minutes: the pass logs its progress as it goes."""
+    monkeypatch.setattr(reconcile_module, "PROGRESS_EVERY", 1)
+    create_share(client, **RW)
+    with caplog.at_level(logging.INFO, logger=reconcile_module.__name__):
+        reconcile(client)
+    assert "reconcile: 1 of 1 active shares checked" in caplog.messages

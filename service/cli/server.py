@@ -29,17 +29,20 @@ def openapi_yaml() -> str:
 
 
 def write_openapi(args: argparse.Namespace) -> int:
-    generated = openapi_yaml()
-    if args.check:
-        committed = Path(args.output).read_text(encoding="utf-8")
-        if committed != generated:
-            print(
-                f"sharing-broker: {args.output} is out of date: run `sharing-broker openapi write`",
-                file=sys.stderr,
-            )
-            return 1
+    return _write_or_check(Path(args.output), openapi_yaml(), args.check, "openapi write")
+
+
+def _write_or_check(path: Path, generated: str, check: bool, command: str) -> int:
+    """Write a generated file, or with `check` fail (1) if the committed one differs."""
+    if not check:
+        path.write_text(generated, encoding="utf-8")
         return 0
-    Path(args.output).write_text(generated, encoding="utf-8")
+    if path.read_text(encoding="utf-8") != generated:
+        print(
+            f"sharing-broker: {path} is out of date: run `sharing-broker {command}`",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -62,17 +65,7 @@ def write_docs(args: argparse.Namespace) -> int:
     if BEGIN_SETTINGS not in current or END_SETTINGS not in current:
         print(f"sharing-broker: {path} lacks the markers of its tables", file=sys.stderr)
         return 1
-    generated = configuration_doc(current)
-    if args.check:
-        if generated != current:
-            print(
-                f"sharing-broker: {path} is out of date: run `sharing-broker docs write`",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    path.write_text(generated, encoding="utf-8")
-    return 0
+    return _write_or_check(path, configuration_doc(current), args.check, "docs write")
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -74,17 +74,7 @@ def _reader(query: dict) -> Reader:
 
 
 def _item(entry: Entry) -> dict:
-    event = entry.event
-    return {
-        "id": entry.event_id,
-        "cursor": _cursor(entry.seq),
-        "share_id": event.share_id,
-        "kind": event.kind,
-        "at": event.at,
-        "role": event.role,
-        "owner": event.owner,
-        "recipient": event.recipient,
-    }
+    return {**entry.public(), "cursor": _cursor(entry.seq)}
 
 
 def _cursor(seq: str) -> str:

@@ -32,6 +32,7 @@ from service.sharing.placing.withdraw import withdraw_doc
 
 log = logging.getLogger(__name__)
 ACTOR = "reconcile"
+PROGRESS_EVERY = 500  # a log line each so many active shares checked, on long passes
 LEASE_ID = "reconcile-lease"
 LEASE_SECONDS = 300
 LIVE = (Status.PROVISIONING, Status.ACTIVE, Status.REVOKING)
@@ -171,8 +172,12 @@ class Reconciler:
             except FAILURES as exc:
                 error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
                 report.errors.append(error)
-        for share in self.store.each_share([{"status": str(Status.ACTIVE)}]):
+        active = self.store.count_by_status().get(str(Status.ACTIVE), 0)
+        shares = self.store.each_share([{"status": str(Status.ACTIVE)}])
+        for checked, share in enumerate(shares, 1):
             self._still_leading()
+            if checked % PROGRESS_EVERY == 0:
+                log.info("reconcile: %d of %d active shares checked", checked, active)
             if share.operation:  # a change under way: its own, or `_finish_operations`'
                 continue
             finding = {"kind": "active share checked", "share_id": share.id}

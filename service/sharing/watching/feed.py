@@ -58,6 +58,19 @@ class Entry:
     event_id: str
     event: Event
 
+    def public(self) -> dict:
+        """The event as readers and endpoints get it: both parties may see all of it."""
+        event = self.event
+        return {
+            "id": self.event_id,
+            "share_id": event.share_id,
+            "kind": event.kind,
+            "at": event.at,
+            "role": event.role,
+            "owner": event.owner,
+            "recipient": event.recipient,
+        }
+
 
 class EventFeed:
     """Pages of events, and long polls over one follower."""

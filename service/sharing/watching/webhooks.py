@@ -190,20 +190,8 @@ class WebhookDelivery:
 
 def payload(entry: Entry) -> dict:
     """What an endpoint receives: the event as the feed gives it."""
-    event = entry.event
-    return {
-        "type": f"share.{event.kind.replace(' ', '_')}",
-        "timestamp": event.at,
-        "data": {
-            "id": entry.event_id,
-            "share_id": event.share_id,
-            "kind": event.kind,
-            "at": event.at,
-            "role": event.role,
-            "owner": event.owner,
-            "recipient": event.recipient,
-        },
-    }
+    kind = entry.event.kind.replace(" ", "_")
+    return {"type": f"share.{kind}", "timestamp": entry.event.at, "data": entry.public()}
 
 
 def sign(secret: str, message_id: str, body: str, timestamp: int | None = None) -> dict:
