@@ -137,8 +137,8 @@ class EventFeed:
                 timeout = 0
             self._waiting += 1
         deadline = time.monotonic() + timeout
-        self._follow()
         try:
+            self._follow()  # before the first page: what that page misses, it sees
             while True:
                 with self._changed:
                     seen = self._arrivals
@@ -167,12 +167,16 @@ class EventFeed:
                 self._changed.wait(min(remaining, 1.0))
 
     def _follow(self) -> None:
-        """Start the follower if it is not running."""
+        """Start the follower if it is not running, from the state database's current
+        sequence, read here: a page read after this call misses nothing it does not see."""
         with self._changed:
             if self._follower is not None and self._follower.is_alive():
                 return
+            since = self.store.couch.get(self.store.db)["update_seq"]
             self._last_wait = time.monotonic()
-            self._follower = threading.Thread(target=self._run, name="event feed", daemon=True)
+            self._follower = threading.Thread(
+                target=self._run, args=(since,), name="event feed", daemon=True
+            )
             self._follower.start()
 
     def full(self) -> bool:
@@ -186,8 +190,7 @@ class EventFeed:
         with self._changed:
             self._changed.notify_all()
 
-    def _run(self) -> None:
-        since = None
+    def _run(self, since: str) -> None:
         selector = {"selector": {"type": "event"}}
         while True:
             with self._changed:
@@ -196,8 +199,6 @@ class EventFeed:
                     self._follower = None
                     return
             try:
-                if since is None:
-                    since = self.store.couch.get(self.store.db)["update_seq"]
                 params = {
                     "feed": "longpoll",
                     "include_docs": "true",
