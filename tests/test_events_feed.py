@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.conftest import CAROL
+from tests.helpers import scheduler_doc, wait_for
 from tests.servers.demo import ALICE, BOB
 
 pytestmark = pytest.mark.fallback  # the state database's _changes: pouchdb-server has it
@@ -195,3 +196,39 @@ def test_a_long_poll_waits_no_longer_than_the_replica_allows(app, client, regist
     started = time.monotonic()
     assert feed(client, since="now", feed="longpoll", timeout=60_000)["items"] == []
     assert time.monotonic() - started < 10
+
+
+def test_an_admins_share_is_accepted_at_once_and_a_purge_is_told(client, registered):
+    body = {"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["c0ll-uuid-1"]}
+    share = client.post("/v1/shares", json=body).get_json()
+    assert client.delete(f"/v1/shares/{share['id']}?purge=true").status_code == 200
+    kinds = [(e["kind"], e["role"]) for e in feed(client, share=share["id"])["items"]]
+    assert kinds == [
+        ("invited", "admin"),
+        ("accepted", "admin"),
+        ("purged", "admin"),
+        ("revoked", "admin"),
+    ]
+
+
+@pytest.mark.couchdb  # replications run on Apache CouchDB only
+def test_a_replication_that_fails_and_recovers_is_told(app, client, couch, registered, people):
+    """As the followers record the states: the feed tells both parties."""
+    share = client.post(
+        "/v1/shares",
+        json={"owner": ALICE, "recipient": BOB, "access": "read", "collections": ["c0ll-uuid-1"]},
+    ).get_json()
+    recorder = app.extensions["sharing_broker"].state_recorder()
+    recorder.every_seconds = 0
+    doc = f"sharing-broker-{share['id']}-owner-to-recipient"
+    user = f"_users/org.couchdb.user:sharing-broker-{share['id']}"
+    assert couch.get(user)
+    couch.delete_doc("_users", f"org.couchdb.user:sharing-broker-{share['id']}")
+    wait_for(lambda: scheduler_doc(couch, doc).get("state") in ("crashing", "failed"), "a crash")
+    recorder.run()
+    assert client.post("/v1/reconcile").status_code == 200  # the user back, the job restarted
+    wait_for(lambda: scheduler_doc(couch, doc).get("state") == "running", "running again")
+    recorder.run()
+
+    told = [e["kind"] for e in feed(as_user(app, people, "bob"), database=BOB)["items"]]
+    assert told[-2:] == ["replication failing", "replication recovered"]

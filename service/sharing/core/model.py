@@ -228,6 +228,9 @@ KINDS = {
     "patch": "changed",
     "rotate credentials": "credentials rotated",
     "expire": "expired",
+    "purge": "purged",
+    "replication failing": "replication failing",
+    "replication recovered": "replication recovered",
 }
 # Who does an action, when the caller's role does not say otherwise.
 ROLES = {"create": "owner", "patch": "owner", "rotate credentials": "owner"}

@@ -138,10 +138,11 @@ class Trail:
     role: str = ""
     recorded: bool = False  # its outcome is written
 
-    def event(self, outcome: str) -> Event:
+    def event(self, outcome: str, action: str = "") -> Event:
+        """The outcome of this operation, or of one step of it named `action`."""
         return Event(
             self.share_id,
-            self.action,
+            action or self.action,
             self.actor,
             outcome,
             owner=self.owner,

@@ -42,6 +42,7 @@ class Provisioning(Placement):
         with self._audit(share, "create", actor) as trail:
             if accepted:
                 self._provision(share, None, (owner_db, recipient_db), trail)
+                self._log_event(trail.event("ok", action="accept"))  # on the recipient's behalf
         return share, by_uuid(owner_db, recipient_db)
 
     @race_is_conflict

@@ -43,6 +43,8 @@ class Revoking(Placement):
             self._converge(share, None, None, dbs)
             with self._progress_kept(share):
                 self._withdraw_from_recipient(share, dbs[1])
+            if share.operation.purge:  # the feed tells the parties the copies went too
+                self._log_event(trail.event("ok", action="purge"))
             self._end(share, Status.REVOKED, trail)
         return share, by_uuid(*dbs)
 

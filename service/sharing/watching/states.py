@@ -18,12 +18,13 @@ from collections.abc import Mapping
 
 from service.couch import CouchClient
 from service.metrics import REPLICATIONS
-from service.sharing.core.model import now_iso
+from service.sharing.core.model import Direction, Event, Status, now_iso
 from service.sharing.core.sites import Sites
 from service.sharing.core.store import StateStore
 from service.sharing.placing.replicator import (
     IDLE,
     REPLICATOR_DB,
+    REPLICATOR_PREFIX,
     RUNNING,
     ReplicationStatus,
     scheduler_states,
@@ -31,6 +32,7 @@ from service.sharing.placing.replicator import (
 
 STATES_DOC_ID = "replication-states"
 NOT_RUNNING = ("initializing", "pending", "crashing", "failed")
+FAILING = ("crashing", "failed")
 
 
 class StateRecorder:
@@ -67,12 +69,53 @@ class StateRecorder:
             "states": states,
             "others": self.others,
         }
-        self.store.update_doc(STATES_DOC_ID, lambda _current: record)
+        before: dict[str, dict] = {}
+
+        def replace(current: dict | None) -> dict:
+            before.update((current or {}).get("states") or {})
+            return record
+
+        if self.store.update_doc(STATES_DOC_ID, replace):
+            self._tell_transitions(before, states)
         for server, found in by_server.items():
             for state in self.asked:
                 counted = sum(s["state"] == state for s in found.values())
                 REPLICATIONS.labels(server, state).set(counted)
         return states
+
+    def _tell_transitions(self, before: dict[str, dict], now: dict[str, dict]) -> None:
+        """An event for each replication of an active share that started failing since the
+        last record, and for each that stopped: the feed tells the parties."""
+        failing_before = {i for i, s in before.items() if s["state"] in FAILING}
+        failing_now = {i for i, s in now.items() if s["state"] in FAILING}
+        changed = {i: "replication failing" for i in failing_now - failing_before}
+        changed |= {i: "replication recovered" for i in failing_before - failing_now}
+        by_share = {_share_of(doc_id): action for doc_id, action in sorted(changed.items())}
+        by_share.pop(None, None)
+        if not by_share:
+            return
+        for share in self.store.get_shares(set(by_share)).values():
+            if share.status is Status.ACTIVE:
+                action = by_share[share.id]
+                event = Event(
+                    share.id,
+                    action,
+                    "broker",
+                    "ok",
+                    owner=share.owner,
+                    recipient=share.recipient,
+                    role="broker",
+                )
+                self.store.add_event(event)
+
+
+def _share_of(doc_id: str) -> str | None:
+    """The share a replicator doc of the broker's belongs to."""
+    for direction in Direction:
+        suffix = f"-{direction}"
+        if doc_id.startswith(REPLICATOR_PREFIX) and doc_id.endswith(suffix):
+            return doc_id.removeprefix(REPLICATOR_PREFIX).removesuffix(suffix)
+    return None
 
 
 def recorded_states(
