@@ -171,7 +171,8 @@ class StateStore:
     def restore_replayed(self, doc_id: str, rev: str) -> bool:
         """Write back the latest state the broker sealed, on the later branch it was
         deleted from, and delete the replayed winner `rev`; if that state can no longer be
-        read (compacted), only delete `rev`. Return whether it was restored.
+        read (compacted), only delete `rev`. Return whether it was restored; raise
+        DocumentConflict if the record changed since it was found.
 
         The latest sealed state is the parent of the highest deleted leaf: the later
         branch, before it was deleted. Its seal is bound to its revision, so no other
@@ -181,6 +182,8 @@ class StateStore:
         results = self.couch.post(self.db, "_bulk_get", json=body, params={"revs": "true"})
         leaves = [d["ok"] for d in results["results"][0]["docs"] if "ok" in d]
         deleted = [leaf for leaf in leaves if leaf.get("_deleted")]
+        if not deleted:  # changed since it was found: the next pass judges it again
+            raise DocumentConflict(409, "conflict", "changed meanwhile", f"GET {doc_id}")
         later = max(deleted, key=lambda leaf: generation(leaf["_rev"]))
         path = later["_revisions"]
         parent = f"{path['start'] - 1}-{path['ids'][1]}" if len(path["ids"]) > 1 else None
