@@ -143,7 +143,8 @@ def settings(couch):
 def app(settings):
     app = create_app(settings)
     ensure_state_db(app)
-    return app
+    yield app
+    app.extensions["sharing_broker"].feed.stop()  # its follower reads no other test's calls
 
 
 @pytest.fixture

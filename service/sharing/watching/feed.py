@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from service.couch import CouchError, CouchUnavailable
+from service.couch import CouchError, CouchUnavailable, NotFound
 from service.sharing.core.model import KINDS, Event
 from service.sharing.core.store import StateStore
 
@@ -212,6 +212,10 @@ class EventFeed:
                     )
                 else:
                     found = self.store.couch.get(self.store.db, "_changes", params=params)
+            except NotFound:  # the state database is gone: waiters learn it from their pages
+                with self._changed:
+                    self._follower = None
+                return
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("the event feed's follower could not read CouchDB: %s", exc)
                 time.sleep(1)
