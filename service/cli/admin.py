@@ -9,7 +9,7 @@ from service.cli.client import BrokerClient
 RULES_HELP = 'JSON, like \'[{"type": "item", "where": {"data.item_type": "container"}}]\''
 
 
-def _print(args: argparse.Namespace, data: object, line) -> None:
+def print_result(args: argparse.Namespace, data: object, line) -> None:
     """JSON with --json, else one line per item."""
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -46,7 +46,7 @@ def databases(args: argparse.Namespace, api: BrokerClient) -> int:
         api.call("DELETE", f"/v1/databases/{args.config_uuid}")
         print(f"removed {args.config_uuid}", file=sys.stderr)
         return 0
-    _print(args, data, _database_line)
+    print_result(args, data, _database_line)
     return 0
 
 
@@ -62,7 +62,7 @@ def shares(args: argparse.Namespace, api: BrokerClient) -> int:
         }
         if args.dry_run:
             data = api.json("POST", "/v1/shares", json=body, params={"dry_run": "true"})
-            _print(args, data, _preview_line)
+            print_result(args, data, _preview_line)
             return 0
         data = api.json("POST", "/v1/shares", json=body)
     elif args.action == "list":
@@ -71,14 +71,14 @@ def shares(args: argparse.Namespace, api: BrokerClient) -> int:
     elif args.action == "show":
         data = api.json("GET", f"/v1/shares/{args.share_id}")
     elif args.action == "preview":
-        _print(args, api.json("GET", f"/v1/shares/{args.share_id}/preview"), _preview_line)
+        print_result(args, api.json("GET", f"/v1/shares/{args.share_id}/preview"), _preview_line)
         return 0
     elif args.action == "patch":
         data = _patch(args, api)
     else:
         params = {"purge": "true" if args.purge else "false"}
         data = api.json("DELETE", f"/v1/shares/{args.share_id}", params=params)
-    _print(args, data, _share_line)
+    print_result(args, data, _share_line)
     return 0
 
 

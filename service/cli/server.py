@@ -80,15 +80,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("serve", help="run the API under gunicorn (service/gunicorn_conf.py)")
     run.add_argument("gunicorn_args", nargs=argparse.REMAINDER, help="extra gunicorn options")
     run.set_defaults(run=serve)
-    openapi = commands.add_parser("openapi", help="the OpenAPI spec generated from the code")
-    openapi_commands = openapi.add_subparsers(dest="openapi_command", required=True)
-    write = openapi_commands.add_parser("write", help="write the spec, or --check it")
-    write.add_argument("--output", default="openapi/openapi.yaml")
+    _generated_file_command(
+        commands,
+        "openapi",
+        "the OpenAPI spec generated from the code",
+        "openapi/openapi.yaml",
+        write_openapi,
+    )
+    _generated_file_command(
+        commands,
+        "docs",
+        "the settings tables of docs/configuration.md",
+        "docs/configuration.md",
+        write_docs,
+    )
+
+
+def _generated_file_command(commands, name: str, about: str, output: str, run) -> None:
+    """`NAME write [--output FILE] [--check]`: write a file generated from the code, or
+    fail if the committed one differs."""
+    parser = commands.add_parser(name, help=about)
+    actions = parser.add_subparsers(dest=f"{name}_command", required=True)
+    write = actions.add_parser("write", help="write it, or --check it")
+    write.add_argument("--output", default=output)
     write.add_argument("--check", action="store_true", help="fail if the file differs")
-    write.set_defaults(run=write_openapi)
-    docs = commands.add_parser("docs", help="the settings tables of docs/configuration.md")
-    docs_commands = docs.add_subparsers(dest="docs_command", required=True)
-    write = docs_commands.add_parser("write", help="write the tables, or --check them")
-    write.add_argument("--output", default="docs/configuration.md")
-    write.add_argument("--check", action="store_true", help="fail if the file differs")
-    write.set_defaults(run=write_docs)
+    write.set_defaults(run=run)

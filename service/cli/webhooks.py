@@ -1,9 +1,9 @@
 """Admin commands for webhook endpoints: `webhooks add|list|show|resume|remove`."""
 
 import argparse
-import json
 import sys
 
+from service.cli.admin import print_result
 from service.cli.client import BrokerClient
 
 
@@ -28,10 +28,7 @@ def webhooks(args: argparse.Namespace, api: BrokerClient) -> int:
         api.call("DELETE", f"/v1/webhooks/{args.webhook_id}")
         print(f"removed {args.webhook_id}", file=sys.stderr)
         return 0
-    if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        print("\n".join(_line(w) for w in (data if isinstance(data, list) else [data])))
+    print_result(args, data, _line)
     return 0
 
 

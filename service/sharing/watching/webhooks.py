@@ -88,8 +88,8 @@ class Webhooks:
         """Register an endpoint from now on; return it and its secret (shown this once)."""
         _, now = self.feed.page(Reader(), "now", 1)
         webhook = Webhook(str(uuid.uuid4()), url, sorted(kinds) if kinds else None, now)
-        self.store.put_sealed_doc(webhook.to_doc())
-        return self.get(webhook.id), self.secret(webhook.id)
+        self.save(webhook)
+        return webhook, self.secret(webhook.id)
 
     def secret(self, webhook_id: str) -> str:
         """The endpoint's signing secret, in Standard Webhooks' `whsec_` form."""
@@ -116,10 +116,11 @@ class Webhooks:
         webhook = self.get(webhook_id)
         webhook.state, webhook.failures, webhook.next_attempt_at = "active", 0, None
         self.save(webhook)
-        return self.get(webhook_id)
+        return webhook
 
     def save(self, webhook: Webhook) -> None:
-        self.store.put_sealed_doc(webhook.to_doc())
+        """Write the endpoint's record; it takes the new revision."""
+        webhook.rev = self.store.put_sealed_doc(webhook.to_doc())
 
 
 class WebhookDelivery:
