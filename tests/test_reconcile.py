@@ -295,9 +295,9 @@ def test_an_operation_under_way_in_another_request_is_left_to_it(app, client, co
 
 def test_a_long_pass_keeps_its_lease(app, client, couch, registered, people, monkeypatch):
     """A pass that outlasts its lease renews it as it goes, so no second reconciler starts
-    beside it. Three shares take 1.5 s of repair each, about twice the 4 s lease; a renewal
-    falls due at every share, well before the lease would lapse."""
-    monkeypatch.setattr(reconcile_module, "LEASE_SECONDS", 4)
+    beside it. Three shares take 3 s of repair each, half as long again as the 6 s lease;
+    a renewal falls due at the second and third share, and before each later step."""
+    monkeypatch.setattr(reconcile_module, "LEASE_SECONDS", 6)
     broker = app.extensions["sharing_broker"]
     assert client.post("/v1/databases", json={"database": people["carol_db"]}).status_code == 201
     create_share(client, access="read-write")
@@ -306,24 +306,28 @@ def test_a_long_pass_keeps_its_lease(app, client, couch, registered, people, mon
     slow_repair = broker.shares.repair
 
     def repair(share):
-        time.sleep(1.5)
+        time.sleep(3)
         return slow_repair(share)
 
     monkeypatch.setattr(broker.shares, "repair", repair)
     reconciler = broker.reconciler()
-    rival = Lease(broker.store.couch, broker.store.db, reconcile_module.LEASE_ID, 4)
+    dropping = threading.Event()  # the pass gives the lease up at its end: fair to take then
+    give_up = reconciler.lease.drop
+    monkeypatch.setattr(reconciler.lease, "drop", lambda: (dropping.set(), give_up()))
+    rival = Lease(broker.store.couch, broker.store.db, reconcile_module.LEASE_ID, 6)
     taken = []
     pass_ = threading.Thread(target=lambda: taken.append(reconciler.run()))
     pass_.start()
     lease_doc = lambda: broker.store.get_doc(reconcile_module.LEASE_ID) or {}  # noqa: E731
     while pass_.is_alive() and lease_doc().get("holder") != reconciler.lease.holder:
         time.sleep(0.05)  # the rival starts once the pass holds the lease
-    rival_got_it = False
+    taken_mid_pass = False
     while pass_.is_alive():
-        rival_got_it |= rival.take()
+        taken_mid_pass |= rival.take() and not dropping.is_set()
         time.sleep(0.2)
     pass_.join()
-    assert not rival_got_it
+    assert dropping.is_set()
+    assert not taken_mid_pass
     assert taken[0].skipped is None
 
 

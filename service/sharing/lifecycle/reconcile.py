@@ -88,11 +88,16 @@ class Reconciler:
         return report
 
     def _pass(self, report: Report) -> None:
-        """Every check, in order; the lease is renewed as the pass goes (`_still_leading`)."""
+        """Every check, in order; the lease is renewed before each and as each goes
+        (`_still_leading`), so that a slow stretch without findings keeps it too."""
+        self._still_leading()
         self._resolve_state_conflicts(report)
+        self._still_leading()
         self._finish_operations(report)
+        self._still_leading()
         self._repair_active(report)
         for site in self.sites:
+            self._still_leading()
             try:
                 self._remove_orphan_replications(report, site)
                 self._remove_orphan_users(report, site)
@@ -100,9 +105,9 @@ class Reconciler:
                 error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
                 report.errors.append(error)
         self._check_databases(report)
-        self._remove_forged_branches(report)
-        self._remove_expired_keys(report)
-        self._report_unsealed(report)
+        for step in (self._remove_forged_branches, self._remove_expired_keys, self._report_unsealed):
+            self._still_leading()
+            step(report)
 
     def _still_leading(self) -> None:
         """Renew the lease once half of it is gone, so that a long pass keeps it; raise
@@ -239,6 +244,7 @@ class Reconciler:
         while True:
             databases, cursor = self.store.list_databases(cursor, 200)
             for database in databases:
+                self._still_leading()
                 try:
                     site = self.shares.registry.site(database)
                     exists = self.shares.registry.exists(database)
