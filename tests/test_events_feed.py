@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import CAROL
 from tests.helpers import scheduler_doc, wait_for
 from tests.servers.demo import ALICE, BOB
+from tests.test_squatting import claim, give_back
 
 pytestmark = pytest.mark.fallback  # the state database's _changes: pouchdb-server has it
 
@@ -163,17 +164,20 @@ def test_an_event_stream_sends_each_event_and_resumes_after_the_last_id(client, 
     share = client.post("/v1/shares", json=body).get_json()
     client.post(f"/v1/shares/{share['id']}/decline")
 
-    first = read_stream(client, {}, events=1)
+    first = read_stream(client, {}, events=1, share=share["id"])
     assert first[0]["event"] == "invited"
     assert json.loads(first[0]["data"])["share_id"] == share["id"]
-    resumed = read_stream(client, {"Last-Event-ID": first[0]["id"]}, events=1)
+    resumed = read_stream(client, {"Last-Event-ID": first[0]["id"]}, events=1, share=share["id"])
     assert resumed[0]["event"] == "declined"
 
 
-def read_stream(client, headers: dict, events: int) -> list[dict]:
+def read_stream(client, headers: dict, events: int, **query) -> list[dict]:
     """The first `events` events of a stream, each as its fields."""
     response = client.get(
-        "/v1/events", headers={"Accept": "text/event-stream", **headers}, buffered=False
+        "/v1/events",
+        headers={"Accept": "text/event-stream", **headers},
+        query_string=query,
+        buffered=False,
     )
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
@@ -232,3 +236,28 @@ def test_a_replication_that_fails_and_recovers_is_told(app, client, couch, regis
 
     told = [e["kind"] for e in feed(as_user(app, people, "bob"), database=BOB)["items"]]
     assert told[-2:] == ["replication failing", "replication recovered"]
+
+
+def test_admins_read_registrations_and_disputes_and_users_never_do(app, client, couch, people):
+    """Registered, registration removed, disputed and dispute dismissed reach an admin's
+    feed, about the Configuration UUID alone; a user's feed never has them, not even about
+    their own database."""
+    since = feed(client, since="now")["next_since"]
+    assert client.post("/v1/databases", json={"database": people["carol_db"]}).status_code == 201
+    claim(couch, client, people, ALICE)  # Carol's database now claims Alice's UUID
+    give_back(couch, people)
+    assert client.delete(f"/v1/databases/disputes/{ALICE}").status_code == 204
+
+    told = feed(client, since=since)["items"]
+    assert [(e["kind"], e["database"], e["role"]) for e in told] == [
+        ("registered", CAROL, "admin"),
+        ("registration removed", CAROL, "owner"),  # superseded by the claim
+        ("disputed", ALICE, "owner"),
+        ("dispute dismissed", ALICE, "admin"),
+    ]
+    assert all("share_id" not in e and "owner" not in e for e in told)
+    assert people["carol_db"] not in json.dumps(told)
+    about_alice = feed(client, since=since, database=ALICE)["items"]
+    assert [e["kind"] for e in about_alice] == ["disputed", "dispute dismissed"]
+    alices = feed(as_user(app, people, "alice"), database=ALICE)["items"]
+    assert not {e["kind"] for e in alices} & {"registered", "disputed", "dispute dismissed"}

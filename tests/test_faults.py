@@ -8,6 +8,7 @@ import requests
 
 from service.app import create_app
 from service.config import Settings
+from service.sharing.core.model import Event
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import create_share, wait_for_docs, withdrawn_by
 from tests.servers.admin import free_port
@@ -197,12 +198,13 @@ def test_a_dispute_that_cannot_be_written_is_logged(app, faults, couch, caplog):
     """Three conflicts in a row on the state database: the write is given up, not lost
     without a word."""
     store = app.extensions["sharing_broker"].store
-    conflict = {"error": "conflict", "reason": "Document update conflict."}
-    faults.add(
-        "PUT", re.compile(re.escape(couch.url) + "/.*/dispute%3A"), status=409, json=conflict
-    )
+    refused = {"id": "dispute:x", "error": "conflict", "reason": "Document update conflict."}
+    bulk = re.compile(re.escape(couch.url) + "/[^/]+/_bulk_docs")
+    faults.add("POST", bulk, status=201, json=[refused, {**refused, "id": "event:x"}])
+    claimed = "5b1f0c7e-2d4a-4c8e-9a51-0c6f3e2b7a10"
+    claim = Event("", "claim", "user:mallory", "ok", database=claimed)
     with caplog.at_level(logging.WARNING):
-        store.record_dispute("5b1f0c7e-2d4a-4c8e-9a51-0c6f3e2b7a10", "inventory-mallory")
+        store.record_dispute(claimed, "inventory-mallory", claim)
     assert "dispute:5b1f0c7e-2d4a-4c8e-9a51-0c6f3e2b7a10 not written" in caplog.text
     assert store.disputes() == []
 

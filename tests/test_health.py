@@ -3,7 +3,7 @@
 import pytest
 import requests
 
-from service.sharing.core.model import Database, now_iso
+from service.sharing.core.model import Database, Event, now_iso
 from service.sharing.watching.followers import FollowersLease
 from tests.conftest import CAROL
 
@@ -54,7 +54,8 @@ def test_a_replica_that_does_not_know_a_server_never_leads_the_followers(app, cl
     """Two replicas share the state, one with a server the other lacks: the one without it
     would stop the runs and watches of the shares there, so it never takes the lease."""
     store = app.extensions["sharing_broker"].store
-    store.add_database(Database(CAROL, "inventory-elsewhere", "second", now_iso()))
+    registered = Event("", "register", "admin:test", "ok", database=CAROL)
+    store.add_database(Database(CAROL, "inventory-elsewhere", "second", now_iso()), registered)
     lacking = FollowersLease(store, {"default"}, 6.0)
 
     assert lacking.hold() is False

@@ -9,6 +9,7 @@ import pytest
 
 from service.app import create_app
 from service.metrics import FAILED_LOGINS
+from service.sharing.core.model import Event
 from service.sharing.core.seal import Seal
 from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.helpers import replicator_docs, revisions
@@ -449,7 +450,8 @@ def test_a_uuid_the_caller_cannot_act_for_looks_unknown(app, people, path, dispu
     """Registered to someone else (disputed or not), or not registered at all: the same
     answer, and no name."""
     if disputed:
-        app.extensions["sharing_broker"].store.record_dispute(ALICE, people["carol_db"])
+        claim = Event("", "claim", "user:carol", "ok", database=ALICE)
+        app.extensions["sharing_broker"].store.record_dispute(ALICE, people["carol_db"], claim)
     client = app.test_client()
     carol = headers_for(people, "carol")
     theirs = client.get(path.format(uuid=ALICE), headers=carol)

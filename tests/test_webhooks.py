@@ -13,7 +13,7 @@ import requests
 
 from service.sharing.watching import webhooks as webhooks_module
 from service.sharing.watching.webhooks import WebhookDelivery
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.helpers import wait_for
 from tests.servers.broker import BrokerProcess
 from tests.servers.demo import ALICE, BOB
@@ -107,6 +107,16 @@ def test_an_endpoint_gets_only_the_kinds_it_asked_for(app, client, registered, r
     client.post(f"/v1/shares/{share['id']}/decline")
     deliver(app)
     assert [p["type"] for _, p, _ in receiver.received] == ["share.declined"]
+
+
+def test_an_endpoint_is_told_of_registrations(app, client, people, receiver):
+    register(client, receiver.url, kinds=["registered", "registration removed"])
+    assert client.post("/v1/databases", json={"database": people["carol_db"]}).status_code == 201
+    assert client.delete(f"/v1/databases/{CAROL}").status_code == 204
+    deliver(app)
+    told = [(p["type"], p["data"]["database"]) for _, p, _ in receiver.received]
+    assert told == [("database.registered", CAROL), ("database.registration_removed", CAROL)]
+    assert people["carol_db"] not in b"".join(body for _, _, body in receiver.received).decode()
 
 
 def test_an_endpoint_down_gets_everything_once_it_is_back(

@@ -49,7 +49,7 @@ class Databases(MethodView):
         who = caller()
         server = body.get("server", who.server)
         broker().policy.require_database(who, server, body["database"], "database")
-        database, created = broker().registry.register(server, body["database"])
+        database, created = broker().registry.register(server, body["database"], who.actor)
         location = url_for("databases.Database", config_uuid=database.config_uuid)
         return asdict(database), 201 if created else 200, {"Location": location}
 
@@ -72,7 +72,7 @@ class Dispute(MethodView):
     def delete(self, config_uuid):
         """Dismiss every claim on a Configuration UUID; its registration stays (admins only)"""
         require_admin("dismiss claims")
-        broker().store.dismiss_dispute(config_uuid)
+        broker().registry.dismiss_claims(config_uuid, caller().actor)
 
 
 @blp.route("/<config_uuid:config_uuid>")
@@ -88,5 +88,6 @@ class Database(MethodView):
     @blp.doc(parameters=[idempotency.DOC])
     def delete(self, config_uuid):
         """Forget a database; refused while it takes part in a live share"""
-        broker().policy.require_registered(caller(), config_uuid, "config_uuid")
-        broker().registry.remove(config_uuid)
+        who = caller()
+        broker().policy.require_registered(who, config_uuid, "config_uuid")
+        broker().registry.remove(config_uuid, who.actor)

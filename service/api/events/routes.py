@@ -70,7 +70,7 @@ def _reader(query: dict) -> Reader:
         raise InvalidRequest("name the database you act for", "database")
     if database is not None:
         broker().policy.require_registered(who, database, "database")
-    return Reader(database, share_id)
+    return Reader(database, share_id, admin=who.is_admin)
 
 
 def _item(entry: Entry) -> dict:

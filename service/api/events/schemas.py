@@ -4,12 +4,12 @@ import marshmallow as ma
 from marshmallow import validate
 
 from service.api.fields import FullMatch, config_uuid, timestamp
-from service.sharing.core.model import KINDS
+from service.sharing.core.model import ADMIN_KINDS, KINDS
 
 MAX_WAIT_MS = 60_000
 CURSOR = r"^(now|[A-Za-z0-9_-]+)$"  # `now`, or CouchDB's sequence in base64url
 NOT_A_CURSOR = "not a cursor: pass next_since or an event's cursor"
-FEED_KINDS = sorted({*KINDS.values(), "left"})
+FEED_KINDS = sorted({*KINDS.values(), "left", *ADMIN_KINDS})
 
 
 class EventFeedQuerySchema(ma.Schema):
@@ -42,7 +42,13 @@ class EventFeedQuerySchema(ma.Schema):
 class FeedEventSchema(ma.Schema):
     id = ma.fields.String(metadata={"description": "The event's own id, stable."})
     cursor = ma.fields.String(metadata={"description": "`since` to read on after this event."})
-    share_id = ma.fields.String()
+    share_id = ma.fields.String(metadata={"description": "The share; absent for a registration."})
+    database = ma.fields.String(
+        metadata={
+            "description": "Admins only, for an event about a registration (registered,"
+            " registration removed, disputed, dispute dismissed): its Configuration UUID."
+        }
+    )
     kind = ma.fields.String(validate=validate.OneOf(FEED_KINDS), metadata={"example": "accepted"})
     at = timestamp()
     role = ma.fields.String(

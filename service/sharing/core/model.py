@@ -2,7 +2,7 @@
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -232,17 +232,28 @@ KINDS = {
     "replication failing": "replication failing",
     "replication recovered": "replication recovered",
 }
+# Events about a registration rather than a share: in the feed for admins only.
+DATABASE_KINDS = {
+    "register": "registered",
+    "forget": "registration removed",
+    "claim": "disputed",
+    "dismiss claims": "dispute dismissed",
+}
+ADMIN_KINDS = set(DATABASE_KINDS.values())
 # Who does an action, when the caller's role does not say otherwise.
 ROLES = {"create": "owner", "patch": "owner", "rotate credentials": "owner"}
 ROLES |= {"accept": "recipient", "decline": "recipient"}
+ROLES |= {"register": "owner", "forget": "owner", "claim": "owner"}  # of the database
 
 
 @dataclass(frozen=True)
 class Event:
-    """One change of a share's state, for the audit trail and the feed of events.
+    """One change of a share's state, or of a registration, for the audit trail and the
+    feed of events.
 
     `owner` and `recipient` are the share's Configuration UUIDs, so that a party's feed is
-    one query; `role` is the actor's: owner, recipient, admin or broker.
+    one query; `role` is the actor's: owner, recipient, admin or broker. An event about a
+    registration has no share: `database` names its Configuration UUID instead.
     """
 
     share_id: str
@@ -253,22 +264,33 @@ class Event:
     owner: str = ""
     recipient: str = ""
     role: str = ""
+    database: str = ""
 
     @property
     def kind(self) -> str | None:
         """What the event is in the feed; None for what stays in the audit trail only."""
-        if self.outcome != "ok" or self.action not in KINDS:
+        if self.outcome != "ok":
+            return None
+        if self.database:
+            return DATABASE_KINDS.get(self.action)
+        if self.action not in KINDS:
             return None
         return "left" if (self.action, self.role) == ("revoke", "recipient") else KINDS[self.action]
 
     def to_doc(self) -> dict:
-        doc_id = f"event:{self.share_id}:{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
-        return {"_id": doc_id, "type": "event", **self.__dict__}
+        about = self.share_id or f"database-{self.database}"
+        doc_id = f"event:{about}:{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+        doc = {"_id": doc_id, "type": "event", **self.__dict__}
+        if not self.database:
+            del doc["database"]
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Event":
-        names = ("share_id", "action", "actor", "outcome", "at", "owner", "recipient", "role")
-        return cls(**{name: doc[name] for name in names if name in doc})
+        return cls(**{name: doc[name] for name in EVENT_FIELDS if name in doc})
+
+
+EVENT_FIELDS = [f.name for f in fields(Event)]
 
 
 def actor_role(action: str, actor: str, given: str = "") -> str:

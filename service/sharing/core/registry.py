@@ -14,7 +14,7 @@ import uuid
 from service.config import DEFAULT_SERVER
 from service.couch import NotFound
 from service.sharing.core.errors import ConflictError, InvalidRequest, NotFoundError
-from service.sharing.core.model import Database, Status, now_iso, place
+from service.sharing.core.model import Database, Event, Status, actor_role, now_iso, place
 from service.sharing.core.sites import Site, Sites
 from service.sharing.core.store import StateStore, live_selector, status_selector
 
@@ -29,12 +29,12 @@ class Registry:
         self.sites = sites
         self.store = store
 
-    def register(self, server: str, database: str) -> tuple[Database, bool]:
-        """Register `database` on `server`; return it and whether it is new.
+    def register(self, server: str, database: str, actor: str) -> tuple[Database, bool]:
+        """Register `database` on `server` for `actor`; return it and whether it is new.
 
         A database has one registration: one under a UUID its config no longer holds is
         superseded, unless it takes part in a live share (409), so that no two live shares
-        link the same two databases under other UUIDs.
+        link the same two databases under other UUIDs. Each change is an event for admins.
         """
         config_uuid = self._read_config_uuid(self.sites.named(server), database)
         for old in self.store.databases_at(server, database):
@@ -46,16 +46,17 @@ class Registry:
                     " before registering the database under another UUID",
                     "database",
                 )
-            self.remove(old.config_uuid)
+            self.remove(old.config_uuid, actor)
         existing = self.store.get_database(config_uuid)
         if existing is None:
             wanted = Database(config_uuid, database, server, now_iso())
-            stored = self.store.add_database(wanted)
+            stored = self.store.add_database(wanted, _event("register", config_uuid, actor))
             if stored == wanted:
                 return stored, True
             existing = stored
         if (existing.server, existing.database) != (server, database):
-            self.store.record_dispute(config_uuid, place(server, database))
+            claim = _event("claim", config_uuid, actor)
+            self.store.record_dispute(config_uuid, place(server, database), claim)
             return Database(config_uuid, database, server, now_iso()), True  # see above
         return existing, False
 
@@ -139,13 +140,18 @@ class Registry:
             self.store.drop_claims(config_uuid, void)
         return len(void) < len(dispute["claims"])
 
-    def remove(self, config_uuid: str) -> None:
+    def remove(self, config_uuid: str, actor: str) -> None:
         """Forget a registration; refused while the database takes part in a live share."""
         self.get(config_uuid)
         if self.store.count_shares(config_uuid, live_selector()):
             raise ConflictError(f"{config_uuid} takes part in a live share; revoke it first")
-        self.store.remove_database(config_uuid)
+        self.store.remove_database(config_uuid, _event("forget", config_uuid, actor))
         self.store.clear_dispute(config_uuid)  # the next registration settles it
+
+    def dismiss_claims(self, config_uuid: str, actor: str) -> None:
+        """Drop every claim on a UUID; its registration stays. 404 if it has none."""
+        event = _event("dismiss claims", config_uuid, actor)
+        self.store.dismiss_dispute(config_uuid, event)
 
     def site(self, database: Database) -> Site:
         """The server that holds a registered database; 409 if it is no longer configured."""
@@ -189,3 +195,9 @@ def _is_canonical_uuid(value: str) -> bool:
         return str(uuid.UUID(value)) == value
     except ValueError:
         return False
+
+
+def _event(action: str, config_uuid: str, actor: str) -> Event:
+    """An event about a registration, for admins' feed."""
+    role = actor_role(action, actor)
+    return Event("", action, actor, "ok", role=role, database=config_uuid)

@@ -252,29 +252,31 @@ class StateStore:
         docs, _ = self._page("database", at, None, 100)
         return [Database.from_doc(d) for d in self._sealed(docs)]
 
-    def add_database(self, database: Database) -> Database:
-        """Store a registration; if the UUID is taken, return the one stored."""
+    def add_database(self, database: Database, event: Event) -> Database:
+        """Store a registration, and `event` with it; if the UUID is taken, return the one
+        stored (and record no event)."""
         doc_id, doc = Database.doc_id(database.config_uuid), database.to_doc()
         try:
-            self._put_sealed(doc_id, doc)
+            self._put_sealed_with_event(doc, event)
             return database
         except DocumentConflict:
             current = self.get_doc(doc_id)
         if current is None:  # removed meanwhile
-            return self.add_database(database)
+            return self.add_database(database, event)
         if self.seal.valid(current):
             return Database.from_doc(current)
         log.warning("registration %s was not written by this broker; replaced", doc_id)
-        self._put_sealed(doc_id, {**doc, "_rev": current["_rev"]})
+        self._put_sealed_with_event({**doc, "_rev": current["_rev"]}, event)
         return database
 
-    def remove_database(self, config_uuid: str) -> None:
+    def remove_database(self, config_uuid: str, event: Event) -> None:
+        """Delete a registration, and record `event` with it."""
         doc_id = Database.doc_id(config_uuid)
         try:
             doc = self.couch.get(self.db, doc_id)
-            self.couch.delete(self.db, doc_id, params={"rev": doc["_rev"]})
         except NotFound:
             raise NotFoundError.unregistered(config_uuid) from None
+        self._write_with_event(_tombstone(doc), event)
 
     def list_databases(self, after: str | None, limit: int) -> tuple[list[Database], str | None]:
         docs, next_cursor = self._page("database", [], after, limit)
@@ -282,9 +284,9 @@ class StateStore:
 
     # Disputed Configuration UUIDs: claimed by a second database
 
-    def record_dispute(self, config_uuid: str, database: str) -> None:
-        """Note that `database` also claims `config_uuid`; kept until an admin removes the
-        registration."""
+    def record_dispute(self, config_uuid: str, database: str, event: Event) -> None:
+        """Note that `database` also claims `config_uuid`, and record `event` with a new
+        claim; kept until an admin removes the registration."""
 
         def add_claim(current: dict | None) -> dict | None:
             dispute = current or {"type": "dispute", "config_uuid": config_uuid, "claims": []}
@@ -292,7 +294,7 @@ class StateStore:
                 return None
             return {"since": now_iso(), **dispute, "claims": [*dispute["claims"], database]}
 
-        self.update_doc(_dispute_id(config_uuid), add_claim)
+        self.update_doc(_dispute_id(config_uuid), add_claim, event)
 
     def drop_claims(self, config_uuid: str, claims: list[str]) -> None:
         """Drop void claims on a UUID; the dispute goes with its last claim."""
@@ -312,11 +314,15 @@ class StateStore:
         docs, _ = self._page("dispute", [], None, 1000)
         return [{k: d[k] for k in ("config_uuid", "claims", "since")} for d in docs]
 
-    def dismiss_dispute(self, config_uuid: str) -> None:
-        """Drop every claim on the UUID; 404 if it has none."""
-        if self.get_doc(_dispute_id(config_uuid)) is None:
+    def dismiss_dispute(self, config_uuid: str, event: Event) -> None:
+        """Drop every claim on the UUID, and record `event` with it; 404 if it has none."""
+        doc = self.get_doc(_dispute_id(config_uuid))
+        if doc is None:
             raise NotFoundError(f"no database claims {config_uuid} besides its holder")
-        self.clear_dispute(config_uuid)
+        with suppress(DocumentConflict):  # dismissed meanwhile, or claimed again: ask again
+            self._write_with_event(
+                {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True}, event
+            )
 
     def clear_dispute(self, config_uuid: str) -> None:
         with suppress(NotFound, DocumentConflict):
@@ -336,9 +342,15 @@ class StateStore:
         found = self._fetch([doc_id])
         return found[0] if found else None
 
-    def update_doc(self, doc_id: str, change: Callable[[dict | None], dict | None]) -> bool:
+    def update_doc(
+        self,
+        doc_id: str,
+        change: Callable[[dict | None], dict | None],
+        event: Event | None = None,
+    ) -> bool:
         """Write `change(current)` over a doc of the state database (`current` is None if
-        there is none; a None change writes nothing), reading again after a conflict.
+        there is none; a None change writes nothing), reading again after a conflict; with
+        `event`, the event is written in the same request.
         Return whether it was written; after three conflicts in a row it gives up, and
         says so in the log."""
         for _ in range(3):
@@ -350,7 +362,10 @@ class StateStore:
             if current is not None:
                 wanted["_rev"] = current["_rev"]
             try:
-                self.couch.put(self.db, doc_id, json=wanted)
+                if event is None:
+                    self.couch.put(self.db, doc_id, json=wanted)
+                else:
+                    self._write_with_event(wanted, event)
                 return True
             except DocumentConflict:
                 continue
@@ -365,26 +380,13 @@ class StateStore:
     def save_share(self, share: Share, event: Event | None = None) -> Share:
         """Write the record, and `event` with it in one request; a stale `_rev` raises
         PreconditionFailed (and the event is taken back)."""
-        if event is None:
-            try:
+        try:
+            if event is None:
                 share.rev = self._put_sealed(Share.doc_id(share.id), share.to_doc())
-            except DocumentConflict:
-                raise PreconditionFailed(f"share {share.id} was changed meanwhile") from None
-            return share
-        doc = self.seal.signed(share.to_doc())
-        record, written = self.couch.post(
-            self.db, "_bulk_docs", json={"docs": [doc, event.to_doc()]}
-        )
-        if not record.get("ok"):
-            if written.get("ok"):  # the event tells of an outcome that did not happen
-                with suppress(CouchError, CouchUnavailable):
-                    self.couch.delete(self.db, written["id"], params={"rev": written["rev"]})
-            if record.get("error") == "conflict":
-                raise PreconditionFailed(f"share {share.id} was changed meanwhile")
-            raise CouchError(403, record["error"], record.get("reason", ""), f"POST /{self.db}")
-        if not written.get("ok"):
-            log.warning("share %s: event %s not recorded", share.id, event.action)
-        share.rev = self._settle_seal(doc, record["rev"])
+            else:
+                share.rev = self._put_sealed_with_event(share.to_doc(), event)
+        except DocumentConflict:
+            raise PreconditionFailed(f"share {share.id} was changed meanwhile") from None
         return share
 
     def delete_share(self, share: Share) -> None:
@@ -629,6 +631,30 @@ class StateStore:
         sealed = self.seal.signed(doc)
         return self._settle_seal(sealed, self.couch.put(self.db, doc_id, json=sealed)["rev"])
 
+    def _put_sealed_with_event(self, doc: dict, event: Event) -> str:
+        """Write `doc` sealed, and `event` with it in one request; return the doc's new
+        revision (see `_write_with_event`)."""
+        sealed = self.seal.signed(doc)
+        return self._settle_seal(sealed, self._write_with_event(sealed, event))
+
+    def _write_with_event(self, doc: dict, event: Event) -> str:
+        """Write `doc` and `event` in one request; return the doc's new revision. A refused
+        doc takes its event back, which would tell of an outcome that did not happen; a
+        conflict raises DocumentConflict."""
+        record, written = self.couch.post(
+            self.db, "_bulk_docs", json={"docs": [doc, event.to_doc()]}
+        )
+        if not record.get("ok"):
+            if written.get("ok"):
+                with suppress(CouchError, CouchUnavailable):
+                    self.couch.delete(self.db, written["id"], params={"rev": written["rev"]})
+            conflict = record.get("error") == "conflict"
+            error, status = (DocumentConflict, 409) if conflict else (CouchError, 403)
+            raise error(status, record["error"], record.get("reason", ""), f"POST /{self.db}")
+        if not written.get("ok"):
+            log.warning("%s: event %s not recorded", doc["_id"], event.action)
+        return record["rev"]
+
     def _settle_seal(self, sealed: dict, rev: str) -> str:
         """The revision of a sealed record just written as `rev`.
 
@@ -751,6 +777,11 @@ def status_selector(status: Status) -> dict:
         expired = {"$and": [{"status": "pending"}, {"expires_at": {"$lte": now}}]}
         return {"$or": [{"status": "expired"}, expired]}
     return {"status": str(status)}
+
+
+def _tombstone(doc: dict) -> dict:
+    """What deletes `doc` when written in `_bulk_docs`."""
+    return {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True}
 
 
 def _dispute_id(config_uuid: str) -> str:

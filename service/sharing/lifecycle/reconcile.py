@@ -105,7 +105,11 @@ class Reconciler:
                 error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
                 report.errors.append(error)
         self._check_databases(report)
-        for step in (self._remove_forged_branches, self._remove_expired_keys, self._report_unsealed):
+        for step in (
+            self._remove_forged_branches,
+            self._remove_expired_keys,
+            self._report_unsealed,
+        ):
             self._still_leading()
             step(report)
 

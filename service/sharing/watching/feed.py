@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from service.couch import CouchError, CouchUnavailable, NotFound
-from service.sharing.core.model import KINDS, Event
+from service.sharing.core.model import DATABASE_KINDS, KINDS, Event
 from service.sharing.core.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,18 @@ SCAN_PAGE = 200  # rows a page read without a `_selector` filter scans at once
 @dataclass(frozen=True)
 class Reader:
     """Whose events a reader wants: those of a database (as either party), of a share, or
-    every event (an admin's)."""
+    every event (an admin's). Only an admin reads the events about registrations."""
 
     database: str | None = None
     share_id: str | None = None
+    admin: bool = False
 
     def selector(self) -> dict:
-        wanted = {"type": "event", "outcome": "ok", "action": {"$in": sorted(KINDS)}}
+        actions = sorted({*KINDS, *DATABASE_KINDS} if self.admin else KINDS)
+        wanted = {"type": "event", "outcome": "ok", "action": {"$in": actions}}
         if self.database:
-            wanted["$or"] = [{"owner": self.database}, {"recipient": self.database}]
+            parties = [{"owner": self.database}, {"recipient": self.database}]
+            wanted["$or"] = [*parties, {"database": self.database}] if self.admin else parties
         if self.share_id:
             wanted["share_id"] = self.share_id
         return wanted
@@ -43,9 +46,10 @@ class Reader:
     def wants(self, doc: dict) -> bool:
         """The selector, in memory, for an event the follower saw arrive."""
         event = Event.from_doc(doc)
-        if event.kind is None:
+        if event.kind is None or (event.database and not self.admin):
             return False
-        if self.database and self.database not in (event.owner, event.recipient):
+        about = (event.owner, event.recipient, event.database)
+        if self.database and self.database not in about:
             return False
         return not self.share_id or self.share_id == event.share_id
 
@@ -61,12 +65,12 @@ class Entry:
     def public(self) -> dict:
         """The event as readers and endpoints get it: both parties may see all of it."""
         event = self.event
+        common = {"id": self.event_id, "kind": event.kind, "at": event.at, "role": event.role}
+        if event.database:  # about a registration: admins only
+            return {**common, "database": event.database}
         return {
-            "id": self.event_id,
+            **common,
             "share_id": event.share_id,
-            "kind": event.kind,
-            "at": event.at,
-            "role": event.role,
             "owner": event.owner,
             "recipient": event.recipient,
         }

@@ -86,7 +86,7 @@ class Webhooks:
 
     def add(self, url: str, kinds: list[str] | None) -> tuple[Webhook, str]:
         """Register an endpoint from now on; return it and its secret (shown this once)."""
-        _, now = self.feed.page(Reader(), "now", 1)
+        _, now = self.feed.page(Reader(admin=True), "now", 1)
         webhook = Webhook(str(uuid.uuid4()), url, sorted(kinds) if kinds else None, now)
         self.save(webhook)
         return webhook, self.secret(webhook.id)
@@ -141,7 +141,7 @@ class WebhookDelivery:
         return sent
 
     def _deliver(self, webhook: Webhook) -> int:
-        entries, last = self.webhooks.feed.page(Reader(), webhook.since, BATCH)
+        entries, last = self.webhooks.feed.page(Reader(admin=True), webhook.since, BATCH)
         sent = 0
         for entry in entries:
             if webhook.kinds is None or entry.event.kind in webhook.kinds:
@@ -190,9 +190,11 @@ class WebhookDelivery:
 
 
 def payload(entry: Entry) -> dict:
-    """What an endpoint receives: the event as the feed gives it."""
+    """What an endpoint receives: the event as the feed gives it, typed `share.<kind>`,
+    or `database.<kind>` for one about a registration."""
     kind = entry.event.kind.replace(" ", "_")
-    return {"type": f"share.{kind}", "timestamp": entry.event.at, "data": entry.public()}
+    about = "database" if entry.event.database else "share"
+    return {"type": f"{about}.{kind}", "timestamp": entry.event.at, "data": entry.public()}
 
 
 def sign(secret: str, message_id: str, body: str, timestamp: int | None = None) -> dict:
