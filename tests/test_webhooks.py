@@ -119,6 +119,51 @@ def test_an_endpoint_is_told_of_registrations(app, client, people, receiver):
     assert people["carol_db"] not in b"".join(body for _, _, body in receiver.received).decode()
 
 
+def test_an_endpoint_removed_while_a_delivery_records_its_place_is_removed(
+    app, client, receiver, monkeypatch
+):
+    """The delivery pass writes the endpoint's record between the admin's read and delete:
+    the removal reads it again, and is 204, not a CouchDB conflict."""
+    hook = register(client, receiver.url)
+    webhooks = app.extensions["sharing_broker"].webhooks
+    read, raced = webhooks.get, []
+
+    def read_then_a_delivery_writes(webhook_id):
+        found = read(webhook_id)
+        if not raced:
+            raced.append(webhook_id)
+            webhooks.save(read(webhook_id))
+        return found
+
+    monkeypatch.setattr(webhooks, "get", read_then_a_delivery_writes)
+    assert client.delete(f"/v1/webhooks/{hook['id']}").status_code == 204
+    assert raced == [hook["id"]]
+    assert client.get(f"/v1/webhooks/{hook['id']}").status_code == 404
+
+
+def test_a_pass_goes_on_past_an_endpoint_removed_during_its_delivery(
+    app, client, registered, receiver
+):
+    """One endpoint is removed while its events go out; the pass still serves the next."""
+    first, second = register(client, receiver.url), register(client, receiver.url + "?b")
+    client.post("/v1/shares", json=INVITE)
+    webhooks = app.extensions["sharing_broker"].webhooks
+    delivery = WebhookDelivery(webhooks)
+    send = delivery._send
+    removed = []
+
+    def send_then_remove(webhook, entry):
+        if webhook.id == first["id"] and not removed:
+            removed.append(webhooks.remove(webhook.id))
+        return send(webhook, entry)
+
+    delivery._send = send_then_remove
+    assert delivery.run() == 1  # the second's; the first's place could not be recorded
+    assert len(receiver.received) == 2  # the first's event was on its way
+    assert removed and [w.id for w in webhooks.all()] == [second["id"]]
+    assert webhooks.get(second["id"]).last_delivered_at
+
+
 def test_an_endpoint_down_gets_everything_once_it_is_back(
     app, client, registered, receiver, monkeypatch
 ):

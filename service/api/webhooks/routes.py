@@ -63,7 +63,7 @@ class Webhook(MethodView):
         require_admin("read webhooks")
         return _view(broker().webhooks.get(webhook_id))
 
-    @problems(blp, 403, 404)
+    @problems(blp, 403, 404, 409)
     @blp.response(204)
     @blp.doc(parameters=[idempotency.DOC])
     def delete(self, webhook_id):
@@ -74,7 +74,7 @@ class Webhook(MethodView):
 
 @blp.route("/<webhook_id>/resume")
 class ResumeWebhook(MethodView):
-    @problems(blp, 403, 404)
+    @problems(blp, 403, 404, 409)
     @blp.response(200, WebhookSchema)
     @blp.doc(parameters=[idempotency.DOC])
     def post(self, webhook_id):

@@ -19,13 +19,14 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
 
-from service.couch import CouchError, CouchUnavailable
+from service.couch import CouchError, CouchUnavailable, DocumentConflict
 from service.metrics import WEBHOOK_DELIVERIES, WEBHOOKS_PAUSED
-from service.sharing.core.errors import NotFoundError
+from service.sharing.core.errors import ConflictError, NotFoundError
 from service.sharing.core.model import now_iso
 from service.sharing.core.store import StateStore
 from service.sharing.watching.feed import Entry, EventFeed, Reader
@@ -35,6 +36,7 @@ MAX_FAILURES = 8  # in a row, then paused: about 20 minutes of tries
 FIRST_RETRY_SECONDS = 5
 LONGEST_RETRY_SECONDS = 600
 BATCH = 50  # events one endpoint is sent in one pass
+CHANGE_TRIES = 3  # an admin's change against the delivery pass's own writes
 SEND_TIMEOUT = (3.05, 5.0)  # connect, read: a slow receiver holds up only its own deliveries
 
 
@@ -106,17 +108,32 @@ class Webhooks:
         return [Webhook.from_doc(doc) for doc in self.store.sealed_docs("webhook")]
 
     def remove(self, webhook_id: str) -> None:
-        webhook = self.get(webhook_id)
-        self.store.couch.delete(
-            self.store.db, Webhook.doc_id(webhook.id), params={"rev": webhook.rev}
-        )
+        def delete(webhook: Webhook) -> None:
+            doc_id = Webhook.doc_id(webhook.id)
+            self.store.couch.delete(self.store.db, doc_id, params={"rev": webhook.rev})
+
+        self._change(webhook_id, delete)
 
     def resume(self, webhook_id: str) -> Webhook:
         """Deliver again at once, from where it stopped."""
-        webhook = self.get(webhook_id)
-        webhook.state, webhook.failures, webhook.next_attempt_at = "active", 0, None
-        self.save(webhook)
-        return webhook
+
+        def resume(webhook: Webhook) -> None:
+            webhook.state, webhook.failures, webhook.next_attempt_at = "active", 0, None
+            self.save(webhook)
+
+        return self._change(webhook_id, resume)
+
+    def _change(self, webhook_id: str, change: Callable[[Webhook], None]) -> Webhook:
+        """Apply `change` to the endpoint as it stands, reading it again when a delivery
+        pass recorded its place in between; 409 if that keeps happening."""
+        for _ in range(CHANGE_TRIES):
+            webhook = self.get(webhook_id)
+            try:
+                change(webhook)
+                return webhook
+            except DocumentConflict:
+                continue
+        raise ConflictError(f"webhook {webhook_id} kept changing under deliveries; try again")
 
     def save(self, webhook: Webhook) -> None:
         """Write the endpoint's record; it takes the new revision."""
@@ -136,8 +153,12 @@ class WebhookDelivery:
         endpoints = self.webhooks.all()
         WEBHOOKS_PAUSED.set(sum(w.state == "paused" for w in endpoints))
         for webhook in endpoints:
-            if webhook.due():
+            if not webhook.due():
+                continue
+            try:
                 sent += self._deliver(webhook)
+            except DocumentConflict:  # removed or resumed meanwhile: read again next pass
+                log.info("webhook %s changed during its delivery; read again", webhook.id)
         return sent
 
     def _deliver(self, webhook: Webhook) -> int:
