@@ -150,6 +150,25 @@ def test_a_long_poll_with_nothing_to_say_answers_empty_at_its_timeout(client, re
     assert time.monotonic() - started >= 1
 
 
+def test_a_reader_back_from_its_timeout_costs_couchdb_no_page(client, registered, faults):
+    """It comes back from where the follower stands: only the follower reads `_changes`
+    until an event is for the reader, and then the reader gets it."""
+    first = feed(client, since="now", feed="longpoll", timeout=1_000)
+    before = len(faults.calls)
+    again = feed(client, since=first["next_since"], feed="longpoll", timeout=1_000)
+    assert again["items"] == []
+    pages = [
+        call.request.url
+        for call in faults.calls[before:]
+        if "/_changes" in call.request.url and "feed=longpoll" not in call.request.url
+    ]
+    assert pages == []
+    body = {"owner": ALICE, "recipient": BOB, "access": "read", "auto_accept": False}
+    share = client.post("/v1/shares", json=body).get_json()
+    told = feed(client, since=again["next_since"], feed="longpoll", timeout=10_000)["items"]
+    assert [(e["kind"], e["share_id"]) for e in told] == [("invited", share["id"])]
+
+
 def test_past_its_waits_a_replica_answers_a_long_poll_at_once(app, client, registered):
     app.extensions["sharing_broker"].feed.max_waiting = 0
     started = time.monotonic()

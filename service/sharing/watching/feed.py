@@ -95,6 +95,7 @@ class EventFeed:
         self._waiting = 0
         self._last_wait = 0.0
         self._follower: threading.Thread | None = None
+        self._head: str | None = None  # how far the running follower has seen
         self._selector_filter: bool | None = None  # asked of the server once
 
     def page(self, reader: Reader, since: str, limit: int) -> tuple[list[Entry], str]:
@@ -134,7 +135,12 @@ class EventFeed:
         self, reader: Reader, since: str, limit: int, timeout: float
     ) -> tuple[list[Entry], str]:
         """A page; if it is empty, wait up to `timeout` seconds for one (not at all while
-        `max_waiting` others wait)."""
+        `max_waiting` others wait).
+
+        A reader that comes back from where the follower stands (the `next_since` a wait
+        answered at its timeout) is not read a page for: the follower has seen everything
+        up to there. So a waiting reader costs CouchDB nothing until an event is for it.
+        """
         timeout = min(timeout, self.longest_wait)
         with self._changed:
             if self._waiting >= self.max_waiting:
@@ -145,30 +151,35 @@ class EventFeed:
             self._follow()  # before the first page: what that page misses, it sees
             while True:
                 with self._changed:
-                    seen = self._arrivals
-                entries, last = self.page(reader, since, limit)
+                    seen, known = self._arrivals, since == self._head
+                entries, last = ([], since) if known else self.page(reader, since, limit)
                 if entries or time.monotonic() >= deadline or self.stopping.is_set():
                     return entries, last
                 since = last
-                self._sleep_until_wanted(reader, seen, deadline)
+                head = self._sleep_until_wanted(reader, seen, deadline)
+                if head is not None:
+                    return [], head
         finally:
             with self._changed:
                 self._waiting -= 1
                 self._last_wait = time.monotonic()
 
-    def _sleep_until_wanted(self, reader: Reader, seen: int, deadline: float) -> None:
-        """Sleep until an event this reader wants arrives after `seen`, or the deadline."""
+    def _sleep_until_wanted(self, reader: Reader, seen: int, deadline: float) -> str | None:
+        """Sleep until an event this reader wants arrives after `seen`, or the deadline.
+        At the deadline, with nothing wanted arrived, return where the follower stands: the
+        reader has been shown, or has no need of, every event up to there."""
         with self._changed:
             while not self.stopping.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
                 missed = self._arrivals - seen > len(self._arrived)
                 arrived = [docs for number, docs in self._arrived if number > seen]
                 if missed or any(reader.wants(doc) for docs in arrived for doc in docs):
-                    return
+                    return None
                 seen = self._arrivals
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return self._head
                 self._changed.wait(min(remaining, 1.0))
+            return None
 
     def _follow(self) -> None:
         """Start the follower if it is not running, from the state database's current
@@ -178,6 +189,7 @@ class EventFeed:
                 return
             since = self.store.couch.get(self.store.db)["update_seq"]
             self._last_wait = time.monotonic()
+            self._head = since
             self._follower = threading.Thread(
                 target=self._run, args=(since,), name="event feed", daemon=True
             )
@@ -200,7 +212,7 @@ class EventFeed:
             with self._changed:
                 idle = not self._waiting and time.monotonic() - self._last_wait > IDLE_SECONDS
                 if idle or self.stopping.is_set():
-                    self._follower = None
+                    self._follower, self._head = None, None
                     return
             try:
                 params = {
@@ -218,7 +230,7 @@ class EventFeed:
                     found = self.store.couch.get(self.store.db, "_changes", params=params)
             except NotFound:  # the state database is gone: waiters learn it from their pages
                 with self._changed:
-                    self._follower = None
+                    self._follower, self._head = None, None
                 return
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("the event feed's follower could not read CouchDB: %s", exc)
@@ -226,8 +238,9 @@ class EventFeed:
                 continue
             since = found["last_seq"]
             docs = [row["doc"] for row in found["results"] if _is_event(row.get("doc"))]
-            if docs:
-                with self._changed:
+            with self._changed:  # a batch and the head move together, for `wait`
+                self._head = since
+                if docs:
                     self._arrivals += 1
                     self._arrived.append((self._arrivals, docs))
                     self._changed.notify_all()
