@@ -1,6 +1,7 @@
 """Gunicorn settings for `sharing-broker serve`, read from the environment.
 
-BROKER_BIND (0.0.0.0:8000), BROKER_WORKERS (2), BROKER_THREADS (4), BROKER_TIMEOUT (30),
+BROKER_BIND (0.0.0.0:8000), BROKER_WORKERS (2), BROKER_THREADS (4),
+BROKER_WORKER_CONNECTIONS (1000), BROKER_TIMEOUT (30),
 BROKER_GRACEFUL_TIMEOUT (30) and BROKER_FORWARDED_ALLOW_IPS (127.0.0.1): the addresses of
 the proxies trusted to set X-Forwarded-For / -Proto. Set it to your ingress's addresses, or
 "*" only where nothing but the ingress can reach the broker.
@@ -16,6 +17,7 @@ bind = os.environ.get("BROKER_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("BROKER_WORKERS", "2"))
 threads = int(os.environ.get("BROKER_THREADS", "4"))
 worker_class = "gthread"
+worker_connections = int(os.environ.get("BROKER_WORKER_CONNECTIONS", "1000"))
 timeout = int(os.environ.get("BROKER_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("BROKER_GRACEFUL_TIMEOUT", "30"))
 forwarded_allow_ips = os.environ.get("BROKER_FORWARDED_ALLOW_IPS", "127.0.0.1")

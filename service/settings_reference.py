@@ -164,6 +164,12 @@ SERVING = (
     Setting("BROKER_WORKERS", "`2`", "gunicorn worker processes."),
     Setting("BROKER_THREADS", "`4`", "Threads per worker (`gthread`)."),
     Setting(
+        "BROKER_WORKER_CONNECTIONS",
+        "`1000`",
+        "Connections one worker holds at once, waiting ones included: raise it above"
+        " `BROKER_MAX_WAITING` for a replica that holds many long polls.",
+    ),
+    Setting(
         "BROKER_TIMEOUT",
         "`30`",
         "Seconds a worker may take over one request before gunicorn restarts it.",

@@ -22,7 +22,7 @@ except ConfigError as exc:
 settings = app.config["BROKER_SETTINGS"]
 broker = app.extensions["sharing_broker"]
 STOP = threading.Event()
-WEBHOOK_PASS_SECONDS = 1.0
+WEBHOOK_PASS_SECONDS = 5.0  # passes come sooner, as events arrive
 _threads: list[threading.Thread] = []
 
 

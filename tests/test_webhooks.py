@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
+from service.sharing.core.lease import Lease
 from service.sharing.watching import webhooks as webhooks_module
-from service.sharing.watching.webhooks import WebhookDelivery
+from service.sharing.watching.webhooks import WebhookDelivery, deliver_every
 from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.helpers import wait_for
 from tests.servers.broker import BrokerProcess
@@ -162,6 +163,29 @@ def test_a_pass_goes_on_past_an_endpoint_removed_during_its_delivery(
     assert len(receiver.received) == 2  # the first's event was on its way
     assert removed and [w.id for w in webhooks.all()] == [second["id"]]
     assert webhooks.get(second["id"]).last_delivered_at
+
+
+def test_the_delivering_replica_sends_as_soon_as_an_event_arrives(
+    app, client, registered, receiver
+):
+    """Its passes are a minute apart here: only the feed's follower waking it can send the
+    event within 10 s."""
+    register(client, receiver.url)
+    broker = app.extensions["sharing_broker"]
+    lease = Lease(broker.store.couch, broker.store.db, "webhooks-lease", 120)
+    delivery, stop = WebhookDelivery(broker.webhooks), threading.Event()
+    loop = threading.Thread(target=deliver_every, args=(60, delivery, lease, stop))
+    loop.start()
+    try:
+        wait_for(lambda: delivery.endpoints, "the first pass", seconds=10)
+        share = client.post("/v1/shares", json=INVITE).get_json()
+        wait_for(lambda: receiver.received, "the delivery", seconds=10)
+        assert receiver.received[0][1]["data"]["share_id"] == share["id"]
+    finally:
+        stop.set()
+        broker.feed.stop()  # as a worker's shutdown does: the wait ends at once
+        loop.join(10)
+    assert not loop.is_alive()
 
 
 def test_an_endpoint_down_gets_everything_once_it_is_back(

@@ -11,7 +11,7 @@ for.
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from service.couch import CouchError, CouchUnavailable, NotFound
@@ -21,6 +21,7 @@ from service.sharing.core.store import StateStore
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 60  # the follower stops after this long with no reader waiting
 KEPT_BATCHES = 200  # arrivals kept for waiters to match against
+KEPT_HEADS = 1000  # the follower's latest positions, that readers may come back from
 SCAN_PAGE = 200  # rows a page read without a `_selector` filter scans at once
 
 
@@ -95,7 +96,8 @@ class EventFeed:
         self._waiting = 0
         self._last_wait = 0.0
         self._follower: threading.Thread | None = None
-        self._head: str | None = None  # how far the running follower has seen
+        # Where the running follower stood, latest last: seq -> the arrivals up to there.
+        self._heads: OrderedDict[str, int] = OrderedDict()
         self._selector_filter: bool | None = None  # asked of the server once
 
     def page(self, reader: Reader, since: str, limit: int) -> tuple[list[Entry], str]:
@@ -137,7 +139,7 @@ class EventFeed:
         """A page; if it is empty, wait up to `timeout` seconds for one (not at all while
         `max_waiting` others wait).
 
-        A reader that comes back from where the follower stands (the `next_since` a wait
+        A reader that comes back from where the follower stood (the `next_since` a wait
         answered at its timeout) is not read a page for: the follower has seen everything
         up to there. So a waiting reader costs CouchDB nothing until an event is for it.
         """
@@ -149,10 +151,15 @@ class EventFeed:
         deadline = time.monotonic() + timeout
         try:
             self._follow()  # before the first page: what that page misses, it sees
+            with self._changed:
+                known = self._heads.get(since)  # the arrivals up to there, if it stood there
             while True:
                 with self._changed:
-                    seen, known = self._arrivals, since == self._head
-                entries, last = ([], since) if known else self.page(reader, since, limit)
+                    seen = self._arrivals
+                if known is not None:
+                    seen, entries, last, known = known, [], since, None
+                else:
+                    entries, last = self.page(reader, since, limit)
                 if entries or time.monotonic() >= deadline or self.stopping.is_set():
                     return entries, last
                 since = last
@@ -177,8 +184,8 @@ class EventFeed:
                 seen = self._arrivals
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return self._head
-                self._changed.wait(min(remaining, 1.0))
+                    return next(reversed(self._heads), None)
+                self._changed.wait(remaining)  # woken by arrivals and by stop()
             return None
 
     def _follow(self) -> None:
@@ -189,11 +196,25 @@ class EventFeed:
                 return
             since = self.store.couch.get(self.store.db)["update_seq"]
             self._last_wait = time.monotonic()
-            self._head = since
+            self._heads = OrderedDict({since: self._arrivals})
             self._follower = threading.Thread(
                 target=self._run, args=(since,), name="event feed", daemon=True
             )
             self._follower.start()
+
+    def arrivals(self) -> int:
+        """How many batches of events the follower has seen, starting it if need be: a
+        mark to wait from with `next_arrival`."""
+        self._follow()
+        with self._changed:
+            self._last_wait = time.monotonic()  # a use, that keeps the follower running
+            return self._arrivals
+
+    def next_arrival(self, mark: int, timeout: float) -> None:
+        """Sleep until the follower has seen an event since `mark` (at once if it has), or
+        `timeout` seconds: for a loop that acts on every event, as webhooks do."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._arrivals > mark or self.stopping.is_set(), timeout)
 
     def full(self) -> bool:
         """Whether as many wait as may: a new stream would find no thread to wait in."""
@@ -212,7 +233,7 @@ class EventFeed:
             with self._changed:
                 idle = not self._waiting and time.monotonic() - self._last_wait > IDLE_SECONDS
                 if idle or self.stopping.is_set():
-                    self._follower, self._head = None, None
+                    self._follower, self._heads = None, OrderedDict()
                     return
             try:
                 params = {
@@ -230,7 +251,7 @@ class EventFeed:
                     found = self.store.couch.get(self.store.db, "_changes", params=params)
             except NotFound:  # the state database is gone: waiters learn it from their pages
                 with self._changed:
-                    self._follower, self._head = None, None
+                    self._follower, self._heads = None, OrderedDict()
                 return
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("the event feed's follower could not read CouchDB: %s", exc)
@@ -238,12 +259,15 @@ class EventFeed:
                 continue
             since = found["last_seq"]
             docs = [row["doc"] for row in found["results"] if _is_event(row.get("doc"))]
-            with self._changed:  # a batch and the head move together, for `wait`
-                self._head = since
+            with self._changed:  # a batch and where it leaves the follower, for `wait`
                 if docs:
                     self._arrivals += 1
                     self._arrived.append((self._arrivals, docs))
                     self._changed.notify_all()
+                self._heads[since] = self._arrivals
+                self._heads.move_to_end(since)
+                if len(self._heads) > KEPT_HEADS:
+                    self._heads.popitem(last=False)
 
 
 def _entries(rows: list[dict], reader: Reader) -> list[Entry]:

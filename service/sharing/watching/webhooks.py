@@ -146,11 +146,13 @@ class WebhookDelivery:
     def __init__(self, webhooks: Webhooks, session: requests.Session | None = None):
         self.webhooks = webhooks
         self.session = session or requests.Session()
+        self.endpoints = 0  # registered, at the last pass
 
     def run(self) -> int:
         """Deliver what is due; return how many events went out."""
         sent = 0
         endpoints = self.webhooks.all()
+        self.endpoints = len(endpoints)
         WEBHOOKS_PAUSED.set(sum(w.state == "paused" for w in endpoints))
         for webhook in endpoints:
             if not webhook.due():
@@ -232,14 +234,22 @@ def sign(secret: str, message_id: str, body: str, timestamp: int | None = None) 
 
 
 def deliver_every(seconds: float, delivery: WebhookDelivery, lease, stop) -> None:
-    """While this process holds `lease` and until `stop`: a delivery pass every `seconds`."""
+    """While this process holds `lease` and until `stop`: a delivery pass as soon as the
+    feed's follower sees an event, and every `seconds` for retries that fall due. Without
+    an endpoint, or the lease, it only looks again every `seconds`."""
     try:
+        feed = delivery.webhooks.feed
         while not stop.is_set():
+            mark = None
             try:
                 if lease.hold():
+                    mark = feed.arrivals()  # what arrives during the pass: another pass
                     delivery.run()
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("webhook delivery pass failed: %s", exc)
-            stop.wait(seconds)
+            if mark is not None and delivery.endpoints:
+                feed.next_arrival(mark, seconds)
+            else:
+                stop.wait(seconds)
     finally:
         lease.drop()
