@@ -366,3 +366,28 @@ def conflicts_counted(client) -> float:
     text = client.get("/metrics").get_data(as_text=True)
     name = "sharing_broker_state_conflicts_total "
     return next((float(line.split()[1]) for line in text.splitlines() if line.startswith(name)), 0)
+
+
+def test_the_feed_reads_the_same_through_either_replica(cluster, replicas, people):
+    """Events written through both replicas, read whole through each, and page by page
+    alternating between them from each other's cursors: one order, nothing lost or twice."""
+    _alice, recipients = people
+    clients = [admin_client(replica) for replica in replicas]
+    for i, recipient in enumerate(list(recipients)[:4]):
+        body = {"owner": ALICE, "recipient": recipient, "access": "read", "auto_accept": False}
+        share = clients[i % 2].post("/v1/shares", json=body).json
+        assert clients[(i + 1) % 2].post(f"/v1/shares/{share['id']}/decline").status_code == 200
+
+    whole = [
+        [e["id"] for e in client.get("/v1/events?limit=200").json["items"]] for client in clients
+    ]
+    assert whole[0] == whole[1] and len(whole[0]) == 9 + 8  # registrations, then shares
+    read, since, turn = [], None, 0
+    while True:
+        query = "limit=3" + (f"&since={since}" if since else "")
+        page = clients[turn % 2].get(f"/v1/events?{query}").json
+        if not page["items"]:
+            break
+        read += [e["id"] for e in page["items"]]
+        since, turn = page["next_since"], turn + 1
+    assert read == whole[0]
