@@ -70,10 +70,12 @@ class AdminHttp:
         it meanwhile (it re-hashes a user's password after the first login)."""
         quoted = quote(doc_id, safe=":")
         for _ in range(3):
-            etag = self.request("HEAD", f"{db}/{quoted}").headers.get("ETag")
-            if not etag:
+            found = self.request("GET", f"{db}/{quoted}")  # pouchdb-server's HEAD has no ETag
+            if found.status_code == 404:
                 return
-            response = self.request("DELETE", f"{db}/{quoted}", params={"rev": etag.strip('"')})
+            found.raise_for_status()
+            rev = found.json()["_rev"]
+            response = self.request("DELETE", f"{db}/{quoted}", params={"rev": rev})
             if response.status_code != 409:
                 if response.status_code != 404:
                     response.raise_for_status()
