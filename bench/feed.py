@@ -30,7 +30,7 @@ import requests
 
 from bench.run import percentile
 from bench.scale import broker_processes
-from bench.stack import ADMIN_TOKEN, make_databases, start_couchdb, stop_couchdb
+from bench.stack import ADMIN_TOKEN, make_databases, report_arguments, start_couchdb, stop_couchdb
 from tests.servers.admin import free_port
 from tests.servers.broker import BrokerProcess
 
@@ -335,8 +335,7 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=30, help="operations per latency figure")
     parser.add_argument("--down", type=float, default=60, help="seconds the receiver is down")
-    parser.add_argument("--results", help="also write the report to this markdown file")
-    parser.add_argument("--disposable", action="store_true")
+    report_arguments(parser)
     args = parser.parse_args()
     stack = Stack(args.readers, args.disposable)
     report = [

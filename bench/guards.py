@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 from bench.run import percentile
-from bench.stack import start_couchdb, stop_couchdb
+from bench.stack import report_arguments, start_couchdb, stop_couchdb
 from service.sharing.placing.guard import GUARD_ID, guard_doc
 from tests.servers.admin import AdminHttp
 
@@ -118,8 +118,7 @@ def measure(couch: AdminHttp, writes: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--writes", type=int, default=100, help="timed writes per figure")
-    parser.add_argument("--results", help="also write the report to this markdown file")
-    parser.add_argument("--disposable", action="store_true")
+    report_arguments(parser)
     args = parser.parse_args()
     couch = start_couchdb(args.disposable)
     setting = couch.request("GET", f"{couch.config_path}/query_server_config/os_process_limit")

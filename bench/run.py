@@ -32,6 +32,7 @@ from bench.stack import (
     Broker,
     collection_of,
     make_databases,
+    report_arguments,
     start_couchdb,
     stop_couchdb,
 )
@@ -576,12 +577,7 @@ def run_sections(bench: "Bench", quick: bool) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
-    parser.add_argument("--results", help="also write the report to this markdown file")
-    parser.add_argument(
-        "--disposable",
-        action="store_true",
-        help="the server at COUCHDB_URL may be filled and tuned (never without it)",
-    )
+    report_arguments(parser)
     args = parser.parse_args()
     progress = Progress()
     progress.detail("setup: CouchDB, 40 databases, the broker under gunicorn")

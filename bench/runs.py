@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.run import percentile
 from bench.scale import couchdb_processes
-from bench.stack import start_couchdb, stop_couchdb
+from bench.stack import report_arguments, start_couchdb, stop_couchdb
 from tests.servers.admin import AdminHttp
 
 SOURCE, TARGET = "runs-bench-source", "runs-bench-target"
@@ -98,8 +98,7 @@ def transient(couch: AdminHttp, runs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="runs per way")
-    parser.add_argument("--results", help="also write the report to this markdown file")
-    parser.add_argument("--disposable", action="store_true")
+    report_arguments(parser)
     args = parser.parse_args()
     couch = start_couchdb(args.disposable)
     cpu = couchdb_processes(couch)

@@ -31,6 +31,7 @@ from bench.stack import (
     config_uuid,
     inventory_docs,
     item,
+    report_arguments,
     start_couchdb,
 )
 from tests.servers.broker import BrokerProcess
@@ -283,8 +284,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--rate", type=float, default=2.0, help="writes a second")
     parser.add_argument("--settle", type=float, default=90, help="seconds before idle CPU")
-    parser.add_argument("--results", help="also write the report to this markdown file")
-    parser.add_argument("--disposable", action="store_true")
+    report_arguments(parser)
     args = parser.parse_args()
     scale = Scale(args)
     try:

@@ -1,5 +1,6 @@
 """The benchmark's own stack: Apache CouchDB, the broker under gunicorn, and user databases."""
 
+import argparse
 import os
 import time
 import uuid
@@ -16,6 +17,16 @@ ADMIN_TOKEN = "bench-admin-token-0123456789"
 # The tests' replicator settings, so that jobs start at once for broker and floor alike.
 # New users keep CouchDB's default hashing, so the figures show what a real server costs.
 BENCH_SETTINGS = {key: v for key, v in TEST_SETTINGS.items() if key[0] == "replicator"}
+
+
+def report_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--results` and `--disposable`, which every bench takes."""
+    parser.add_argument("--results", help="also write the report to this markdown file")
+    parser.add_argument(
+        "--disposable",
+        action="store_true",
+        help="the server at COUCHDB_URL may be filled and tuned (never without it)",
+    )
 
 
 def start_couchdb(disposable: bool) -> AdminHttp:
