@@ -3,6 +3,7 @@ checked again against `0000-config` before anything is provisioned."""
 
 import pytest
 
+from service.sharing.core.model import Event
 from tests.conftest import ADMIN_TOKEN, CAROL
 from tests.servers.demo import ALICE, BOB
 from tests.test_users import basic
@@ -151,3 +152,30 @@ def test_a_database_has_one_registration_whatever_uuids_it_moves_through(
     assert client.post("/v1/databases", json={"database": dbs["alice"]}).status_code == 201
     assert client.get(f"/v1/databases/{ALICE}").status_code == 404  # superseded
     assert client.get(f"/v1/databases/{moved}").get_json()["database"] == dbs["alice"]
+
+
+def test_claims_that_change_while_an_admin_dismisses_them_are_a_409(
+    app, couch, people, monkeypatch
+):
+    """Another claim arrives between the admin's read and the dismissal: nothing is
+    dismissed unseen, and the admin is told to look again."""
+    client = app.test_client()
+    claim(couch, client, people, ALICE)
+    store = app.extensions["sharing_broker"].store
+    read, raced = store.get_doc, []
+
+    def read_then_another_claims(doc_id):
+        found = read(doc_id)
+        if doc_id.startswith("dispute:") and not raced:
+            raced.append(doc_id)
+            another = Event("", "claim", "user:erin", "ok", database=ALICE)
+            store.record_dispute(ALICE, "inventory-erin", another)
+        return found
+
+    monkeypatch.setattr(store, "get_doc", read_then_another_claims)
+    response = client.delete(f"/v1/databases/disputes/{ALICE}", headers=ADMIN)
+    assert response.status_code == 409, response.get_json()
+    assert raced
+    monkeypatch.undo()
+    (dispute,) = client.get("/v1/databases/disputes", headers=ADMIN).get_json()["items"]
+    assert "inventory-erin" in dispute["claims"]

@@ -66,7 +66,7 @@ class Disputes(MethodView):
 
 @blp.route("/disputes/<config_uuid>")
 class Dispute(MethodView):
-    @problems(blp, 403, 404)
+    @problems(blp, 403, 404, 409)
     @blp.response(204)
     @blp.doc(parameters=[idempotency.DOC])
     def delete(self, config_uuid):

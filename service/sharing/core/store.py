@@ -319,10 +319,13 @@ class StateStore:
         doc = self.get_doc(_dispute_id(config_uuid))
         if doc is None:
             raise NotFoundError(f"no database claims {config_uuid} besides its holder")
-        with suppress(DocumentConflict):  # dismissed meanwhile, or claimed again: ask again
-            self._write_with_event(
-                {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True}, event
-            )
+        try:
+            self._write_with_event(_tombstone(doc), event)
+        except DocumentConflict:
+            if self.get_doc(_dispute_id(config_uuid)) is not None:  # claimed again meanwhile
+                raise ConflictError(
+                    f"the claims on {config_uuid} changed meanwhile: list them, then dismiss"
+                ) from None
 
     def clear_dispute(self, config_uuid: str) -> None:
         with suppress(NotFound, DocumentConflict):
@@ -556,7 +559,7 @@ class StateStore:
             docs = self.couch.post(self.db, "_find", json=body)["docs"]
             if not docs:
                 return removed
-            gone = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in docs]
+            gone = [_tombstone(d) for d in docs]
             results = self.couch.post(self.db, "_bulk_docs", json={"docs": gone})
             done = sum(1 for result in results if result.get("ok"))
             if not done:  # each changed meanwhile: the next pass sees them again
