@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -186,6 +187,25 @@ def test_the_delivering_replica_sends_as_soon_as_an_event_arrives(
         broker.feed.stop()  # as a worker's shutdown does: the wait ends at once
         loop.join(10)
     assert not loop.is_alive()
+
+
+def test_a_stopped_feed_leaves_the_delivery_loop_on_its_timer(app, client, receiver):
+    """With the feed stopped before the loop's own stop, passes keep their interval
+    rather than running back to back."""
+    register(client, receiver.url)
+    broker = app.extensions["sharing_broker"]
+    lease = Lease(broker.store.couch, broker.store.db, "webhooks-lease", 120)
+    delivery, stop, passes = WebhookDelivery(broker.webhooks), threading.Event(), []
+    run = delivery.run
+    delivery.run = lambda: passes.append(1) or run()
+    broker.feed.stop()
+    loop = threading.Thread(target=deliver_every, args=(60, delivery, lease, stop))
+    loop.start()
+    time.sleep(2)
+    stop.set()
+    loop.join(10)
+    assert not loop.is_alive()
+    assert len(passes) == 1
 
 
 def test_an_endpoint_down_gets_everything_once_it_is_back(

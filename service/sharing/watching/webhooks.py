@@ -247,8 +247,8 @@ def deliver_every(seconds: float, delivery: WebhookDelivery, lease, stop) -> Non
                     delivery.run()
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("webhook delivery pass failed: %s", exc)
-            if mark is not None and delivery.endpoints:
-                feed.next_arrival(mark, seconds)
+            if mark is not None and delivery.endpoints and not feed.stopping.is_set():
+                feed.next_arrival(mark, seconds)  # a stopped feed would not wait at all
             else:
                 stop.wait(seconds)
     finally:
