@@ -90,12 +90,22 @@ class Reconciler:
     def _pass(self, report: Report) -> None:
         """Every check, in order; the lease is renewed before each and as each goes
         (`_still_leading`), so that a slow stretch without findings keeps it too."""
-        self._still_leading()
-        self._resolve_state_conflicts(report)
-        self._still_leading()
-        self._finish_operations(report)
-        self._still_leading()
-        self._repair_active(report)
+        steps = (
+            self._resolve_state_conflicts,
+            self._finish_operations,
+            self._repair_active,
+            self._check_sites,
+            self._check_databases,
+            self._remove_forged_branches,
+            self._remove_expired_keys,
+            self._report_unsealed,
+        )
+        for step in steps:
+            self._still_leading()
+            step(report)
+
+    def _check_sites(self, report: Report) -> None:
+        """Orphan replicator docs and share users on each server."""
         for site in self.sites:
             self._still_leading()
             try:
@@ -104,14 +114,6 @@ class Reconciler:
             except FAILURES as exc:
                 error = {"kind": "server unreadable", "server": site.name, "error": str(exc)}
                 report.errors.append(error)
-        self._check_databases(report)
-        for step in (
-            self._remove_forged_branches,
-            self._remove_expired_keys,
-            self._report_unsealed,
-        ):
-            self._still_leading()
-            step(report)
 
     def _still_leading(self) -> None:
         """Renew the lease once half of it is gone, so that a long pass keeps it; raise
