@@ -11,7 +11,7 @@ from service.api.limits import init_limits
 from service.api.observability import init_observability
 from service.config import Settings
 from service.couch import CouchError, CouchUnavailable
-from service.sharing.broker import Broker, on_change_on_clusters
+from service.sharing.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,5 @@ def ensure_state_db(app: Flask) -> None:
     broker = app.extensions["sharing_broker"]
     try:
         broker.store.ensure()
-        if clusters := broker.clusters_on_change():
-            log.warning("not ready until set otherwise: %s", on_change_on_clusters(clusters))
     except (CouchError, CouchUnavailable) as exc:
         log.warning("state database not checked at start-up (%s); /readyz retries", exc)

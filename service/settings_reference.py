@@ -120,17 +120,17 @@ SERVICE = (
     Setting(
         "BROKER_REPLICATION_MODE",
         "`on_change`",
-        "How share replications run: one-shot runs started `on_change` by the followers, or"
-        ' `continuous` jobs. See [Deploy](deploy.md), "Replication mode". `on_change` needs'
-        " `BROKER_FOLLOW_INTERVAL` above 0, and CouchDB's `[replicator] startup_jitter` at 100"
-        " ms or less. On a CouchDB cluster use `continuous`: `/readyz` answers 503 for"
-        " `on_change` there.",
+        "How share replications run: runs the followers start `on_change` (transient"
+        ' replications), or `continuous` jobs. See [Deploy](deploy.md), "Replication mode".'
+        " `on_change` needs `BROKER_FOLLOW_INTERVAL` above 0, and CouchDB's `[replicator]"
+        " startup_jitter` at 100 ms or less. Both modes hold on a CouchDB cluster.",
     ),
     Setting(
         "BROKER_MAX_RUNS",
         "`200`",
         "On-change mode: the most runs at once on one CouchDB server, the longest waiting"
-        " first. Keep it under that server's `[replicator] max_jobs`.",
+        " first. Keep it under that server's `[replicator] max_jobs`. Each run in progress"
+        " holds a thread and a connection of the followers' process.",
     ),
     Setting(
         "BROKER_SERVERS",

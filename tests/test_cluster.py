@@ -4,14 +4,16 @@ On a cluster, "create this doc unless it exists" is a compare-and-set only where
 decides. The state database keeps one shard and one copy, so the broker's locks, pair
 claims, leases and idempotency records hold whatever node a request lands on. The users'
 databases keep the cluster's usual three copies. The concurrency tests run several rounds.
-The brokers run in continuous mode, as docs/deploy.md asks on a cluster.
+The brokers run in continuous mode unless a test says `mode`: in on-change mode the broker
+runs each replication itself, and nothing but the broker writes a replicator doc.
 """
 
 import secrets
 import threading
 import uuid
 from collections import Counter
-from contextlib import suppress
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 
 import pytest
 
@@ -19,7 +21,7 @@ from service.app import create_app, ensure_state_db
 from service.config import CONTINUOUS, ON_CHANGE, Settings
 from service.couch import CouchClient
 from service.sharing.core.lease import Lease
-from service.sharing.watching.followers import LEASE_ID
+from service.sharing.watching.followers import LEASE_ID, follow_every
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import remove_broker_footprint, wait_for
 from tests.servers.demo import ALICE, alice_docs
@@ -36,12 +38,19 @@ def state_db():
 
 
 @pytest.fixture
-def replicas(cluster, state_db):
+def mode():
+    """The replicas' replication mode; a test names another by parametrizing `mode`."""
+    return CONTINUOUS
+
+
+@pytest.fixture
+def replicas(cluster, state_db, mode):
     """Two brokers sharing one state database, the first through node 0, the second
     through node 1."""
     clients = []
-    for node in cluster.nodes[:2]:
-        app = create_app(through(node, state_db))
+    for node in cluster.nodes[:2]:  # the same settings, but for the node each talks to
+        settings = through(node, state_db, mode)
+        app = create_app(replace(settings, replication_url=cluster.nodes[0].url))
         ensure_state_db(app)
         clients.append(app)
     yield clients
@@ -72,8 +81,7 @@ def people(cluster, replicas):
 
 
 def through(node, state_db: str, mode: str = CONTINUOUS) -> Settings:
-    """A broker's settings that reach the cluster through this node; continuous, the mode
-    docs/deploy.md asks for on a cluster."""
+    """A broker's settings that reach the cluster through this node."""
     return Settings(
         couchdb_url=node.url,
         couchdb_user=node.admin[0],
@@ -207,10 +215,39 @@ def test_one_idempotency_key_through_two_replicas_runs_once(cluster, replicas, p
         assert not replayed or answer.json["id"] == ran[0].json["id"]
 
 
+@contextmanager
+def following(app):
+    """The app's followers loop in a thread, as `sharing-broker serve` runs it."""
+    broker = app.extensions["sharing_broker"]
+    stop = threading.Event()
+    lease = Lease(broker.store.couch, broker.store.db, "test-followers-lease", 10)
+    args = (0.5, broker.followers(), lease, broker.database_updates(), stop)
+    loop = threading.Thread(target=follow_every, args=args, daemon=True)
+    loop.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        loop.join(10)
+
+
+def collections_at(node, db: str) -> set[str]:
+    """The collections a database holds, by id."""
+    rows = node.get(f"{db}/_all_docs", startkey='"collection-"', endkey='"collection-~"')["rows"]
+    return {row["id"] for row in rows if "deleted" not in row["value"]}
+
+
+@pytest.mark.parametrize("mode", [CONTINUOUS, ON_CHANGE])
 @pytest.mark.parametrize("attempt", ROUNDS)
-def test_two_changes_of_one_share_through_two_replicas_one_wins(cluster, replicas, people, attempt):
+def test_two_changes_of_one_share_through_two_replicas_one_wins(
+    cluster, replicas, people, mode, attempt
+):
+    """In on-change mode the winner's scope is also what reaches the recipient, and the
+    replicator docs keep one branch: runs write nothing into them."""
     _alice, recipients = people
-    body = {"owner": ALICE, "recipient": next(iter(recipients)), "access": "read"}
+    nodes = cluster.nodes
+    recipient = next(iter(recipients))
+    body = {"owner": ALICE, "recipient": recipient, "access": "read"}
     share = admin_client(replicas[0]).post("/v1/shares", json=body).json
     etag = admin_client(replicas[0]).get(f"/v1/shares/{share['id']}").headers["ETag"]
     changes = [["c0ll-uuid-1"], ["c0ll-uuid-2"]]
@@ -229,27 +266,36 @@ def test_two_changes_of_one_share_through_two_replicas_one_wins(cluster, replica
     codes = sorted(a.status_code for a in answers)
     assert codes in ([200, 409], [200, 412]), [a.json for a in answers]
     won = next(a.json for a in answers if a.status_code == 200)
+    if mode == ON_CHANGE:
+        nodes, wanted = cluster.nodes, {f"collection-{won['collections'][0]}"}
+        seen = []
+
+        def arrived() -> bool:
+            seen.append([collections_at(n, recipients[recipient]) for n in nodes])
+            return all(found == wanted for found in seen[-1])
+
+        with following(replicas[1]):
+            try:
+                wait_for(arrived, f"{wanted}, and only it, at the recipient on every node")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; found {seen[-1]}") from None
     now = admin_client(replicas[1]).get(f"/v1/shares/{share['id']}").json
     assert now["collections"] == won["collections"]
-    selector = cluster.nodes[2].get(f"_replicator/{now['replications'][0]['id']}")["selector"]
-    assert won["collections"][0] in str(selector)
-    assert changes[1 - changes.index(won["collections"])][0] not in str(selector)
+    doc_id = now["replications"][0]["id"]
+    for node in cluster.nodes:
+        doc = node.get(f"_replicator/{doc_id}", conflicts="true")
+        assert won["collections"][0] in str(doc["selector"])
+        assert changes[1 - changes.index(won["collections"])][0] not in str(doc["selector"])
+        assert "_conflicts" not in doc
 
 
-def test_on_change_mode_on_a_cluster_is_not_ready(cluster, caplog):
-    """CouchDB writes a one-shot run's end through one node's copy of its doc, beside a
-    newer rewrite that copy may not have; a restart read from another copy can run the
-    older scope. Continuous jobs get no such write."""
+def test_on_change_mode_on_a_cluster_is_ready(cluster):
     node = cluster.nodes[0]
     state = f"broker_state_{uuid.uuid4().hex[:8]}"
     try:
         on_change = create_app(through(node, state, mode=ON_CHANGE))
         ensure_state_db(on_change)
-        assert "default: a CouchDB cluster, where on-change mode" in caplog.text
-        response = admin_client(on_change).get("/readyz")
-        assert response.status_code == 503
-        assert "set BROKER_REPLICATION_MODE=continuous" in response.json["detail"]
-        assert admin_client(create_app(through(node, state))).get("/readyz").status_code == 200
+        assert admin_client(on_change).get("/readyz").status_code == 200
     finally:
         node.delete(state)
 

@@ -1,4 +1,5 @@
-"""On-change mode on real Apache CouchDB: one-shot runs started when a database moves.
+"""On-change mode on real Apache CouchDB: the broker runs each replication, transient, when
+its source database moves; CouchDB leaves the held replicator docs alone.
 
 The followers loop runs in the background, as it does when served. Writes cross both ways,
 deletions and rule-followed pictures arrive, forged branches are still taken out, status
@@ -45,21 +46,42 @@ def states(couch, share: dict) -> set[str]:
     return {doc.get("_replication_state") for doc in replicator_docs(couch, share["id"]).values()}
 
 
-def test_the_replicator_docs_are_one_shot_and_the_first_run_copies_the_share(
-    client, couch, registered, dbs
+def revisions(couch, share: dict) -> dict[str, str]:
+    """Each of the share's replicator docs' revision, and its siblings' if any."""
+    docs = replicator_docs(couch, share["id"]).keys()
+    found = {}
+    for doc_id in docs:
+        doc = couch.get(f"_replicator/{doc_id}", conflicts="true")
+        found[doc_id] = (doc["_rev"], tuple(doc.get("_conflicts", ())))
+    return found
+
+
+def first_runs_copied(couch, dbs) -> None:
+    """Wait for the docs a share of collection 1 copies to Bob's database."""
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1, "the first run's docs")
+
+
+def test_the_replicator_docs_are_held_and_the_broker_runs_them(
+    client, couch, registered, dbs, followers
 ):
     share = create_share(client, **RW)
+    held = revisions(couch, share)
 
     assert {doc["continuous"] for doc in replicator_docs(couch, share["id"]).values()} == {False}
-    wait_for_docs(couch, dbs["bob"], COLLECTION_1 | {DB_SHARING}, "the first run's docs")
-    wait_for(lambda: states(couch, share) == {"completed"}, "both runs ended", couch=couch)
+    assert states(couch, share) == {"completed"}  # so CouchDB leaves them alone
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1 | {DB_SHARING}, "the first runs' docs")
+    rev = edit(couch, dbs["bob"], ITEM, name="from Bob")
+    wait_for(lambda: rev in leaves(couch, dbs["alice"], ITEM), "Bob's edit at Alice's")
+    jobs = couch.get("_scheduler/docs/_replicator")["docs"]
+    assert not [job for job in jobs if job["doc_id"] in held and job["state"] != "completed"]
+    assert revisions(couch, share) == held  # no run wrote into them: no siblings can grow
 
 
 def test_an_owners_write_and_deletion_reach_the_recipient(
     client, couch, registered, dbs, followers
 ):
-    share = create_share(client)
-    wait_for(lambda: states(couch, share) == {"completed"}, "the first run ended", couch=couch)
+    create_share(client)
+    first_runs_copied(couch, dbs)
 
     rev = edit(couch, dbs["alice"], ITEM, name="Alice's edit")
     wait_for(lambda: rev in leaves(couch, dbs["bob"], ITEM), "the edit at Bob's", couch=couch)
@@ -70,8 +92,8 @@ def test_an_owners_write_and_deletion_reach_the_recipient(
 def test_in_read_write_the_recipients_edit_reaches_the_owner(
     client, couch, registered, dbs, followers
 ):
-    share = create_share(client, **RW)
-    wait_for(lambda: states(couch, share) == {"completed"}, "the first runs ended", couch=couch)
+    create_share(client, **RW)
+    first_runs_copied(couch, dbs)
 
     rev = edit(couch, dbs["bob"], ITEM, name="Bob's edit")
 
@@ -80,17 +102,17 @@ def test_in_read_write_the_recipients_edit_reaches_the_owner(
 
 def test_a_burst_of_writes_all_arrive(client, couch, registered, dbs, followers):
     """Writes during a run make it run once more after it: none is left behind."""
-    share = create_share(client)
-    wait_for(lambda: states(couch, share) == {"completed"}, "the first run ended", couch=couch)
+    create_share(client)
+    first_runs_copied(couch, dbs)
 
     revs = [edit(couch, dbs["alice"], ITEM, name=f"edit {n}") for n in range(12)]
 
     wait_for(lambda: revs[-1] in leaves(couch, dbs["bob"], ITEM), "the last edit", couch=couch)
 
 
-def test_a_share_between_runs_is_idle_not_failed(app, client, couch, registered, dbs):
+def test_a_share_between_runs_is_idle_not_failed(app, client, couch, registered, dbs, followers):
     share = create_share(client, **RW)
-    wait_for(lambda: states(couch, share) == {"completed"}, "the first runs ended", couch=couch)
+    first_runs_copied(couch, dbs)
 
     live = client.get(f"/v1/shares/{share['id']}").get_json()["replications"]
     app.extensions["sharing_broker"].state_recorder().run()
@@ -200,7 +222,13 @@ def test_reconcile_moves_shares_made_in_continuous_mode_to_one_shot_runs(
         "replication:recipient-to-owner",
     }
     assert {doc["continuous"] for doc in replicator_docs(couch, share["id"]).values()} == {False}
-    wait_for(lambda: states(couch, share) == {"completed"}, "the one-shot runs ended", couch=couch)
+    assert states(couch, share) == {"completed"}  # held: CouchDB's jobs for them end
+    ours = set(replicator_docs(couch, share["id"]))
+    wait_for(
+        lambda: not ours & {j["doc_id"] for j in couch.get("_scheduler/jobs")["jobs"]},
+        "CouchDB's continuous jobs stopped",
+        couch=couch,
+    )
 
 
 def test_a_restarted_follower_reads_db_updates_on_from_where_the_last_one_left(app, couch, dbs):
@@ -228,8 +256,9 @@ def test_a_restarted_follower_reads_db_updates_on_from_where_the_last_one_left(a
 def test_a_replicator_doc_the_replicator_changed_meanwhile_is_read_again(
     app, client, couch, registered, dbs, monkeypatch
 ):
-    """CouchDB writes the end of each one-shot run into its doc: a rewrite that read it
-    just before gets 409 from the real server, reads again and goes through."""
+    """CouchDB writes a continuous job's failure into its doc (and, before runs were the
+    broker's own, each one-shot run's end): a rewrite that read it just before gets 409
+    from the real server, reads again and goes through."""
     share = create_share(client, **RW)
     doc_id = share["replications"][0]["id"]
     current = couch.get(f"_replicator/{doc_id}")

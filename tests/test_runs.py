@@ -1,8 +1,10 @@
-"""When the on-change follower starts a run, with CouchDB's answers scripted by `responses`:
-a run in progress is never written over, writes during it coalesce into one run after it,
-at most `max_runs` go at once, the longest due first, and unknown changes sweep rarely.
+"""When the on-change follower runs a replication, with CouchDB's answers scripted by
+`responses`: each run is a transient `POST /_replicate` of its held doc, writes during a
+run coalesce into one run after it, at most `max_runs` go at once, the longest due first,
+a failed run is tried again after a backoff, and unknown changes sweep rarely.
 
-The real replicator running these docs is in `test_on_change`."""
+A run "in progress" here is a worker launched and not yet carried out. The real replicator
+running these docs is in `test_on_change`."""
 
 import json
 
@@ -11,68 +13,83 @@ import responses
 
 from service.couch import CouchClient, CouchUnavailable
 from service.sharing.core.sites import Site, Sites
+from service.sharing.watching import runs as runs_module
 from service.sharing.watching.followers import one_pass
 from service.sharing.watching.replications import Replications
-from service.sharing.watching.runs import RunOnChange
+from service.sharing.watching.runs import RETRY_SECONDS, RunOnChange
 
 URL = "http://couch.test"
 BROKER = "broker_state"
 
 
-def replicator_doc(n: int, state: str | None = None, source: str = "owner") -> dict:
+def replicator_doc(n: int, state: str | None = "completed", source: str = "owner") -> dict:
+    """A held doc (its state `completed`, as the broker writes it), or one CouchDB runs."""
     doc = {
         "_id": f"sharing-broker-share{n}-owner-to-recipient",
         "_rev": f"{n}-abc",
         "source": {"url": f"{URL}/{source}-{n}", "auth": {"basic": {"password": "pw"}}},
         "target": {"url": f"{URL}/recipient-{n}"},
+        "selector": {"type": "item"},
+        "create_target": False,
         "continuous": False,
         "sharing_broker": {"broker": BROKER, "share_id": f"share{n}"},
     }
     if state:
-        doc |= {"_replication_state": state, "_replication_stats": {"docs_written": 1}}
+        doc["_replication_state"] = state
     return doc
 
 
 class Scripted:
-    """A server whose `_replicator` holds `docs` (doc id -> doc), as `_changes`, `_all_docs`
-    and `_bulk_docs` show it; the bodies written are kept in `written`."""
+    """A server whose `_replicator` holds `docs` (doc id -> doc), as `_changes` and reads
+    show it; the bodies posted to `_replicate` are kept in `runs`, and a source named in
+    `failing` makes its run fail."""
 
     def __init__(self, mock: responses.RequestsMock, docs: list[dict]):
         self.docs = {doc["_id"]: doc for doc in docs}
-        self.written: list[list[dict]] = []
-        self.conflicts: set[str] = set()
-        changes = {
-            "results": [{"id": d["_id"], "seq": "1", "doc": d} for d in docs],
-            "last_seq": "1",
-        }
-        mock.get(f"{URL}/_replicator/_changes", json=changes)
-        mock.add_callback("POST", f"{URL}/_replicator/_all_docs", callback=self._all_docs)
-        mock.add_callback("POST", f"{URL}/_replicator/_bulk_docs", callback=self._bulk_docs)
+        self.runs: list[dict] = []
+        self.failing: set[str] = set()
+        mock.add_callback("GET", f"{URL}/_replicator/_changes", callback=self._changes)
+        for doc_id in self.docs:
+            mock.add_callback("GET", f"{URL}/_replicator/{doc_id}", callback=self._read)
+        mock.add_callback("POST", f"{URL}/_replicate", callback=self._replicate)
 
-    def _all_docs(self, request):
-        keys = json.loads(request.body)["keys"]
-        rows = [{"key": k, "doc": self.docs.get(k)} for k in keys]
-        return 200, {}, json.dumps({"rows": rows})
+    def _changes(self, request):
+        """Every doc, written at seq 1: seen by the first look, and by no later one."""
+        fresh = request.params.get("since", "0") == "0"
+        results = [{"id": i, "seq": "1", "doc": d} for i, d in self.docs.items() if fresh]
+        return 200, {}, json.dumps({"results": results, "last_seq": "1"})
 
-    def _bulk_docs(self, request):
-        docs = json.loads(request.body)["docs"]
-        self.written.append(docs)
-        results = []
-        for doc in docs:
-            if doc["_id"] in self.conflicts:
-                results.append({"id": doc["_id"], "error": "conflict"})
-            else:
-                self.docs[doc["_id"]] = doc  # no state: CouchDB runs it
-                results.append({"id": doc["_id"], "ok": True, "rev": "2-new"})
-        return 201, {}, json.dumps(results)
+    def _read(self, request):
+        doc = self.docs.get(request.path_url.split("?")[0].rsplit("/", 1)[1])
+        if doc is None:
+            return 404, {}, json.dumps({"error": "not_found", "reason": "deleted"})
+        return 200, {}, json.dumps(doc)
 
-    def end_runs(self) -> None:
-        """Every run in progress ends, as CouchDB writes it into the doc."""
-        for doc in self.docs.values():
-            doc.setdefault("_replication_state", "completed")
+    def _replicate(self, request):
+        body = json.loads(request.body)
+        self.runs.append(body)
+        if body["source"]["url"].rsplit("/", 1)[1] in self.failing:
+            reason = {"error": "db_not_found", "reason": f"could not open {body['source']['url']}"}
+            return 500, {}, json.dumps(reason)
+        return 200, {}, json.dumps({"ok": True, "history": [{"docs_written": 1}]})
 
-    def written_ids(self) -> list[list[str]]:
-        return [[doc["_id"] for doc in batch] for batch in self.written]
+    def run_ids(self) -> list[str]:
+        return [body["source"]["url"].rsplit("/", 1)[1] for body in self.runs]
+
+
+class Workers:
+    """Launched workers, carried out only when the test says: until then, a run is in
+    progress."""
+
+    def __init__(self):
+        self.waiting: list = []
+
+    def launch(self, work) -> None:
+        self.waiting.append(work)
+
+    def finish(self) -> None:
+        while self.waiting:
+            self.waiting.pop(0)()
 
 
 @pytest.fixture
@@ -81,8 +98,16 @@ def mock():
         yield mock
 
 
+@pytest.fixture
+def workers():
+    return Workers()
+
+
 def runs_over(
-    max_runs: int = 10, sweep_seconds: float = 60.0, restored: list | None = None
+    workers: Workers,
+    max_runs: int = 10,
+    sweep_seconds: float = 60.0,
+    restored: list | None = None,
 ) -> RunOnChange:
     """The on-change runs; the share ids it asks to restore go into `restored`."""
     couch = CouchClient(URL, "admin", "pw")
@@ -93,120 +118,178 @@ def runs_over(
         restored.append(share_id)
         return True
 
-    return RunOnChange(sites, Replications(sites, BROKER), max_runs, restore, sweep_seconds)
+    replications = Replications(sites, BROKER)
+    return RunOnChange(sites, replications, max_runs, restore, sweep_seconds, workers.launch)
 
 
 def doc_id(n: int) -> str:
     return f"sharing-broker-share{n}-owner-to-recipient"
 
 
-def test_a_write_during_a_run_makes_one_more_run_after_it(mock):
-    server = Scripted(mock, [replicator_doc(1)])  # no state yet: its run is in progress
-    runs = runs_over()
+def read_first(runs: RunOnChange, workers: Workers) -> None:
+    """The first look at `_replicator` sees each doc written: each runs once."""
+    runs.run(set())
+    workers.finish()
 
-    assert runs.run({"owner-1"}) == []  # due, but running: not written over
+
+def test_a_run_is_a_transient_replication_of_the_held_doc(mock, workers):
+    server = Scripted(mock, [replicator_doc(1)])
+    runs = runs_over(workers)
+
+    assert runs.run(set()) == [doc_id(1)]  # its doc was written: due
+    workers.finish()
+
+    [body] = server.runs
+    assert body == {
+        "source": {"url": f"{URL}/owner-1", "auth": {"basic": {"password": "pw"}}},
+        "target": {"url": f"{URL}/recipient-1"},
+        "selector": {"type": "item"},
+        "create_target": False,
+        "continuous": False,
+    }
+    assert runs.states_on("default") == {} and not runs.pending
+
+
+def test_a_write_during_a_run_makes_one_more_run_after_it(mock, workers):
+    server = Scripted(mock, [replicator_doc(1)])
+    runs = runs_over(workers)
+    read_first(runs, workers)
+
+    assert runs.run({"owner-1"}) == [doc_id(1)]
+    assert runs.states_on("default") == {doc_id(1): {"state": "running", "error": None}}
+    assert runs.run({"owner-1"}) == []  # due, but running: not started beside it
     assert runs.run({"owner-1"}) == []  # a second write coalesces with the first
-    server.end_runs()
-    assert runs.run(set()) == [doc_id(1)]  # the run after it
-    assert runs.run(set()) == []  # once
+    workers.finish()  # the run ends, and its worker runs it once more
 
-    assert server.written_ids() == [[doc_id(1)]]
-    [body] = server.written[0]
-    assert "_replication_state" not in body and "_replication_stats" not in body
-    assert body["_rev"] == "1-abc" and body["source"]["auth"]["basic"]["password"] == "pw"
+    assert server.run_ids() == ["owner-1"] * 3  # the first look's, the write's, one after
+    assert runs.run(set()) == [] and not runs.pending
 
 
-def test_a_doc_with_siblings_is_restored_before_it_runs_again(mock):
-    """CouchDB wrote a run's end beside the broker's last write: the scope it shows may be
-    the older one. It is not run as it is; once restored, it runs."""
-    sibling = replicator_doc(1, "completed") | {"_conflicts": ["3-older"]}
+def test_a_doc_with_siblings_is_restored_before_it_runs(mock, workers):
+    """Two replicas wrote it at once through two nodes: the scope it shows may be the
+    older one. It is not run as it is; once restored, it runs."""
+    sibling = replicator_doc(1) | {"_conflicts": ["3-older"]}
     server = Scripted(mock, [sibling])
     restored: list[str] = []
-    runs = runs_over(restored=restored)
+    runs = runs_over(workers, restored=restored)
 
-    assert runs.run({"owner-1"}) == []
+    assert runs.run({"owner-1"}) == [doc_id(1)]
+    workers.finish()
     assert restored == ["share1"] and runs.pending  # still due
-    assert server.written == []
+    assert server.runs == []
     server.docs[doc_id(1)].pop("_conflicts")  # as restoring it leaves it
     assert runs.run(set()) == [doc_id(1)]
-    assert restored == ["share1"] and not runs.pending
+    workers.finish()
+    assert restored == ["share1"] and server.run_ids() == ["owner-1"]
 
 
-def test_only_the_replications_reading_from_a_moved_database_run(mock):
-    server = Scripted(mock, [replicator_doc(1, "completed"), replicator_doc(2, "completed")])
-    runs = runs_over()
+def test_a_doc_couchdb_would_run_itself_is_restored_not_run(mock, workers):
+    """Written in continuous mode and moved over, or by a broker that let CouchDB run its
+    one-shot docs: it is written again held before the broker runs it."""
+    server = Scripted(mock, [replicator_doc(1, state=None)])
+    restored: list[str] = []
+    runs = runs_over(workers, restored=restored)
+
+    runs.run({"owner-1"})
+    workers.finish()
+
+    assert restored == ["share1"] and server.runs == []
+
+
+def test_only_the_replications_reading_from_a_moved_database_run(mock, workers):
+    server = Scripted(mock, [replicator_doc(1), replicator_doc(2)])
+    runs = runs_over(workers)
+    read_first(runs, workers)
 
     assert runs.run({"recipient-1", "owner-2"}) == [doc_id(2)]
+    workers.finish()
 
-    assert server.written_ids() == [[doc_id(2)]]
+    assert server.run_ids() == ["owner-1", "owner-2", "owner-2"]
 
 
-def test_at_most_max_runs_go_at_once_the_longest_due_first(mock):
-    server = Scripted(mock, [replicator_doc(n, "completed") for n in range(1, 5)])
-    runs = runs_over(max_runs=2)
+def test_at_most_max_runs_go_at_once_the_longest_due_first(mock, workers):
+    server = Scripted(mock, [replicator_doc(n) for n in range(1, 5)])
+    runs = runs_over(workers, max_runs=2)
+    runs.replications.refresh()  # read already: only changes make them due
 
     assert runs.run({"owner-1"}) == [doc_id(1)]
     assert runs.run({"owner-2"}) == [doc_id(2)]
     for n in (4, 3):  # due in this order, while two run
         assert runs.run({f"owner-{n}"}) == []
-    server.end_runs()
+    workers.finish()
     assert runs.run(set()) == [doc_id(4), doc_id(3)]
+    workers.finish()
 
-    assert server.written_ids() == [[doc_id(1)], [doc_id(2)], [doc_id(4), doc_id(3)]]
+    assert server.run_ids() == ["owner-1", "owner-2", "owner-4", "owner-3"]
 
 
-def test_the_longest_due_starts_first_when_one_slot_frees(mock):
-    server = Scripted(mock, [replicator_doc(n, "completed") for n in range(1, 4)])
-    runs = runs_over(max_runs=1)
+def test_the_longest_due_starts_first_when_one_slot_frees(mock, workers):
+    Scripted(mock, [replicator_doc(n) for n in range(1, 4)])
+    runs = runs_over(workers, max_runs=1)
+    runs.replications.refresh()
     runs.run({"owner-1"})
     for n in (3, 2):
         runs.run({f"owner-{n}"})
 
-    server.end_runs()
+    workers.finish()
     assert runs.run(set()) == [doc_id(3)]
-    server.end_runs()
+    workers.finish()
     assert runs.run(set()) == [doc_id(2)]  # so none starves
 
 
-def test_a_conflicting_write_leaves_the_run_due(mock):
-    server = Scripted(mock, [replicator_doc(1, "completed")])
-    server.conflicts.add(doc_id(1))
-    runs = runs_over()
+def test_a_failed_run_shows_why_and_is_tried_again_after_a_backoff(mock, workers, monkeypatch):
+    server = Scripted(mock, [replicator_doc(1)])
+    server.failing.add("owner-1")
+    runs = runs_over(workers)
+    clock = [1000.0]
+    monkeypatch.setattr(runs_module.time, "monotonic", lambda: clock[0])
+    read_first(runs, workers)
 
-    assert runs.run({"owner-1"}) == []
-    server.conflicts.clear()
+    [state] = runs.states_on("default").values()
+    assert state["state"] == "crashing" and "500 db_not_found" in state["error"]
+    assert "pw" not in state["error"]
+    assert runs.run({"owner-1"}) == []  # a write during the backoff waits it out
+    assert not runs.pending
+    clock[0] += RETRY_SECONDS
+    server.failing.clear()
     assert runs.run(set()) == [doc_id(1)]
+    workers.finish()
+
+    assert server.run_ids() == ["owner-1", "owner-1"]
+    assert runs.states_on("default") == {}
 
 
-def test_unknown_changes_make_everything_due_at_most_once_a_sweep(mock):
-    server = Scripted(mock, [replicator_doc(1, "completed"), replicator_doc(2, "completed")])
-    runs = runs_over(sweep_seconds=3600)
+def test_unknown_changes_make_everything_due_at_most_once_a_sweep(mock, workers):
+    Scripted(mock, [replicator_doc(1), replicator_doc(2)])
+    runs = runs_over(workers, sweep_seconds=3600)
 
     assert sorted(runs.run(None)) == [doc_id(1), doc_id(2)]
-    server.end_runs()
+    workers.finish()
     assert runs.run(None) == []  # within the sweep's time: nothing made due again
 
 
-def test_a_continuous_or_removed_doc_is_not_started(mock):
-    continuous = replicator_doc(1, "completed") | {"continuous": True}
-    server = Scripted(mock, [continuous, replicator_doc(2, "completed")])
-    runs = runs_over()
+def test_a_continuous_or_removed_doc_is_not_run(mock, workers):
+    continuous = replicator_doc(1) | {"continuous": True}
+    server = Scripted(mock, [continuous, replicator_doc(2)])
+    runs = runs_over(workers)
     runs.replications.refresh()
     del server.docs[doc_id(2)]
 
-    assert runs.run({"owner-1", "owner-2"}) == []
-    assert server.written == []
+    runs.run({"owner-1", "owner-2"})
+    workers.finish()
+
+    assert server.runs == [] and not runs.pending
 
 
 @pytest.mark.parametrize(("answer", "warned"), [(404, True), ("5000", True), ("0", False)])
-def test_a_server_that_holds_runs_back_is_named_once(mock, caplog, answer, warned):
-    Scripted(mock, [replicator_doc(1, "completed")])
+def test_a_server_that_holds_runs_back_is_named_once(mock, workers, caplog, answer, warned):
+    Scripted(mock, [replicator_doc(1)])
     config = f"{URL}/_node/_local/_config/replicator/startup_jitter"
     if answer == 404:
         mock.get(config, status=404, json={"error": "not_found", "reason": "unknown_config_value"})
     else:
         mock.get(config, json=answer)
-    runs = runs_over()
+    runs = runs_over(workers)
 
     runs.run({"owner-1"})
     runs.run({"owner-1"})
@@ -248,10 +331,14 @@ class Failing:
         (None, [], False),  # nothing known, nothing settled
     ],
 )
-def test_changes_settle_only_once_every_pass_dealt_with_them(mock, changed, passes, settled):
-    Scripted(mock, [replicator_doc(1)])  # running: a write to owner-1 stays due
+def test_changes_settle_only_once_every_pass_dealt_with_them(
+    mock, workers, changed, passes, settled
+):
+    Scripted(mock, [replicator_doc(1)])
+    runs = runs_over(workers)
+    runs.run(set())  # owner-1's run in progress: a write to it stays due
     updates = Updates(changed)
 
-    one_pass([runs_over(), *passes], Held(), updates)
+    one_pass([runs, *passes], Held(), updates)
 
     assert updates.settled_times == (1 if settled else 0)

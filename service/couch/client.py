@@ -38,12 +38,7 @@ class CouchClient:
         self.server = server  # the operator's name for it, in metrics and errors
         self.quorum = False  # whether a write CouchDB accepted without a quorum fails
         self.timeout = timeout
-        self._session = requests.Session()
-        self._session.auth = (username, password)
-        self._session.headers["Accept"] = "application/json"
-        adapter = HTTPAdapter(max_retries=IDEMPOTENT_RETRY, pool_maxsize=32)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._session = _session((username, password), connections=32)
 
     def strict(self) -> "CouchClient":
         """This client, sharing its connections, for coordination docs: a write that
@@ -52,6 +47,15 @@ class CouchClient:
         strict = copy.copy(self)
         strict.quorum = True
         return strict
+
+    def patient(self, read_seconds: float, connections: int) -> "CouchClient":
+        """This client, with its own `connections`, waiting up to `read_seconds` for each
+        answer: for requests CouchDB answers once their work is done (a one-shot
+        `_replicate`), many at once."""
+        patient = copy.copy(self)
+        patient.timeout = (self.timeout[0], read_seconds)
+        patient._session = _session(self._session.auth, connections)
+        return patient
 
     def url(self, *segments: str) -> str:
         """The URL of a path given as unquoted segments, without credentials."""
@@ -120,3 +124,14 @@ class CouchClient:
 
     def delete(self, *segments: str, params: dict | None = None) -> dict:
         return self.request("DELETE", segments, params=params)
+
+
+def _session(auth: tuple[str, str], connections: int) -> requests.Session:
+    """A session that keeps up to `connections` open, and retries idempotent reads."""
+    session = requests.Session()
+    session.auth = auth
+    session.headers["Accept"] = "application/json"
+    adapter = HTTPAdapter(max_retries=IDEMPOTENT_RETRY, pool_maxsize=connections)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

@@ -1,5 +1,6 @@
 """Wires the sharing domain to the CouchDB servers in the settings."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from service.config import CONTINUOUS, DEFAULT_SERVER, ON_CHANGE, ServerSettings, Settings
@@ -9,7 +10,7 @@ from service.sharing.core.model import Status
 from service.sharing.core.policy import Policy
 from service.sharing.core.registry import Registry
 from service.sharing.core.seal import Seal
-from service.sharing.core.sites import Site, Sites, cluster_nodes
+from service.sharing.core.sites import Site, Sites
 from service.sharing.core.store import StateStore
 from service.sharing.lifecycle.reconcile import Reconciler
 from service.sharing.lifecycle.shares import ShareService
@@ -62,11 +63,11 @@ class Broker:
         replications. In on-change mode the runs go first, so a write starts its run
         before the slower passes."""
         replications = self.replications()
-        passes = [self.branch_watch(replications), self.rule_follow(), self.state_recorder()]
-        if self.max_runs is not None:
-            runs = RunOnChange(self.sites, replications, self.max_runs, self.restore_replications)
-            passes.insert(0, runs)
-        return passes
+        if self.max_runs is None:
+            return [self.branch_watch(replications), self.rule_follow(), self.state_recorder()]
+        runs = RunOnChange(self.sites, replications, self.max_runs, self.restore_replications)
+        recorder = self.state_recorder(runs.states_on)
+        return [runs, self.branch_watch(replications), self.rule_follow(), recorder]
 
     def restore_replications(self, share_id: str) -> bool:
         """Write the replicator docs of a share, active and with no change in progress, as
@@ -77,15 +78,6 @@ class Broker:
         self.shares.refresh_scope(share)
         return True
 
-    def clusters_on_change(self) -> list[str]:
-        """The servers that are CouchDB clusters, in on-change mode: there CouchDB writes a
-        run's end through one node's copy of its doc, beside a newer rewrite that copy has
-        not seen, and a restart read from another copy may run the older scope again. The
-        broker is not ready while there are any."""
-        if self.max_runs is None:
-            return []
-        return [site.name for site in self.sites if len(cluster_nodes(site.couch)) > 1]
-
     def replications(self) -> Replications:
         return Replications(self.sites, self.store.db)
 
@@ -95,8 +87,9 @@ class Broker:
     def rule_follow(self) -> RuleFollow:
         return RuleFollow(self.store, self.shares)
 
-    def state_recorder(self) -> StateRecorder:
-        return StateRecorder(self.sites, self.store, on_change=self.max_runs is not None)
+    def state_recorder(self, runs: Callable[[str], dict[str, dict]] | None = None) -> StateRecorder:
+        on_change = self.max_runs is not None
+        return StateRecorder(self.sites, self.store, on_change=on_change, runs=runs)
 
     def database_updates(self) -> DatabaseUpdates:
         checkpoints = Checkpoints(self.store.couch, self.store.db, DB_UPDATES_CHECKPOINT_ID)
@@ -149,12 +142,3 @@ def _site(
         SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db), locks
     )
     return Site(server.name, couch, server.replication_url, editors, Identity(couch))
-
-
-def on_change_on_clusters(servers: list[str]) -> str:
-    """Why on-change mode is refused on these servers, and what to set instead."""
-    return (
-        f"{', '.join(servers)}: a CouchDB cluster, where on-change mode may run a replication"
-        " once more with its scope from before a change; set BROKER_REPLICATION_MODE="
-        "continuous (see docs/deploy.md)"
-    )

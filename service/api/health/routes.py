@@ -10,7 +10,6 @@ from service.api.context import broker
 from service.api.problems import problem
 from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchError, CouchUnavailable
-from service.sharing.broker import on_change_on_clusters
 from service.sharing.core.sites import Sites
 from service.sharing.placing.replicator import REPLICATOR_DB
 
@@ -56,8 +55,7 @@ class Readiness(MethodView):
     @blp.alt_response(
         503,
         description="The `default` server is unreachable or refuses the broker, others can"
-        " read the state database, it keeps more than one copy on a cluster, or a server is"
-        " a cluster while replications run on change",
+        " read the state database, or it keeps more than one copy on a cluster",
     )
     def get(self):
         """Check each server and the service credentials, and the state database and its lock
@@ -74,7 +72,6 @@ class Readiness(MethodView):
             b.store.ensure()
             exposure = b.store.exposure()
             placement = b.store.placement()
-            clusters = b.clusters_on_change()
             unknown = b.store.unknown_servers({site.name for site in b.sites})
         except (CouchError, CouchUnavailable) as exc:
             return problem(503, f"not ready: {exc}")
@@ -84,8 +81,6 @@ class Readiness(MethodView):
             )
         if placement is not None:
             return problem(503, f"not ready: the state database {b.store.db}: {placement}")
-        if clusters:
-            return problem(503, f"not ready: {on_change_on_clusters(clusters)}")
         followers = "ok"
         if unknown:
             names = ", ".join(sorted(unknown))

@@ -33,7 +33,13 @@ from service.sharing.placing.credentials import (
     hashed_password,
     user_doc_id,
 )
-from service.sharing.placing.replicator import REPLICATOR_DB, Endpoint, replicator_doc
+from service.sharing.placing.replicator import (
+    HELD,
+    REPLICATOR_DB,
+    Endpoint,
+    is_held,
+    replicator_doc,
+)
 from service.sharing.placing.siblings import read_alone
 
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
@@ -304,7 +310,7 @@ def ensure_docs(couch: CouchClient, db: str, bodies: list[dict]) -> None:
         raise CouchError(403, refused[0]["error"], refused[0].get("reason", ""), f"POST /{db}")
     for body in bodies:
         if body["_id"] in conflicts:
-            _overwrite(couch, db, body)
+            _write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=False))
 
 
 def ensure_absent_docs(couch: CouchClient, db: str, doc_ids: list[str]) -> None:
@@ -335,41 +341,41 @@ def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
     try:
         couch.put(db, body["_id"], json=body)
     except DocumentConflict:
-        _overwrite(couch, db, body)
-
-
-def _overwrite(couch: CouchClient, db: str, body: dict) -> None:
-    """Write `body` over the doc there, unless it has the same content already."""
-
-    def replacement(current: dict | None) -> dict | None:
-        if current is None:
-            return dict(body)
-        if not _differs(current, body):
-            return None
-        doc = {**body, "_rev": current["_rev"]}
-        if "created_at" in current:
-            doc["created_at"] = current["created_at"]
-        return doc
-
-    _write_over(couch, db, body["_id"], replacement)
+        _write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=False))
 
 
 def ensure_current(couch: CouchClient, db: str, body: dict) -> bool:
     """Like `ensure_present`, and also restart a replication CouchDB marked failed.
 
     Return whether anything was written. A doc that changed meanwhile is read again: the
-    replicator writes the end of each one-shot run into its doc.
+    replicator writes a continuous job's failure into its doc, and may have written a
+    one-shot run's end into a doc made before runs were the broker's own.
     """
+    return _write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=True))
+
+
+def _over(
+    couch: CouchClient, db: str, body: dict, restart_failed: bool
+) -> Callable[[dict | None], dict | None]:
+    """What to write over the doc there (None: nothing), so that it reads as `body`."""
 
     def replacement(current: dict | None) -> dict | None:
         if current is None:
             return dict(body)
-        failed = current.get("_replication_state") == "failed"
+        failed = restart_failed and current.get("_replication_state") == "failed"
         if not failed and not _differs(current, body):
             return None
-        return {**body, "_rev": current["_rev"]}  # no `_replication_*` fields: restarts it
+        if is_held(body) and not is_held(current):
+            # CouchDB stops a job only when its doc goes: one written over as held would
+            # run on. So it goes, and the held doc is written over its tombstone.
+            couch.delete(db, body["_id"], params={"rev": current["_rev"]})
+            return dict(body)
+        doc = {**body, "_rev": current["_rev"]}  # CouchDB's `_replication_*` fields dropped
+        if "created_at" in current:
+            doc["created_at"] = current["created_at"]
+        return doc
 
-    return _write_over(couch, db, body["_id"], replacement)
+    return replacement
 
 
 def _write_over(
@@ -401,7 +407,7 @@ def restart_replication(couch: CouchClient, doc_id: str) -> None:
     current = read_alone(couch, REPLICATOR_DB, doc_id)
     couch.delete(REPLICATOR_DB, doc_id, params={"rev": current["_rev"]})
     body = {k: v for k, v in current.items() if k != "_rev" and not k.startswith("_replication")}
-    couch.put(REPLICATOR_DB, doc_id, json=body)
+    couch.put(REPLICATOR_DB, doc_id, json=body if body.get("continuous") else body | HELD)
 
 
 def ensure_absent(couch: CouchClient, db: str, doc_id: str) -> None:

@@ -5,6 +5,12 @@ database is on: owner to recipient is a push, recipient to owner a pull. So one 
 reports a share's status and one `_replicator` holds its docs; the owner's server must
 reach the recipient's, and never the other way round. The owner is the one who starts a
 share, and the data leaves from there.
+
+In on-change mode a doc is `held`: it says what to run, and the broker runs it itself, as
+a transient replication (`POST /_replicate`, see `transient_body`). CouchDB's replicator
+leaves a doc in the `completed` state alone: it neither runs it nor writes a run's end
+into it. On a cluster that write went through one node's copy of the doc, beside a newer
+rewrite that copy had not seen, and left siblings.
 """
 
 import re
@@ -20,6 +26,7 @@ REPLICATOR_PREFIX = "sharing-broker-"
 SCHEDULER_PAGE = 500  # `_scheduler/docs` rows a request
 SCHEDULER_RETRY_SECONDS = 0.2
 RUNNING = "running"
+HELD = {"_replication_state": "completed"}
 # A one-shot run that ended well, as the broker calls it: CouchDB's `completed` reads as
 # if the share were over, and in on-change mode the next change runs it again.
 IDLE = "idle"
@@ -55,9 +62,9 @@ def replicator_doc(
     continuous: bool = True,
 ) -> dict:
     """The body of one direction's replicator doc, labelled as `broker`'s; `source` and
-    `target` are each a server's endpoint and a database on it. A one-shot doc
-    (`continuous` false) keeps its replication id, and so its checkpoint, each time it is
-    written again to run once more."""
+    `target` are each a server's endpoint and a database on it. A doc that is not
+    `continuous` is held: the broker runs it itself, as often as its source changes. Each
+    run has the doc's replication id, and so its checkpoint."""
     return {
         "_id": replicator_doc_id(share.id, direction),
         "source": source[0].database(source[1]),
@@ -66,7 +73,20 @@ def replicator_doc(
         "create_target": False,
         "selector": selector,
         "sharing_broker": {"broker": broker, "share_id": share.id, "direction": str(direction)},
+        **({} if continuous else HELD),
     }
+
+
+def is_held(doc: dict) -> bool:
+    """Whether a replicator doc is one the broker runs itself, as CouchDB leaves it."""
+    return not doc.get("continuous") and all(doc.get(k) == v for k, v in HELD.items())
+
+
+def transient_body(doc: dict) -> dict:
+    """The `POST /_replicate` body that runs a held doc once. It has the doc's replication
+    id (its ends and its selector), so a run goes on from the last one's checkpoint."""
+    wanted = ("source", "target", "selector", "create_target")
+    return {**{k: doc[k] for k in wanted if k in doc}, "continuous": False}
 
 
 @dataclass(frozen=True)

@@ -1,50 +1,65 @@
-"""On-change mode: a one-shot run of a share's replication each time its source moves.
+"""On-change mode: a run of a share's replication each time its source moves.
 
 CouchDB runs at most `[replicator] max_jobs` replications at once (500) and rotates the
 rest every `interval` (60 s), a few at a time, so past that number a continuous job per
 direction leaves changes waiting for minutes; idle, each still holds a slot and some CPU.
 
-In this mode the replicator docs are one-shot. When `_db_updates` says a database moved,
-the replications that read from it are due. A due one whose last run ended is written
-again without CouchDB's `_replication_*` fields, and CouchDB runs it once more, from its
-checkpoint: the replication id is the same. Writes during a run make it due again, so a
-burst costs one more run after it, not one a write. At most `max_runs` run at once on a
-server, the longest due first: under `max_jobs`, CouchDB starts each at once, and
-nothing starves.
+In this mode a replicator doc is held (see `replicator`): it says what to run, and CouchDB
+leaves it alone. When `_db_updates` says a database moved, the replications that read from
+it are due, and so is one whose doc was written (a new share, a changed scope). The broker
+runs a due one itself, as a transient replication (`POST /_replicate`, answered when the
+run ends), with its doc's replication id: each run goes on from the last one's checkpoint.
+Writes during a run make it due again, and the same worker runs it once more after it: a
+burst costs one more run, not one a write. At most `max_runs` run at once on a server, the
+longest due first: under `max_jobs`, CouchDB starts each at once, and nothing starves.
+
+A run that fails (a server down, a database gone) is due again after a backoff, from
+`RETRY_SECONDS` doubling to `LONGEST_RETRY_SECONDS`: the replicator logs in as the share
+user, and CouchDB 3.4+ locks out a user after repeated failed logins. Until a run goes
+through, `states` says the replication is `crashing`, and why.
 
 When the changes are unknown (the very first pass, a server that did not answer), every
 replication is due, at most once every `sweep_seconds`.
 
-CouchDB writes a run's end into its doc through the copy of `_replicator` on the node
-that ran it. On a cluster that copy may not have the broker's last write yet, and the doc
-gets two branches: the one CouchDB shows may hold an older scope. A doc with siblings is
-never run again as it is: its share's replicator docs are first written as its record
-wants them (`restore`), and it runs once that is done.
+Only the broker writes a held doc, so runs leave no siblings. One that has some all the
+same (two replicas wrote it at once through two nodes of a cluster) may show an older
+scope: it is never run as it is. Its share's replicator docs are first written as its
+record wants them (`restore`), and it runs once that is done. So is a doc that is not held
+(written in continuous mode, or by a broker that let CouchDB run its one-shot docs).
 
 CouchDB holds every job back a random while before it starts, up to `[replicator]
 startup_jitter` (5 s by default), which is every run's lag here: a server that keeps it
 above `JITTER_WARNING_MS` is named in the log once.
 """
 
+import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable
 
-from service.couch import CouchError, CouchUnavailable, NotFound
+from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
 from service.metrics import REPLICATION_RUNS, REPLICATIONS_DUE
 from service.sharing.core.errors import SharingError
 from service.sharing.core.sites import Sites
-from service.sharing.placing.replicator import REPLICATOR_DB
+from service.sharing.placing.replicator import REPLICATOR_DB, is_held, redacted, transient_body
 from service.sharing.watching.replications import Key, Replications
 
 log = logging.getLogger(__name__)
-ENDED = ("completed", "failed")  # what CouchDB writes into a one-shot doc once it ends
 JITTER_WARNING_MS = 1000
 COUCHDB_JITTER_MS = 5000  # CouchDB's default `startup_jitter`
+RUN_SECONDS = 600.0  # the longest a run is waited for; a longer one is run again later
+RETRY_SECONDS = 5.0
+LONGEST_RETRY_SECONDS = 300.0
+
+
+def in_a_thread(work: Callable[[], None]) -> None:
+    """Start `work` in a thread of its own."""
+    threading.Thread(target=work, name="on-change run", daemon=True).start()
 
 
 class RunOnChange:
-    """A follower pass: starts the runs that changes made due."""
+    """A follower pass: starts the runs that changes made due, each in a worker."""
 
     def __init__(
         self,
@@ -53,92 +68,153 @@ class RunOnChange:
         max_runs: int,
         restore: Callable[[str], bool],
         sweep_seconds: float = 60.0,
+        launch: Callable[[Callable[[], None]], None] = in_a_thread,
     ):
         """`restore(share_id)` writes the share's replicator docs as its record wants them,
-        and says whether it did: it does not while a change of the share is in progress."""
+        and says whether it did: it does not while a change of the share is in progress.
+        `launch(work)` runs a worker (each runs one replication, as often as it is due)."""
         self.sites = sites
         self.replications = replications
         self.max_runs = max_runs
         self.restore = restore
         self.sweep_seconds = sweep_seconds
+        self.launch = launch
+        self._couches = {
+            site.name: site.couch.patient(RUN_SECONDS, connections=max_runs) for site in sites
+        }
+        self._lock = threading.Lock()  # over what follows, shared with the workers
         self._due: dict[Key, None] = {}  # in the order they became due
         self._running: set[Key] = set()
+        self._failing: dict[Key, tuple[str, float, float]] = {}  # error, backoff, retry at
         self._last_sweep = float("-inf")
         self._jitter_checked: set[str] = set()
 
     @property
     def pending(self) -> bool:
         """Whether runs are still due: the changes that made them so are not settled."""
-        return bool(self._due)
+        with self._lock:
+            return bool(self._due)
+
+    def states_on(self, home: str) -> dict[str, dict]:
+        """Doc id -> {state, error} of this server's replications that run now or fail;
+        the others are idle."""
+        with self._lock:
+            failing = {key: error for key, (error, _, _) in self._failing.items()}
+            running = set(self._running)
+        found = {key: {"state": "crashing", "error": error} for key, error in failing.items()}
+        found |= {key: {"state": "running", "error": None} for key in running}
+        return {doc_id: state for (server, doc_id), state in found.items() if server == home}
 
     def run(self, changed: set[str] | None = None) -> list[str]:
-        """Mark due what reads from the places in `changed` (`None`: unknown), and start
-        what may start; return the doc ids started."""
-        self.replications.refresh(changed)
+        """Mark due what reads from the places in `changed` (`None`: unknown) and what was
+        written, and start what may start; return the doc ids started."""
+        due = list(self.replications.refresh(changed))
         if changed is None:
             if time.monotonic() - self._last_sweep >= self.sweep_seconds:
                 self._last_sweep = time.monotonic()
-                self._due.update(dict.fromkeys(r.key for r in self.replications.all()))
+                due += [r.key for r in self.replications.all()]
         else:
             for source in changed:
-                self._due.update(dict.fromkeys(r.key for r in self.replications.out_of(source)))
+                due += [r.key for r in self.replications.out_of(source)]
+        with self._lock:
+            now = time.monotonic()
+            due += [key for key, (_, _, retry_at) in self._failing.items() if retry_at <= now]
+            backing_off = {key for key, (_, _, at) in self._failing.items() if at > now}
+            self._due.update(dict.fromkeys(key for key in due if key not in backing_off))
         started = []
         for site in self.sites:
             try:
                 self._check_jitter(site.name)
-                started += self._start_on(site.name)
             except (CouchError, CouchUnavailable) as exc:
-                log.warning("on-change runs not started on %s: %s", site.name, exc)
-        REPLICATIONS_DUE.set(len(self._due))
+                log.warning("could not read %s's startup_jitter: %s", site.name, exc)
+            started += self._start_on(site.name)
+        with self._lock:
+            REPLICATIONS_DUE.set(len(self._due))
         return started
 
     def _start_on(self, home: str) -> list[str]:
-        """Read the docs of this server's running and first due replications, and write
-        again those due whose last run ended, while fewer than `max_runs` run."""
-        due = [key for key in self._due if key[0] == home][: self.max_runs]
-        running = {key for key in self._running if key[0] == home}
-        keys = [doc_id for _, doc_id in running | set(due)]
-        if not keys:
-            return []
-        couch = self.sites[home].couch
-        params = {"include_docs": "true", "conflicts": "true"}
-        rows = couch.post(REPLICATOR_DB, "_all_docs", json={"keys": keys}, params=params)["rows"]
-        docs = {}
-        for row in rows:
-            key, doc = (home, row["key"]), row.get("doc")
-            if doc is None or doc.get("continuous"):  # gone, or not ours to start
-                self._due.pop(key, None)
-                self._running.discard(key)
-            elif doc.get("_conflicts"):  # which scope it shows is not known: restore it
-                self._running.discard(key)
-                if self._restore(doc):
-                    self._due.setdefault(key)  # it runs once restored, on a later pass
-                else:  # the change in progress writes it, or reconcile
-                    self._due.pop(key, None)
-            elif doc.get("_replication_state") in ENDED:
-                self._running.discard(key)
-                docs[key] = doc
-            else:  # running, or waiting for a slot: a write during it is a run after it
+        """Start a worker for each replication due on this server, the longest due first,
+        while fewer than `max_runs` run."""
+        with self._lock:
+            running = sum(1 for key in self._running if key[0] == home)
+            waiting = (key for key in self._due if key[0] == home and key not in self._running)
+            starting = list(itertools.islice(waiting, max(self.max_runs - running, 0)))
+            for key in starting:
+                del self._due[key]
                 self._running.add(key)
-        free = self.max_runs - sum(1 for key in self._running if key[0] == home)
-        again = [key for key in due if key in docs][: max(free, 0)]
-        if not again:
-            return []
-        bodies = [_without_state(docs[key]) for key in again]
-        results = couch.post(REPLICATOR_DB, "_bulk_docs", json={"docs": bodies})
-        started = [result["id"] for result in results if result.get("ok")]
-        for doc_id in started:  # a conflict stays due: the next pass reads it again
-            self._due.pop((home, doc_id), None)
-            self._running.add((home, doc_id))
-        REPLICATION_RUNS.inc(len(started))
-        return started
+        for key in starting:
+            self.launch(lambda key=key: self._work(key))
+        return [doc_id for _, doc_id in starting]
+
+    def _work(self, key: Key) -> None:
+        """Run the replication, then again while writes made it due meanwhile."""
+        try:
+            while True:
+                ran = self._run_once(key)
+                with self._lock:
+                    if not ran or key not in self._due:
+                        self._running.discard(key)  # with the look at `_due`: none is lost
+                        return
+                    del self._due[key]
+        except Exception:  # a bug must not leave the replication running for good
+            log.exception("on-change run of %s failed", key[1])
+            with self._lock:
+                self._running.discard(key)
+
+    def _run_once(self, key: Key) -> bool:
+        """Read the doc and run it once; return whether it ran."""
+        home, doc_id = key
+        couch = self._couches[home]
+        try:
+            doc = couch.get(REPLICATOR_DB, doc_id, params={"conflicts": "true"})
+        except NotFound:  # the share ended
+            self._forget(key)
+            return False
+        except (CouchError, CouchUnavailable) as exc:
+            self._failed(key, exc)
+            return False
+        if doc.get("continuous"):  # not ours to run
+            self._forget(key)
+            return False
+        if doc.get("_conflicts") or not is_held(doc):
+            self._forget(key)
+            if self._restore(doc):  # its rewrite makes it due again
+                with self._lock:
+                    self._due.setdefault(key)
+            return False
+        return self._replicate(key, couch, doc)
+
+    def _replicate(self, key: Key, couch: CouchClient, doc: dict) -> bool:
+        REPLICATION_RUNS.inc()
+        try:
+            couch.post("_replicate", json=transient_body(doc))
+        except (CouchError, CouchUnavailable) as exc:
+            self._failed(key, exc)
+            return False
+        with self._lock:
+            self._failing.pop(key, None)
+        return True
+
+    def _failed(self, key: Key, exc: Exception) -> None:
+        """Keep the error, and make the replication due again after a backoff."""
+        error = redacted(str(exc)) or type(exc).__name__
+        log.warning("on-change run of %s failed: %s", key[1], error)
+        with self._lock:
+            _, backoff, _ = self._failing.get(key, ("", RETRY_SECONDS / 2, 0.0))
+            backoff = min(backoff * 2, LONGEST_RETRY_SECONDS)
+            self._failing[key] = (error, backoff, time.monotonic() + backoff)
+
+    def _forget(self, key: Key) -> None:
+        with self._lock:
+            self._due.pop(key, None)
+            self._failing.pop(key, None)
 
     def _restore(self, doc: dict) -> bool:
         share_id = (doc.get("sharing_broker") or {}).get("share_id")
         try:
             return self.restore(share_id)
         except (CouchError, CouchUnavailable, SharingError) as exc:
-            log.warning("share %s: replicator doc with siblings not restored: %s", share_id, exc)
+            log.warning("share %s: replicator doc not restored: %s", share_id, exc)
             return True  # tried again on the next pass
 
     def _check_jitter(self, home: str) -> None:
@@ -161,8 +237,3 @@ class RunOnChange:
                 home,
                 jitter,
             )
-
-
-def _without_state(doc: dict) -> dict:
-    """The doc as the broker wrote it: CouchDB runs a doc with no `_replication_state`."""
-    return {k: v for k, v in doc.items() if not k.startswith("_replication_")}

@@ -4,9 +4,10 @@ Reading one replication's live state costs a request; a page of fifty shares wou
 hundred. So a follower asks CouchDB every `every_seconds` for the replications in the
 states that are few in a healthy server, and records them, with the time it asked, in one
 doc of the state database. Continuous jobs are mostly `running`, so it asks for the others
-(`initializing`, `pending`, `crashing`, `failed`); one-shot runs (on-change mode) are
-mostly `idle` between runs, so it asks for those and `running`. The record says which
-state the replications it leaves out are in.
+(`initializing`, `pending`, `crashing`, `failed`). In on-change mode the broker runs the
+replications itself, and they are mostly `idle` between runs: the runs say which run now
+and which fail (`crashing`). The record says which state the replications it leaves out
+are in.
 
 A list shows a replication as its recorded state, that state if it was not among them,
 `missing` if its replicator doc is gone, or `unknown` where nothing was recorded since the
@@ -14,7 +15,7 @@ share last changed, each with the time it stands for (`as_of`).
 """
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from service.couch import CouchClient
 from service.metrics import REPLICATIONS
@@ -39,11 +40,19 @@ class StateRecorder:
     """A follower pass: records the few states, at most every `every_seconds`."""
 
     def __init__(
-        self, sites: Sites, store: StateStore, every_seconds: float = 15.0, on_change: bool = False
+        self,
+        sites: Sites,
+        store: StateStore,
+        every_seconds: float = 15.0,
+        on_change: bool = False,
+        runs: Callable[[str], dict[str, dict]] | None = None,
     ):
+        """In on-change mode the broker runs the replications itself, and `runs(server)`
+        says which of a server's run now or fail; without it, CouchDB's scheduler says."""
         self.sites = sites
         self.store = store
         self.every_seconds = every_seconds
+        self.runs = runs
         self.asked = (*NOT_RUNNING, RUNNING) if on_change else NOT_RUNNING
         self.others = IDLE if on_change else RUNNING  # the state of those not asked for
         self._last = float("-inf")
@@ -58,7 +67,7 @@ class StateRecorder:
         states: dict[str, dict] = {}
         by_server: dict[str, dict[str, dict]] = {}
         for site in self.sites:
-            found = scheduler_states(site.couch, self.asked)
+            found = self.runs(site.name) if self.runs else scheduler_states(site.couch, self.asked)
             if found is None:
                 return None
             states.update(found)
