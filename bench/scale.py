@@ -10,10 +10,12 @@ share, CPU and memory of CouchDB and the broker.
 CouchDB keeps its replicator defaults (`max_jobs` 500, `interval` 60 s, `max_churn` 20),
 but `startup_jitter`, which on-change mode needs low (see docs/deploy.md). It runs long:
 apart from CI. `--baseline N` also measures idle CPU once the first N shares exist.
+`--nodes 3` runs it on the launcher's 3-node cluster, the broker through its first node.
 """
 
 import argparse
 import datetime
+import os
 import random
 import re
 import threading
@@ -35,9 +37,17 @@ from bench.stack import (
     start_couchdb,
 )
 from tests.servers.broker import BrokerProcess
+from tests.servers.cluster import LaunchedCluster
 
 STATE_DB = "sharing_broker_scale"
-DEFAULTED = ("interval", "checkpoint_interval", "auth_plugins")  # the bench's quick ones
+# CouchDB's own defaults, over the tests' quick ones. Set, not deleted: CouchDB 3.5's
+# scheduler crashes its config listener on a deleted `[replicator]` key, and keeps the
+# value it had.
+COUCHDB_DEFAULTS = {
+    "interval": "60000",
+    "checkpoint_interval": "30000",
+    "auth_plugins": "couch_replicator_auth_session",
+}
 GRACE_SECONDS = 180  # after the load, for late arrivals
 CLIENTS = 4
 
@@ -85,11 +95,15 @@ class Processes:
         return 100 * (self.cpu_seconds() - before) / seconds
 
 
+def cmdline(proc: Path) -> str:
+    return (proc / "cmdline").read_text()
+
+
 def couchdb_processes(couch) -> Processes:
     """A launched server's processes (its Erlang VM and JavaScript ones): those run from
     its directory. None for a server given by URL."""
     home = str(getattr(couch, "_dir", ""))
-    return Processes(lambda proc: bool(home) and home in (proc / "cmdline").read_text())
+    return Processes(lambda proc: bool(home) and home in cmdline(proc))
 
 
 def broker_processes(broker: BrokerProcess) -> Processes:
@@ -107,10 +121,18 @@ def broker_processes(broker: BrokerProcess) -> Processes:
 class Scale:
     def __init__(self, args):
         self.args = args
-        self.couch = start_couchdb(args.disposable)
-        for key in DEFAULTED:
-            self.couch.request("DELETE", f"{self.couch.config_path}/replicator/{key}")
-        self.couchdb = couchdb_processes(self.couch)
+        if args.nodes > 1:
+            self.cluster = LaunchedCluster(os.environ["COUCHDB_LAUNCHER"], args.nodes).start()
+            self.nodes = self.cluster.nodes
+            self.couchdb = Processes(lambda proc: str(self.cluster.dir) in cmdline(proc))
+        else:
+            self.cluster = None
+            self.nodes = [start_couchdb(args.disposable)]
+            self.couchdb = couchdb_processes(self.nodes[0])
+        self.couch = self.nodes[0]
+        for node in self.nodes:
+            for key, value in {**COUCHDB_DEFAULTS, "startup_jitter": "0"}.items():
+                node.set_config("replicator", key, value)
         self.broker = BrokerProcess(
             self.couch,
             STATE_DB,
@@ -272,7 +294,9 @@ class Scale:
 
     def stop(self) -> None:
         self.broker.stop()
-        if hasattr(self.couch, "stop"):
+        if self.cluster is not None:
+            self.cluster.stop()
+        elif hasattr(self.couch, "stop"):
             self.couch.stop()
 
 
@@ -284,14 +308,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--rate", type=float, default=2.0, help="writes a second")
     parser.add_argument("--settle", type=float, default=90, help="seconds before idle CPU")
+    parser.add_argument("--nodes", type=int, choices=(1, 3), default=1, help="CouchDB nodes")
     report_arguments(parser)
     args = parser.parse_args()
     scale = Scale(args)
     try:
-        scale.couch.set_config("replicator", "startup_jitter", "0")
         scale.line(
             f"### {args.mode}: {args.shares} read-write shares, {args.rate:g} writes/s for"
-            f" {args.minutes:g} min ({datetime.date.today().isoformat()})"
+            f" {args.minutes:g} min, {args.nodes} CouchDB node{'s' if args.nodes > 1 else ''}"
+            f" ({datetime.date.today().isoformat()})"
         )
         if args.baseline:
             scale.grow_to(args.baseline)
