@@ -250,12 +250,18 @@ def test_a_failed_run_shows_why_and_is_tried_again_after_a_backoff(mock, workers
     assert "pw" not in state["error"]
     assert runs.run({"owner-1"}) == []  # a write during the backoff waits it out
     assert not runs.pending
+    runs.run({"owner-1"})  # and so does one during the failed run's retry below
     clock[0] += RETRY_SECONDS
+    assert runs.run(set()) == [doc_id(1)]
+    runs.run({"owner-1"})
+    workers.finish()  # it fails again: the write during it waits out a longer backoff
+    assert runs.run(set()) == [] and not runs.pending
+    clock[0] += 2 * RETRY_SECONDS
     server.failing.clear()
     assert runs.run(set()) == [doc_id(1)]
     workers.finish()
 
-    assert server.run_ids() == ["owner-1", "owner-1"]
+    assert server.run_ids() == ["owner-1"] * 3
     assert runs.states_on("default") == {}
 
 

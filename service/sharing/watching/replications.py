@@ -47,18 +47,18 @@ class Replications:
         self._out_of: dict[str, dict[Key, Replication]] = {}  # source's place -> ...
         self._seq: dict[str, object] = {}  # home server -> its `_replicator` seq
 
-    def refresh(self, changed: set[str] | None = None) -> set[Key]:
+    def refresh(self, changed: set[str] | None = None) -> list[Key]:
         """Read each server's `_replicator` changes since the last look; nothing to read
         where `changed` (the places `_db_updates` saw move) leaves its `_replicator` out.
         A server that does not answer keeps what was known of it. Return the replications
-        whose docs were written since."""
-        written: set[Key] = set()
+        whose docs were written since, in the order they were."""
+        written: list[Key] = []
         for site in self.sites:
             seq = self._seq.get(site.name, 0)
             if changed is not None and place(site.name, REPLICATOR_DB) not in changed and seq:
                 continue
             try:
-                written |= self._refresh(site, seq)
+                written += self._refresh(site, seq)
             except (CouchError, CouchUnavailable) as exc:
                 log.warning("could not read %s's _replicator: %s", site.name, exc)
         return written
@@ -84,8 +84,8 @@ class Replications:
             and (inflow.home, back) not in self._all
         )
 
-    def _refresh(self, site: Site, seq: object) -> set[Key]:
-        written = set()
+    def _refresh(self, site: Site, seq: object) -> list[Key]:
+        written = []
         for page in changes_pages(site.couch, REPLICATOR_DB, seq, include_docs="true"):
             for row in page["results"]:
                 self._forget((site.name, row["id"]))
@@ -94,7 +94,7 @@ class Replications:
                     self._all[found.key] = found
                     self._into.setdefault(place(*found.target), {})[found.key] = found
                     self._out_of.setdefault(place(*found.source), {})[found.key] = found
-                    written.add(found.key)
+                    written.append(found.key)
             self._seq[site.name] = page["last_seq"]
         return written
 

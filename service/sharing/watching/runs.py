@@ -108,7 +108,7 @@ class RunOnChange:
     def run(self, changed: set[str] | None = None) -> list[str]:
         """Mark due what reads from the places in `changed` (`None`: unknown) and what was
         written, and start what may start; return the doc ids started."""
-        due = list(self.replications.refresh(changed))
+        due = self.replications.refresh(changed)
         if changed is None:
             if time.monotonic() - self._last_sweep >= self.sweep_seconds:
                 self._last_sweep = time.monotonic()
@@ -123,10 +123,7 @@ class RunOnChange:
             self._due.update(dict.fromkeys(key for key in due if key not in backing_off))
         started = []
         for site in self.sites:
-            try:
-                self._check_jitter(site.name)
-            except (CouchError, CouchUnavailable) as exc:
-                log.warning("could not read %s's startup_jitter: %s", site.name, exc)
+            self._check_jitter(site.name)
             started += self._start_on(site.name)
         with self._lock:
             REPLICATIONS_DUE.set(len(self._due))
@@ -203,6 +200,7 @@ class RunOnChange:
             _, backoff, _ = self._failing.get(key, ("", RETRY_SECONDS / 2, 0.0))
             backoff = min(backoff * 2, LONGEST_RETRY_SECONDS)
             self._failing[key] = (error, backoff, time.monotonic() + backoff)
+            self._due.pop(key, None)  # writes meanwhile wait for the retry too
 
     def _forget(self, key: Key) -> None:
         with self._lock:
