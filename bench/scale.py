@@ -218,7 +218,9 @@ class Scale:
 
     # The load
 
-    def load(self) -> None:
+    def load(self, idle_cpu: float) -> None:
+        """Writes at `--rate`; `idle_cpu` (CouchDB's, in % of a core) is subtracted from its
+        CPU under load to tell what one write cost it."""
         self.progress.detail(f"{self.args.rate:g} writes/s for {self.args.minutes:g} min")
         pending: dict[str, tuple[int, float, str]] = {}  # doc id -> (share, written, target)
         lags: dict[str, tuple[int, float]] = {}
@@ -265,10 +267,12 @@ class Scale:
         checker.join(GRACE_SECONDS + 30)
         values = sorted(lag for _, lag in lags.values())
         missing = written - len(values)
+        per_write = 10 * (couch_cpu - idle_cpu) / (written / seconds)  # ms of CPU a write
         self.line(
             f"- load: {written} writes in {seconds:.0f} s ({written / seconds:.2f}/s) to random"
             f" owners; CPU under load: CouchDB {couch_cpu:.1f}%, broker {broker_cpu:.1f}%;"
-            f" memory {memory}; {self.jobs()}"
+            f" CouchDB CPU a write, over idle: {per_write:.0f} ms; memory {memory};"
+            f" {self.jobs()}"
         )
         if values:
             p50, p95, p99 = (percentile(values, p) for p in (50, 95, 99))
@@ -322,8 +326,7 @@ def main() -> None:
             scale.grow_to(args.baseline)
             scale.idle(f"{args.baseline} shares")
         scale.grow_to(args.shares)
-        scale.idle(f"{args.shares} shares")
-        scale.load()
+        scale.load(scale.idle(f"{args.shares} shares"))
     finally:
         scale.stop()
     if args.results:

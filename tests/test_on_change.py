@@ -231,6 +231,30 @@ def test_reconcile_moves_shares_made_in_continuous_mode_to_one_shot_runs(
     )
 
 
+def test_one_shot_docs_of_the_last_version_are_taken_over_without_a_stop(
+    client, couch, registered, dbs, followers
+):
+    """The last version let CouchDB run one-shot docs: ended ones are held already, and
+    one CouchDB still runs is written again held once its share is restored. Writes go
+    on crossing, and CouchDB holds no job of the share's at the end."""
+    share = create_share(client, **RW)
+    first_runs_copied(couch, dbs)
+    docs = replicator_docs(couch, share["id"])
+    for doc_id, doc in docs.items():  # as the last version wrote them: CouchDB runs them
+        current = couch.get(f"_replicator/{doc_id}")
+        unheld = {k: v for k, v in doc.items() if not k.startswith("_replication_")}
+        couch.put(f"_replicator/{doc_id}", {**unheld, "_rev": current["_rev"]})
+
+    rev = edit(couch, dbs["alice"], ITEM, name="after the upgrade")
+
+    wait_for(lambda: rev in leaves(couch, dbs["bob"], ITEM), "the edit at Bob's", couch=couch)
+    wait_for(lambda: states(couch, share) == {"completed"}, "both docs held again", couch=couch)
+    rev = edit(couch, dbs["bob"], ITEM, name="and back")
+    wait_for(lambda: rev in leaves(couch, dbs["alice"], ITEM), "Bob's edit at Alice's")
+    jobs = {job["doc_id"] for job in couch.get("_scheduler/jobs")["jobs"]}
+    assert not jobs & set(docs)
+
+
 def test_a_restarted_follower_reads_db_updates_on_from_where_the_last_one_left(app, couch, dbs):
     """So a restart or a new lease holder runs what moved meanwhile, not every share."""
     broker = app.extensions["sharing_broker"]

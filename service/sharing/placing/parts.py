@@ -382,16 +382,17 @@ def _write_over(
     couch: CouchClient, db: str, doc_id: str, replacement: Callable[[dict | None], dict | None]
 ) -> bool:
     """Write `replacement(current)` (the doc there, or None) unless it is None; read again
-    when the doc changed meanwhile. Return whether it wrote."""
+    when the doc changed meanwhile, before the write or a deletion `replacement` made.
+    Return whether it wrote."""
     for _ in range(3):
         try:
             current = read_alone(couch, db, doc_id)
         except NotFound:
             current = None
-        doc = replacement(current)
-        if doc is None:
-            return False
         try:
+            doc = replacement(current)
+            if doc is None:
+                return False
             couch.put(db, doc_id, json=doc)
             return True
         except DocumentConflict:
