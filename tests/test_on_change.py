@@ -124,6 +124,41 @@ def test_a_share_between_runs_is_idle_not_failed(app, client, couch, registered,
     assert all(r["replication_status"]["as_of"] for r in recorded)
 
 
+def test_runs_that_fail_show_crashing_are_told_and_recover(app, client, couch, registered, dbs):
+    """CouchDB shows a held doc `completed` whatever its runs do: the broker's runs say
+    which fail, in a share's status and its list entry, and the feed tells the parties."""
+    share = create_share(client)
+    doc_id = share["replications"][0]["id"]
+    runs, *_, recorder = app.extensions["sharing_broker"].followers()
+    recorder.every_seconds = 0
+    security = couch.get(f"{dbs['bob']}/_security")
+    user = f"sharing-broker-{share['id']}"
+    names = security["members"]["names"]
+    couch.put(f"{dbs['bob']}/_security", {**security, "members": {"names": names[:1]}})
+    assert user in names and user not in names[:1]
+
+    runs.run(None)  # every replication due: this one's run is refused at Bob's
+    wait_for(lambda: doc_id in runs.states_on("default"), "the run failing")
+    wait_for(lambda: runs.states_on("default")[doc_id]["state"] == "crashing", "it crashing")
+    recorder.run()
+    [live] = client.get(f"/v1/shares/{share['id']}").get_json()["replications"]
+    listed = client.get(f"/v1/shares?database={ALICE}&with_status=true").get_json()["items"]
+    [recorded] = listed[0]["replications"]
+
+    assert live["replication_status"]["state"] == "crashing"
+    assert dbs["bob"] in live["replication_status"]["error"]
+    assert recorded["replication_status"]["state"] == "crashing"
+    assert client.post("/v1/reconcile").status_code == 200  # Bob's `_security` repaired
+    wait_for(lambda: runs.run(set()) or not runs.states_on("default"), "a run going through")
+    wait_for(lambda: not runs.states_on("default"), "the run going through")
+    recorder.run()
+    [live] = client.get(f"/v1/shares/{share['id']}").get_json()["replications"]
+    assert live["replication_status"]["state"] == "idle"
+    told = [e["kind"] for e in client.get("/v1/events").get_json()["items"]]
+    assert told[-2:] == ["replication failing", "replication recovered"]
+    wait_for_docs(couch, dbs["bob"], COLLECTION_1, "the share's docs at Bob's")
+
+
 def test_pictures_of_an_item_that_comes_to_match_follow_it(
     client, couch, registered, dbs, followers
 ):

@@ -28,7 +28,7 @@ from service.sharing.crossing.preview import Preview
 from service.sharing.lifecycle.change import UNCHANGED
 from service.sharing.lifecycle.views import describe, replication_ids
 from service.sharing.placing.replicator import ReplicationStatus, replication_status
-from service.sharing.watching.states import STATES_DOC_ID, recorded_states
+from service.sharing.watching.states import STATES_DOC_ID, failing_runs, recorded_states
 
 blp = Blueprint(
     "shares",
@@ -68,6 +68,9 @@ def _view(
     if with_status and share.owner in databases:  # replications run on the owner's server
         couch = broker().registry.site(databases[share.owner]).couch
         status_of = lambda doc_id: replication_status(couch, doc_id)  # noqa: E731
+        if broker().max_runs is not None:  # on-change mode: the runs say what fails
+            recorded = broker().store.get_doc(STATES_DOC_ID)
+            status_of = failing_runs(status_of, recorded, share.updated_at)
     return describe(share, {u: d for u, d in databases.items() if u in visible}, status_of)
 
 

@@ -163,8 +163,9 @@ class ReplicationStatusSchema(ma.Schema):
     state = ma.fields.String(
         metadata={
             "description": "From `_scheduler/docs`; `unknown` where the server has none."
-            " In on-change mode a replication whose last run ended (CouchDB's `completed`)"
-            " is `idle`: the next change runs it again."
+            " In on-change mode the broker runs each replication itself: one whose runs go"
+            " through is `idle` (CouchDB's `completed`), the next change runs it again; one"
+            " whose runs fail is `crashing`, with the error and when it was recorded."
         }
     )
     docs_written = ma.fields.Integer(allow_none=True)

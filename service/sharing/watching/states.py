@@ -157,3 +157,21 @@ def recorded_states(
             others = recorded.get("others", RUNNING)
             states[doc_id] = ReplicationStatus(state=others, as_of=as_of)
     return states
+
+
+def failing_runs(
+    live: Callable[[str], ReplicationStatus], recorded: dict | None, changed_at: str
+) -> Callable[[str], ReplicationStatus]:
+    """On-change mode: CouchDB shows a held doc `idle` (its `completed`) whatever the runs
+    do. So a replication whose runs fail, as recorded since its share last changed (`recorded`
+    is the doc `STATES_DOC_ID`), is shown as recorded; any other as `live` says."""
+    entries = (recorded or {}).get("states") or {}
+    as_of = (recorded or {}).get("checked_at")
+
+    def status(doc_id: str) -> ReplicationStatus:
+        entry = entries.get(doc_id)
+        if entry is None or entry["state"] not in FAILING or as_of is None or as_of < changed_at:
+            return live(doc_id)
+        return ReplicationStatus(entry["state"], error=entry["error"], as_of=as_of)
+
+    return status
