@@ -69,6 +69,10 @@ WEBHOOKS_PAUSED = Gauge(
 REPLICATION_RUNS = Counter(
     "sharing_broker_replication_runs_total", "On-change mode: one-shot runs started"
 )
+REPLICATION_RUNS_SPARED = Counter(
+    "sharing_broker_replication_runs_spared_total",
+    "On-change mode: runs not started, the target holding every revision already",
+)
 STATE_CONFLICTS = Counter(
     "sharing_broker_state_conflicts_total",
     "Docs of the state database found with conflicting branches (reconcile resolves them)",

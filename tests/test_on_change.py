@@ -10,12 +10,14 @@ one left, and a rewrite that races the replicator's own write into its doc goes 
 """
 
 import dataclasses
+import time
 
 import pytest
 
 from service.app import create_app
 from service.config import CONTINUOUS, ON_CHANGE
 from service.couch import CouchClient
+from service.metrics import REPLICATION_RUNS, REPLICATION_RUNS_SPARED
 from service.sharing.placing.parts import ensure_current
 from service.sharing.placing.replicator import REPLICATOR_DB
 from tests.conftest import ADMIN_TOKEN
@@ -157,6 +159,29 @@ def test_runs_that_fail_show_crashing_are_told_and_recover(app, client, couch, r
     told = [e["kind"] for e in client.get("/v1/events").get_json()["items"]]
     assert told[-2:] == ["replication failing", "replication recovered"]
     wait_for_docs(couch, dbs["bob"], COLLECTION_1, "the share's docs at Bob's")
+
+
+def test_a_write_that_crosses_costs_one_run_and_the_way_back_is_spared(
+    client, couch, registered, dbs, followers
+):
+    """The recipient's database moved too, with only the docs just carried: the broker
+    asks it for them and spares the run back."""
+    create_share(client, **RW)
+    first_runs_copied(couch, dbs)
+    wait_for(lambda: runs_started() == runs_started(wait=1.0), "the first runs over")
+    runs, spared = runs_started(), REPLICATION_RUNS_SPARED._value.get()
+
+    rev = edit(couch, dbs["alice"], ITEM, name="once")
+    wait_for(lambda: rev in leaves(couch, dbs["bob"], ITEM), "the edit at Bob's", couch=couch)
+    wait_for(lambda: REPLICATION_RUNS_SPARED._value.get() > spared, "the way back spared")
+
+    assert runs_started() - runs == 1
+
+
+def runs_started(wait: float = 0.0) -> float:
+    """On-change runs started in this process, after `wait` seconds."""
+    time.sleep(wait)
+    return REPLICATION_RUNS._value.get()
 
 
 def test_pictures_of_an_item_that_comes_to_match_follow_it(

@@ -7,6 +7,7 @@ A run "in progress" here is a worker launched and not yet carried out. The real 
 running these docs is in `test_on_change`."""
 
 import json
+import re
 
 import pytest
 import responses
@@ -71,7 +72,7 @@ class Scripted:
         if body["source"]["url"].rsplit("/", 1)[1] in self.failing:
             reason = {"error": "db_not_found", "reason": f"could not open {body['source']['url']}"}
             return 500, {}, json.dumps(reason)
-        return 200, {}, json.dumps({"ok": True, "history": [{"docs_written": 1}]})
+        return 200, {}, json.dumps({"ok": True, "source_last_seq": "5-run", "history": []})
 
     def run_ids(self) -> list[str]:
         return [body["source"]["url"].rsplit("/", 1)[1] for body in self.runs]
@@ -263,6 +264,81 @@ def test_a_failed_run_shows_why_and_is_tried_again_after_a_backoff(mock, workers
 
     assert server.run_ids() == ["owner-1"] * 3
     assert runs.states_on("default") == {}
+
+
+class Sources:
+    """What the sources' `_changes` (through a selector) and the targets' `_revs_diff`
+    answer: `changes` by source database, `missing` by target database."""
+
+    def __init__(self, mock: responses.RequestsMock):
+        self.changes: dict[str, list[dict]] = {}
+        self.missing: dict[str, dict] = {}
+        self.asked: list[tuple[str, dict]] = []
+        mock.add_callback("POST", re.compile(f"{URL}/[a-z0-9-]+/_changes"), self._changes)
+        mock.add_callback("POST", re.compile(f"{URL}/[a-z0-9-]+/_revs_diff"), self._revs_diff)
+
+    def _changes(self, request):
+        db = request.path_url.split("/")[1]
+        self.asked.append((db, dict(request.params)))
+        body = {"results": self.changes.get(db, []), "last_seq": "9-asked"}
+        return 200, {}, json.dumps(body)
+
+    def _revs_diff(self, request):
+        return 200, {}, json.dumps(self.missing.get(request.path_url.split("/")[1], {}))
+
+
+def test_a_run_whose_target_holds_all_it_would_carry_is_spared(mock, workers):
+    """The way back of a write that just crossed: its source's changes since the last
+    run are the docs just carried, and the target has their revisions."""
+    server = Scripted(mock, [replicator_doc(1)])
+    sources = Sources(mock)
+    runs = runs_over(workers)
+    read_first(runs, workers)  # a run: where it left the source is known
+    sources.changes["owner-1"] = [{"id": "item-1", "changes": [{"rev": "2-b"}]}]
+
+    runs.run({"owner-1"})
+    workers.finish()
+
+    assert server.run_ids() == ["owner-1"]  # the first run only
+    [(db, params)] = sources.asked
+    assert (db, params["since"], params["filter"], params["style"]) == (
+        "owner-1",
+        "5-run",
+        "_selector",
+        "all_docs",
+    )
+    sources.missing["recipient-1"] = {"item-1": {"missing": ["3-c"]}}
+    runs.run({"owner-1"})
+    workers.finish()
+    assert server.run_ids() == ["owner-1", "owner-1"]  # it lacks one: run
+    assert sources.asked[-1][1]["since"] == "9-asked"  # on from where the last question left
+
+
+def test_a_changed_scope_or_a_failed_run_is_run_not_asked(mock, workers, monkeypatch):
+    server = Scripted(mock, [replicator_doc(1)])
+    sources = Sources(mock)
+    runs = runs_over(workers)
+    clock = [1000.0]
+    monkeypatch.setattr(runs_module.time, "monotonic", lambda: clock[0])
+    read_first(runs, workers)
+    server.docs[doc_id(1)]["selector"] = {"type": "collection"}  # another checkpoint
+    runs.run({"owner-1"})
+    workers.finish()
+    assert sources.asked == [] and server.run_ids() == ["owner-1"] * 2
+
+    sources.changes["owner-1"] = [{"id": "item-1", "changes": [{"rev": "2-b"}]}]
+    sources.missing["recipient-1"] = {"item-1": {"missing": ["2-b"]}}
+    server.failing.add("owner-1")
+    runs.run({"owner-1"})  # asked, lacks one, runs, and the run fails
+    workers.finish()
+    server.failing.clear()
+    sources.missing.clear()
+    clock[0] += RETRY_SECONDS
+    runs.run(set())
+    workers.finish()
+
+    assert len(sources.asked) == 1  # the retry is a run: what the failed one left is unknown
+    assert server.run_ids() == ["owner-1"] * 4
 
 
 def test_unknown_changes_make_everything_due_at_most_once_a_sweep(mock, workers):

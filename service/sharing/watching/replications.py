@@ -63,6 +63,9 @@ class Replications:
                 log.warning("could not read %s's _replicator: %s", site.name, exc)
         return written
 
+    def get(self, key: Key) -> Replication | None:
+        return self._all.get(key)
+
     def all(self) -> list[Replication]:
         return list(self._all.values())
 

@@ -10,8 +10,10 @@ it are due, and so is one whose doc was written (a new share, a changed scope). 
 runs a due one itself, as a transient replication (`POST /_replicate`, answered when the
 run ends), with its doc's replication id: each run goes on from the last one's checkpoint.
 Writes during a run make it due again, and the same worker runs it once more after it: a
-burst costs one more run, not one a write. At most `max_runs` run at once on a server, the
-longest due first: under `max_jobs`, CouchDB starts each at once, and nothing starves.
+burst costs one more run, not one a write. A run whose target holds all it would carry is
+spared (see `carried`): the way back of a write that just crossed, for one. At most
+`max_runs` run at once on a server, the longest due first: under `max_jobs`, CouchDB
+starts each at once, and nothing starves.
 
 A run that fails (a server down, a database gone) is due again after a backoff, from
 `RETRY_SECONDS` doubling to `LONGEST_RETRY_SECONDS`: the replicator logs in as the share
@@ -39,10 +41,11 @@ import time
 from collections.abc import Callable
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, NotFound
-from service.metrics import REPLICATION_RUNS, REPLICATIONS_DUE
+from service.metrics import REPLICATION_RUNS, REPLICATION_RUNS_SPARED, REPLICATIONS_DUE
 from service.sharing.core.errors import SharingError
 from service.sharing.core.sites import Sites
 from service.sharing.placing.replicator import REPLICATOR_DB, is_held, redacted, transient_body
+from service.sharing.watching.carried import Carried
 from service.sharing.watching.replications import Key, Replications
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,7 @@ class RunOnChange:
         self._couches = {
             site.name: site.couch.patient(RUN_SECONDS, connections=max_runs) for site in sites
         }
+        self.carried = Carried(sites)
         self._lock = threading.Lock()  # over what follows, shared with the workers
         self._due: dict[Key, None] = {}  # in the order they became due
         self._running: set[Key] = set()
@@ -182,18 +186,27 @@ class RunOnChange:
         return self._replicate(key, couch, doc)
 
     def _replicate(self, key: Key, couch: CouchClient, doc: dict) -> bool:
+        """Run the doc once, unless the target holds all it would carry; say whether the
+        replication is where it should be."""
+        replication = self.replications.get(key)
+        if replication is not None and self.carried.nothing_new(replication, doc):
+            REPLICATION_RUNS_SPARED.inc()
+            return True
         REPLICATION_RUNS.inc()
         try:
-            couch.post("_replicate", json=transient_body(doc))
+            result = couch.post("_replicate", json=transient_body(doc))
         except (CouchError, CouchUnavailable) as exc:
             self._failed(key, exc)
             return False
+        self.carried.ran(key, doc, result.get("source_last_seq"))
         with self._lock:
             self._failing.pop(key, None)
         return True
 
     def _failed(self, key: Key, exc: Exception) -> None:
-        """Keep the error, and make the replication due again after a backoff."""
+        """Keep the error, and make the replication due again after a backoff: then a run,
+        not a question."""
+        self.carried.forget(key)
         error = redacted(str(exc)) or type(exc).__name__
         log.warning("on-change run of %s failed: %s", key[1], error)
         with self._lock:
@@ -203,6 +216,7 @@ class RunOnChange:
             self._due.pop(key, None)  # writes meanwhile wait for the retry too
 
     def _forget(self, key: Key) -> None:
+        self.carried.forget(key)
         with self._lock:
             self._due.pop(key, None)
             self._failing.pop(key, None)
