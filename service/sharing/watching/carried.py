@@ -18,9 +18,9 @@ and each replication runs once.
 
 import json
 import threading
+from collections.abc import Mapping
 
-from service.couch import CouchError, CouchUnavailable
-from service.sharing.core.sites import Sites
+from service.couch import CouchClient, CouchError, CouchUnavailable
 from service.sharing.watching.replications import Key, Replication
 
 LIMIT = 100  # changes read at most; more than that and a run is cheaper than asking
@@ -35,8 +35,10 @@ def fingerprint(doc: dict) -> str:
 class Carried:
     """Where each replication's last run, or question, left its source."""
 
-    def __init__(self, sites: Sites):
-        self.sites = sites
+    def __init__(self, couches: Mapping[str, CouchClient]):
+        """`couches`: a client for each server, by name; the runs' own, so that as many
+        questions as runs may be asked at once."""
+        self.couches = couches
         self._left: dict[Key, tuple[str, object]] = {}  # key -> (fingerprint, source seq)
         self._lock = threading.Lock()
 
@@ -60,7 +62,7 @@ class Carried:
             return False
         try:
             params = {"filter": "_selector", "style": "all_docs", "since": left[1], "limit": LIMIT}
-            changes = self.sites[replication.source[0]].couch.post(
+            changes = self.couches[replication.source[0]].post(
                 replication.source[1], "_changes", json={"selector": doc["selector"]}, params=params
             )
             if len(changes["results"]) >= LIMIT:
@@ -70,7 +72,7 @@ class Carried:
                 for row in changes["results"]
             }
             if revisions:
-                target = self.sites[replication.target[0]].couch
+                target = self.couches[replication.target[0]]
                 if target.post(replication.target[1], "_revs_diff", json=revisions):
                     return False
         except (CouchError, CouchUnavailable, KeyError):

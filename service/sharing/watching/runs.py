@@ -85,7 +85,7 @@ class RunOnChange:
         self._couches = {
             site.name: site.couch.patient(RUN_SECONDS, connections=max_runs) for site in sites
         }
-        self.carried = Carried(sites)
+        self.carried = Carried(self._couches)
         self._lock = threading.Lock()  # over what follows, shared with the workers
         self._due: dict[Key, None] = {}  # in the order they became due
         self._running: set[Key] = set()
