@@ -16,6 +16,7 @@ import requests
 from service.app import create_app, ensure_state_db
 from service.config import Settings
 from service.couch.client import CouchClient
+from service.sharing.watching.runs import RunOnChange
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent
 from tests.helpers import remove_broker_footprint, wait_for_docs
@@ -71,10 +72,21 @@ class World:
         )
         app = create_app(self.settings)
         ensure_state_db(app)
+        self.broker = app.extensions["sharing_broker"]
         self.client = app.test_client()
         self.client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"
         for name in self.dbs.values():
             assert self.client.post("/v1/databases", json={"database": name}).status_code == 201
+
+    def replicate(self) -> None:
+        """Run each replication once, and return when the runs have ended, as the
+        followers would in on-change mode (the default); none runs in the background, so
+        the calls counted are the operation's alone."""
+        b = self.broker
+        runs = RunOnChange(
+            b.sites, b.replications(), 100, b.restore_replications, launch=lambda work: work()
+        )
+        runs.run(None)
 
     def share(self, **fields) -> dict:
         response = self.client.post("/v1/shares", json={**RW, **fields})
@@ -106,6 +118,7 @@ def setup_read(world, couch):
 
 def setup_read_write(world, couch):
     share_id = world.share()["id"]
+    world.replicate()
     wait_for_docs(couch, world.dbs["bob"], {DB_SHARING}, "db_sharing at Bob's")
     return share_id, world.etag(share_id)
 
