@@ -16,11 +16,12 @@ recipient's copy itself), and starts only once the user, its access and `db_shar
 in place; the credential goes last, so replication stops even if a replicator doc survives.
 """
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from service.config import DEFAULT_SERVER
-from service.couch import CouchClient, CouchError, DocumentConflict, NotFound
+from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.sharing.core.model import Access, Direction, Share, now_epoch_ms
 from service.sharing.core.sites import Site, Sites
 from service.sharing.core.together import run_each
@@ -42,6 +43,7 @@ from service.sharing.placing.replicator import (
 )
 from service.sharing.placing.siblings import read_alone
 
+JOB_STOP_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 O2R = f"replication:{Direction.OWNER_TO_RECIPIENT}"
 R2O = f"replication:{Direction.RECIPIENT_TO_OWNER}"
 DB_SHARING = "db_sharing"
@@ -369,6 +371,7 @@ def _over(
             # CouchDB stops a job only when its doc goes: one written over as held would
             # run on. So it goes, and the held doc is written over its tombstone.
             couch.delete(db, body["_id"], params={"rev": current["_rev"]})
+            _wait_for_the_job_to_stop(couch, body["_id"])
             return dict(body)
         doc = {**body, "_rev": current["_rev"]}  # CouchDB's `_replication_*` fields dropped
         if "created_at" in current:
@@ -376,6 +379,20 @@ def _over(
         return doc
 
     return replacement
+
+
+def _wait_for_the_job_to_stop(couch: CouchClient, doc_id: str) -> None:
+    """Wait, a few seconds at most, until CouchDB's scheduler shows no job for a deleted
+    replicator doc. Its changes feed shows a doc's last revision only: if the held doc
+    came before it saw the deletion, the job would run on."""
+    for pause in JOB_STOP_PAUSES:
+        try:
+            state = couch.get("_scheduler", "docs", REPLICATOR_DB, doc_id).get("state")
+        except (CouchError, CouchUnavailable):  # 404: gone (or no `_scheduler` at all)
+            return
+        if state in ("completed", "failed"):
+            return
+        time.sleep(pause)
 
 
 def _write_over(
