@@ -36,9 +36,11 @@ from service.sharing.placing.credentials import (
 )
 from service.sharing.placing.replicator import (
     HELD,
+    IDLE,
     REPLICATOR_DB,
     Endpoint,
     is_held,
+    replication_status,
     replicator_doc,
 )
 from service.sharing.placing.siblings import read_alone
@@ -312,7 +314,7 @@ def ensure_docs(couch: CouchClient, db: str, bodies: list[dict]) -> None:
         raise CouchError(403, refused[0]["error"], refused[0].get("reason", ""), f"POST /{db}")
     for body in bodies:
         if body["_id"] in conflicts:
-            _write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=False))
+            _overwrite(couch, db, body)
 
 
 def ensure_absent_docs(couch: CouchClient, db: str, doc_ids: list[str]) -> None:
@@ -343,7 +345,12 @@ def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
     try:
         couch.put(db, body["_id"], json=body)
     except DocumentConflict:
-        _write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=False))
+        _overwrite(couch, db, body)
+
+
+def _overwrite(couch: CouchClient, db: str, body: dict) -> None:
+    """Write `body` over the doc there, unless it has the same content already."""
+    _write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=False))
 
 
 def ensure_current(couch: CouchClient, db: str, body: dict) -> bool:
@@ -387,10 +394,10 @@ def _wait_for_the_job_to_stop(couch: CouchClient, doc_id: str) -> None:
     came before it saw the deletion, the job would run on."""
     for pause in JOB_STOP_PAUSES:
         try:
-            state = couch.get("_scheduler", "docs", REPLICATOR_DB, doc_id).get("state")
-        except (CouchError, CouchUnavailable):  # 404: gone (or no `_scheduler` at all)
+            state = replication_status(couch, doc_id).state  # `unknown`: gone, or no scheduler
+        except (CouchError, CouchUnavailable):
             return
-        if state in ("completed", "failed"):
+        if state in (IDLE, "failed", "unknown"):
             return
         time.sleep(pause)
 

@@ -18,7 +18,7 @@ starts each at once, and nothing starves.
 A run that fails (a server down, a database gone) is due again after a backoff, from
 `RETRY_SECONDS` doubling to `LONGEST_RETRY_SECONDS`: the replicator logs in as the share
 user, and CouchDB 3.4+ locks out a user after repeated failed logins. Until a run goes
-through, `states` says the replication is `crashing`, and why.
+through, `states_on` says the replication is `crashing`, and why.
 
 When the changes are unknown (the very first pass, a server that did not answer), every
 replication is due, at most once every `sweep_seconds`.
