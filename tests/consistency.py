@@ -5,6 +5,8 @@ import hmac
 
 from service.sharing.core.model import Access, Share, Status
 from service.sharing.lifecycle.views import replication_ids
+from service.sharing.placing.credentials import USER_PREFIX
+from service.sharing.placing.guard import scopes_in_roles
 from tests.servers.demo import ALICE, BOB
 
 DB_SHARING = f"db_sharing-{ALICE}--{BOB}"
@@ -28,23 +30,36 @@ def broker_parts(couch, dbs) -> dict[str, set[str]]:
     return {"replications": replications, "db_sharing": db_sharing}
 
 
+def share_user_roles(couch) -> dict[str, list[str]]:
+    """Every share user on the server, with its roles."""
+    users = couch.all_docs("_users").values()
+    return {
+        u["name"]: u.get("roles", []) for u in users if u.get("name", "").startswith(USER_PREFIX)
+    }
+
+
+def members(couch, db: str) -> set[str]:
+    """The share users that are members of `db`: named in its `_security`, or holding a
+    role it names."""
+    listed = couch.get(f"{db}/_security").get("members") or {}
+    names, roles = set(listed.get("names") or []), set(listed.get("roles") or [])
+    return {n for n, held in share_user_roles(couch).items() if n in names or roles & set(held)}
+
+
+def scopes(couch, db: str) -> dict[str, dict]:
+    """The scope each share user carries in `db`, by name."""
+    found = {n: scopes_in_roles(roles).get(db) for n, roles in share_user_roles(couch).items()}
+    return {n: scope for n, scope in found.items() if scope is not None}
+
+
 def share_users(couch, dbs) -> dict[str, set[str]]:
-    """Share users named in each database's `_security`."""
-    found = {}
-    for person, db in dbs.items():
-        names = couch.get(f"{db}/_security").get("members", {}).get("names", [])
-        found[person] = {n for n in names if n.startswith("sharing-broker-")}
-    return found
+    """Share users that are members of each database."""
+    return {person: members(couch, db) for person, db in dbs.items()}
 
 
 def guard_scopes(couch, dbs) -> dict[str, set[str]]:
-    """Share users with a scope in each database's write guard."""
-    found = {}
-    for person, db in dbs.items():
-        response = couch.request("GET", f"{db}/_design/sharing-broker-guard")
-        scopes = response.json()["sharing_broker"]["scopes"] if response.ok else {}
-        found[person] = set(scopes)
-    return found
+    """Share users with a scope in each database, for the write guard to read."""
+    return {person: set(scopes(couch, db)) for person, db in dbs.items()}
 
 
 def holds_password(couch, name: str, password: str) -> bool:

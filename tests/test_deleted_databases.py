@@ -7,7 +7,8 @@ share whose database is gone, and reports it.
 
 import pytest
 
-from tests.helpers import GUARD_ID, create_share, replicator_docs
+from tests.consistency import members, scopes
+from tests.helpers import create_share, replicator_docs
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -18,12 +19,11 @@ def share_user(share: dict) -> str:
 
 
 def assert_nothing_left(couch, share: dict, db: str) -> None:
-    """No replicator doc, no share user, and in `db` no `_security` entry and no guard."""
+    """No replicator doc, no share user, and in `db` no member and no scope of the share."""
     assert replicator_docs(couch, share["id"]) == {}
     assert couch.request("GET", f"_users/org.couchdb.user:{share_user(share)}").status_code == 404
-    members = couch.get(f"{db}/_security")["members"]["names"]
-    assert share_user(share) not in members
-    assert couch.request("GET", f"{db}/{GUARD_ID}").status_code == 404
+    assert share_user(share) not in members(couch, db)
+    assert share_user(share) not in scopes(couch, db)
 
 
 @pytest.mark.parametrize("gone", ["alice", "bob"])
@@ -86,8 +86,7 @@ def test_a_new_share_to_a_deleted_database_is_refused_and_leaves_nothing(
     assert response.status_code == 409, response.get_json()
     assert "no longer exists" in response.get_json()["detail"]
     assert client.get("/v1/shares").get_json()["items"] == []
-    names = couch.get(f"{dbs['alice']}/_security")["members"]["names"]
-    assert [n for n in names if n.startswith("sharing-broker-")] == []
+    assert members(couch, dbs["alice"]) == set()
 
 
 def test_a_preview_of_a_share_whose_owner_database_is_gone_is_409(client, couch, registered, dbs):

@@ -64,11 +64,19 @@ def test_unreachable_couchdb_gives_503_with_retry_after():
     [
         ("PUT", r"inventory-alice-\w+/db_sharing-.*", None),
         ("PUT", r"_users/.*", None),
+        ("PUT", r"inventory-bob-\w+/_security", None),
         ("POST", r"_replicator/_bulk_docs", None),
         ("POST", r"_replicator/_bulk_docs", requests.ReadTimeout()),
         ("POST", r"_replicator/_bulk_docs", requests.ConnectionError()),
     ],
-    ids=["db_sharing 500", "user 500", "replications 500", "replications timeout", "dropped"],
+    ids=[
+        "db_sharing 500",
+        "user 500",
+        "database made ready 500",
+        "replications 500",
+        "replications timeout",
+        "dropped",
+    ],
 )
 def test_a_failed_create_is_rolled_back(
     client, faults, couch, registered, dbs, method, path, fault
@@ -103,10 +111,9 @@ def test_a_create_that_cannot_be_rolled_back_stays_visible(client, faults, couch
     [
         ("POST", r"_replicator/_bulk_docs"),
         ("DELETE", r"inventory-alice-\w+/db_sharing-.*"),
-        ("PUT", r"inventory-bob-\w+/_security"),
         ("DELETE", r"_users/.*"),
     ],
-    ids=["stop replications", "remove db_sharing", "withdraw access", "drop the user"],
+    ids=["stop replications", "remove db_sharing", "drop the user"],
 )
 def test_a_revoke_that_stops_half_way_is_finished_by_revoking_again(
     client, faults, couch, registered, dbs, method, path

@@ -1,7 +1,7 @@
 """The write guard: a share user writes only inside its share; everyone else is let be.
 
-Every write here goes over HTTP to pouchdb-server as the share user, whose
-validate_doc_update runs with that user's `userCtx`.
+Every write here goes over HTTP to the server as the share user, whose
+validate_doc_update runs with that user's `userCtx`: its roles carry its scope.
 """
 
 import base64
@@ -11,7 +11,8 @@ import requests
 
 from service.sharing.crossing.selectors import ENDED_MARK
 from service.sharing.placing import guard
-from tests.helpers import GUARD_ID, create_share, replicator_docs
+from tests.consistency import scopes
+from tests.helpers import GUARD_ID, create_share, replicator_docs, wait_for
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -161,8 +162,9 @@ def test_the_databases_own_users_are_never_blocked(rw_share, couch, dbs):
     assert owner.delete("item-it3m-uuid-2") == 200
 
 
-def test_the_guard_follows_patch_and_leaves_with_the_last_share(rw_share, client, couch, dbs):
+def test_the_guard_follows_patch_and_stays_the_same_for_every_share(rw_share, client, couch, dbs):
     share, _, bob = rw_share
+    guards = {db: couch.get(f"{db}/{GUARD_ID}")["_rev"] for db in dbs.values()}
     etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
     client.patch(
         f"/v1/shares/{share['id']}",
@@ -172,5 +174,27 @@ def test_the_guard_follows_patch_and_leaves_with_the_last_share(rw_share, client
     assert bob.put("item-c1", SHARED_ITEM) == 403
     assert bob.put("item-c2", {"type": "item", "data": {"collection_id": "c0ll-uuid-2"}}) == 201
     client.delete(f"/v1/shares/{share['id']}")
+    assert bob.put("item-c3", {"type": "item", "data": {"collection_id": "c0ll-uuid-2"}}) == 401
     for db in dbs.values():
-        assert couch.request("GET", f"{db}/{GUARD_ID}").status_code == 404
+        assert couch.get(f"{db}/{GUARD_ID}")["_rev"] == guards[db]  # never edited
+        assert scopes(couch, db) == {}
+
+
+def test_a_share_user_with_no_scope_in_a_database_writes_nothing_there(rw_share, couch):
+    """A member by its role, with its scope role gone (by hand, or an edit half-done): the
+    guard refuses it rather than let it be as if it were nobody's."""
+    _, _, bob = rw_share
+    name = bob.auth[0]
+    user = couch.get(f"_users/org.couchdb.user:{name}")
+    here = f"{guard.SCOPE_ROLE}{bob.db}:"
+    user["roles"] = [r for r in user["roles"] if not r.startswith(here)]
+    couch.put(f"_users/org.couchdb.user:{name}", user)
+
+    def roles_in_force() -> list[str]:
+        session = requests.get(f"{couch.url}/_session", auth=bob.auth, timeout=10).json()
+        return session["userCtx"]["roles"]
+
+    wait_for(lambda: not any(r.startswith(here) for r in roles_in_force()), "the roles in force")
+    assert guard.member_role(bob.db) in roles_in_force()
+    assert bob.put("item-c1", SHARED_ITEM) == 403
+    assert couch.request("GET", f"{bob.db}/item-c1").status_code == 404

@@ -7,8 +7,9 @@ import pytest
 import requests
 
 from service.sharing.placing.credentials import SHARE_USER_ITERATIONS
+from service.sharing.placing.guard import member_role
 from tests.conftest import ADMIN_TOKEN
-from tests.consistency import assert_consistent
+from tests.consistency import assert_consistent, members
 from tests.helpers import create_share, replicator_docs, wait_for, wait_for_docs
 from tests.servers.demo import ALICE
 
@@ -72,7 +73,7 @@ def test_revoke_takes_the_credential_away(couch, client, registered, dbs):
     client.delete(f"/v1/shares/{share['id']}")
     for db in dbs.values():
         assert as_user(couch, login, "GET", f"{db}/0000-config") == 401
-        assert login[0] not in couch.get(f"{db}/_security")["members"]["names"]
+        assert login[0] not in members(couch, db)
     assert couch.request("GET", f"_users/org.couchdb.user:{login[0]}").status_code == 404
 
 
@@ -112,7 +113,10 @@ def test_only_the_owner_and_admins_rotate(app, couch, registered, people):
     assert [rotate(p) for p in ("alice", "bob", "carol")] == [200, 403, 404]
 
 
-def test_security_entries_from_before_survive_concurrent_shares(couch, client, registered, dbs):
+def test_security_entries_from_before_survive_concurrent_shares(
+    couch, client, registered, dbs, settings
+):
+    role = member_role(dbs["alice"])
     before = {
         "admins": {"names": ["alice-admin"], "roles": ["family-admins"]},
         "members": {"names": [dbs["alice"], "grandma"], "roles": ["family"]},
@@ -132,14 +136,17 @@ def test_security_entries_from_before_survive_concurrent_shares(couch, client, r
 
     with ThreadPoolExecutor(5) as pool:
         ids = list(pool.map(share_with, recipients))
+    # One role for every share, added once: the five never edit `_security` themselves.
+    with_role = {**before, "members": {**before["members"], "roles": ["family", role]}}
     during = couch.get(f"{dbs['alice']}/_security")
-    share_users = {f"sharing-broker-{i}" for i in ids}
-    assert set(during["members"]["names"]) == {dbs["alice"], "grandma"} | share_users
-    assert during["admins"] == before["admins"] and during["custom"] == before["custom"]
+    assert {k: v for k, v in during.items() if not k.startswith("_")} == with_role
+    assert members(couch, dbs["alice"]) == {f"sharing-broker-{i}" for i in ids}
+    assert not [i for i in couch.all_docs(settings.state_db) if i.startswith("lock:")]
     with ThreadPoolExecutor(5) as pool:
         list(pool.map(lambda i: client.delete(f"/v1/shares/{i}"), ids))
     after = couch.get(f"{dbs['alice']}/_security")
-    assert {k: v for k, v in after.items() if not k.startswith("_")} == before
+    assert {k: v for k, v in after.items() if not k.startswith("_")} == with_role
+    assert members(couch, dbs["alice"]) == set()  # the role stays, and gives nothing
 
 
 def test_reconcile_restores_a_deleted_share_user_and_entry(
@@ -150,7 +157,7 @@ def test_reconcile_restores_a_deleted_share_user_and_entry(
     user = couch.get(f"_users/org.couchdb.user:{name}")
     couch.request("DELETE", f"_users/org.couchdb.user:{name}", params={"rev": user["_rev"]})
     security = couch.get(f"{dbs['bob']}/_security")
-    security["members"]["names"].remove(name)
+    security["members"]["roles"].remove(member_role(dbs["bob"]))
     couch.put(f"{dbs['bob']}/_security", security)
     report = client.post("/v1/reconcile").get_json()
     assert report["errors"] == []

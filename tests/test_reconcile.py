@@ -190,26 +190,6 @@ def test_the_cli_runs_reconcile(live_broker, dbs, capsys):
     assert '"repaired": []' in out
 
 
-def test_a_lock_left_by_a_dead_process_is_waited_out(client, couch, settings, registered, dbs):
-    share = create_share(client, **RW)
-    name = f"sharing-broker-{share['id']}"
-    security = couch.get(f"{dbs['alice']}/_security")
-    security["members"]["names"].remove(name)
-    couch.put(f"{dbs['alice']}/_security", security)
-    lock_id = f"lock:security:{dbs['alice']}"
-    lock = couch.get(f"{settings.state_db}/{lock_id}")  # kept, free, since the share's edit
-    assert lock["holder"] == "" and lock["left"] == [name]
-    lock.update(holder="a-dead-process", until=now_iso(12))
-    couch.put(f"{settings.state_db}/{lock_id}", lock)
-
-    report = reconcile(client)
-
-    assert report["errors"] == []
-    part = {"kind": "missing, changed or failed part", "share_id": share["id"]}
-    assert {**part, "part": "access:owner", "action": "rewrote it"} in report["repaired"]
-    assert name in couch.get(f"{dbs['alice']}/_security")["members"]["names"]
-
-
 def test_a_copy_of_db_sharing_left_with_the_recipient_is_deleted(
     client, couch, settings, registered, dbs
 ):

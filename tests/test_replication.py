@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from service.sharing.placing.guard import member_role
 from service.sharing.watching.updates import DatabaseUpdates
 from tests.conftest import CAROL
 from tests.helpers import (
@@ -303,7 +304,7 @@ def test_pictures_of_an_item_that_comes_to_match_follow_it(app, client, couch, r
     )
     assert doc_state(couch, dbs["bob"], image_id) == "missing"  # not in the id lists yet
 
-    assert follow.run() == {share["id"]: ["access:recipient", "replication:owner-to-recipient"]}
+    assert follow.run() == {share["id"]: ["share_user", "replication:owner-to-recipient"]}
 
     selector = replicator_docs(couch, share["id"])[share["replications"][0]["id"]]["selector"]
     assert {link_id, image_id} <= find_ids(couch, dbs["alice"], selector)
@@ -340,11 +341,11 @@ def test_reconcile_repairs_and_restarts_a_crashing_replication(
     client, couch, registered, dbs, people
 ):
     share = share_with_carol(client, people)
-    carol, name = people["carol_db"], f"sharing-broker-{share['id']}"
+    carol = people["carol_db"]
     o2r = share["replications"][0]["id"]
     wait_for(lambda: doc_state(couch, carol, ITEM) == "live", "the item at Carol's", couch=couch)
     security = couch.get(f"{carol}/_security")
-    security["members"]["names"].remove(name)  # by hand: the share user loses Carol's db
+    security["members"]["roles"].remove(member_role(carol))  # by hand: share users lose it
     couch.put(f"{carol}/_security", security)
     late = {"_id": "item-late", "type": "item", "data": {"collection_id": "c0ll-uuid-1"}}
     couch.put(f"{dbs['alice']}/item-late", late)

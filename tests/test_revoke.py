@@ -1,10 +1,7 @@
 """Revoking: stop the way back, withdraw db_sharing, stop the way out, purge if asked."""
 
-import json
-
 import pytest
 
-from service.couch import CouchClient
 from service.sharing.core.model import Access, Direction
 from service.sharing.crossing.selectors import Scope, share_selector
 from tests.helpers import (
@@ -48,21 +45,17 @@ def test_revoke_read_write_goes_in_order(client, couch, registered, dbs, calls):
     calls.calls.clear()
     assert client.delete(f"/v1/shares/{share['id']}").status_code == 200
     writes = [(m, p) for m, p in calls.writes() if not p.startswith("broker_state")]
-    guard, security = "_design/sharing-broker-guard", "_security"
-    # Stage by stage; the writes within a stage go together, in any order.
+    # Stage by stage. The user takes its membership and scopes with it: neither database's
+    # `_security` nor its guard is written.
     stages = [
         {("POST", "_replicator/_bulk_docs")},  # both replications stop
         {("DELETE", f"{dbs['alice']}/{DB_SHARING}")},
-        {("PUT", f"{db}/{security}") for db in (dbs["alice"], dbs["bob"])}
-        | {("DELETE", f"{db}/{guard}") for db in (dbs["alice"], dbs["bob"])},
         {("DELETE", f"_users/org.couchdb.user:sharing-broker-{share['id']}")},
         {("POST", f"{dbs['bob']}/_bulk_docs")},  # its copy of db_sharing deleted
     ]
     assert sorted(writes) == sorted(w for stage in stages for w in stage)
     order = [next(i for i, stage in enumerate(stages) if w in stage) for w in writes]
     assert order == sorted(order)
-    for db in (dbs["alice"], dbs["bob"]):  # a member no longer before its scope goes
-        assert writes.index(("PUT", f"{db}/{security}")) < writes.index(("DELETE", f"{db}/{guard}"))
     assert withdrawn_by(couch, dbs["bob"], DB_SHARING) == share["id"]  # reaches devices
     assert doc_state(couch, dbs["alice"], DB_SHARING) == "deleted"
 
@@ -77,33 +70,6 @@ def test_revoke_rejects_a_bad_purge_flag(client, registered):
     response = client.delete(f"/v1/shares/{share['id']}?purge=maybe")
     assert response.status_code == 422
     assert "purge" in response.get_json()["errors"]
-
-
-def test_a_copy_of_security_from_before_the_share_never_keeps_its_user(
-    client, couch, registered, dbs, monkeypatch
-):
-    """A cluster answers `_security` from one copy, which may lag: here it answers once as
-    it was before the share. The lock remembers the user the share left there, so the
-    revoke reads it again rather than take the user for gone already."""
-    path = f"{dbs['alice']}/_security"
-    before = couch.get(path)
-    share = create_share(client)
-    name = f"sharing-broker-{share['id']}"
-    original = CouchClient._send
-    served = []
-
-    def send(couch_client, method, url, **kwargs):
-        response = original(couch_client, method, url, **kwargs)
-        if method == "GET" and url.endswith(f"/{path}") and not served:
-            served.append(url)
-            response._content = json.dumps(before).encode()  # as a lagging copy answers
-        return response
-
-    monkeypatch.setattr(CouchClient, "_send", send)
-    assert client.delete(f"/v1/shares/{share['id']}").status_code == 200
-
-    assert served
-    assert name not in couch.get(path)["members"]["names"]
 
 
 def test_a_revoke_deletes_every_branch_of_its_replicator_docs(client, couch, registered, dbs):

@@ -10,7 +10,8 @@ import re
 import pytest
 import requests
 
-from tests.helpers import GUARD_ID, create_share, find_ids, replicator_docs, wait_for
+from tests.consistency import scopes
+from tests.helpers import create_share, find_ids, replicator_docs, wait_for
 from tests.servers.demo import ALICE, BOB
 
 pytestmark = pytest.mark.fallback  # also run on pouchdb-server
@@ -178,7 +179,7 @@ def test_a_dry_run_create_writes_nothing(client, couch, kitchen, calls):
     assert client.get("/v1/shares").get_json()["items"] == []
 
 
-def test_patch_moves_the_selector_and_the_guard_together(client, couch, kitchen):
+def test_patch_moves_the_selector_and_the_scope_together(client, couch, kitchen):
     share = create_share(client, access="read-write", collections=["c0ll-uuid-1"], rules=CONTAINERS)
     etag = client.get(f"/v1/shares/{share['id']}").headers["ETag"]
     auth = login(couch, share["id"])
@@ -196,10 +197,9 @@ def test_patch_moves_the_selector_and_the_guard_together(client, couch, kitchen)
     assert response.get_json()["rules"] == PLAIN
     crossing = find_ids(couch, kitchen["alice"], o2r(couch, share["id"])["selector"])
     assert crossing == {"collection-c0ll-uuid-1", f"db_sharing-{ALICE}--{BOB}"} | ids(PLAIN_2)
-    guard = couch.get(f"{kitchen['bob']}/{GUARD_ID}")
-    assert guard["sharing_broker"]["scopes"][auth[0]]["rules"] == PLAIN
-    # CouchDB validates with the guard its design doc cache holds, which catches up with
-    # the new revision a moment later.
+    assert scopes(couch, kitchen["bob"])[auth[0]]["rules"] == PLAIN
+    # CouchDB judges a login by the user doc its cache holds, which catches up with the new
+    # roles a moment later.
     plain_item = item_with_picture(6, "item")[0]
     wait_for(lambda: put_as(couch, auth, kitchen["bob"], plain_item) == 201, "the new guard")
     assert put_as(couch, auth, kitchen["bob"], item_with_picture(5, "container")[0]) == 403
@@ -216,7 +216,7 @@ def test_pictures_follow_items_that_come_to_match(app, client, couch, kitchen):
     selector = lambda: o2r(couch, share["id"])["selector"]  # noqa: E731
     assert new_link["_id"] not in find_ids(couch, kitchen["alice"], selector())
 
-    assert follow.run() == {share["id"]: ["access:recipient", "replication:owner-to-recipient"]}
+    assert follow.run() == {share["id"]: ["share_user", "replication:owner-to-recipient"]}
 
     crossing = find_ids(couch, kitchen["alice"], selector())
     assert {new_item["_id"], new_link["_id"], new_image["_id"]} <= crossing

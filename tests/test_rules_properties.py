@@ -2,9 +2,9 @@
 
 - Compiled into a share's selector, no rule reaches past the type and `_id`-prefix guard or
   the chosen collections, on the fixture database with hostile docs (`_find`).
-- The same parsed rule, compiled to Mango and to JavaScript, picks the same docs in
-  CouchDB's Mango engine, in the broker's own evaluator, in Node, and in the real write
-  guard: negations pushed down to the fields, as CouchDB does.
+- The same rule, compiled to Mango and judged by the guard's JavaScript evaluator, picks the
+  same docs in CouchDB's Mango engine, in the broker's own evaluator, in Node, and in the
+  real write guard: negations pushed down to the fields, as CouchDB does.
 """
 
 import json
@@ -22,10 +22,10 @@ from service.couch import CouchClient
 from service.sharing.core.model import Access, Direction
 from service.sharing.crossing.mango import matches
 from service.sharing.crossing.preview import matching_ids
-from service.sharing.crossing.rules import JS_HELPERS, parse_rules, rules_condition, rules_js
+from service.sharing.crossing.rules import JS_HELPERS, parse_rules, rules_condition
 from service.sharing.crossing.selectors import SHARED_PREFIXES, Scope, share_selector
-from service.sharing.placing.guard import guard_doc
-from tests.helpers import find_ids
+from service.sharing.placing.guard import guard_doc, member_role, scope_role
+from tests.helpers import find_ids, wait_for
 from tests.rule_strategies import datas, rules, selectors
 from tests.servers.demo import ALICE, BOB, alice_docs
 
@@ -136,14 +136,14 @@ def test_mango_javascript_and_the_evaluator_agree(couch, where, docs):
         in_mango = find_ids(couch, db, selector)
     finally:
         couch.request("DELETE", db)
-    in_node = set(_run_js(rules_js(parsed, "item"), items))
+    in_node = set(_run_js(_rules_predicate([{"type": "item", "where": where}]), items))
     in_python = {item["_id"] for item in items if matches(selector, item)}
     assert in_mango == in_node == in_python, (where, items)
 
 
 @pytest.fixture(scope="module")
 def guarded(couch):
-    """A database with one member, a stand-in share user, judged by the broker's guard."""
+    """A database with the broker's guard and a stand-in share user, a member by its role."""
     db, name, password = (
         f"guarded-{uuid.uuid4().hex[:8]}",
         f"rule-user-{uuid.uuid4().hex[:6]}",
@@ -151,7 +151,25 @@ def guarded(couch):
     )
     couch.create_db(db, [])
     couch.add_member(db, name, password)
+    security = couch.get(f"{db}/_security")
+    couch.put(f"{db}/_security", {**security, "members": {"names": [], "roles": [member_role(db)]}})
+    couch.put(f"{db}/_design/sharing-broker-guard", guard_doc(db, "test-broker"))
     return db, (name, password)
+
+
+def _give_scope(couch, db: str, auth: tuple[str, str], scope: dict) -> None:
+    """Set the user's roles to membership and `scope` in `db`, and wait until its logins
+    carry them (CouchDB caches users for a moment)."""
+    path = f"_users/org.couchdb.user:{auth[0]}"
+    roles = [member_role(db), scope_role(db, scope)]
+    couch.put(path, {**couch.get(path), "roles": roles})
+    wait_for(
+        lambda: (
+            requests.get(f"{couch.url}/_session", auth=auth, timeout=10).json()["userCtx"]["roles"]
+            == roles
+        ),
+        "the user's new scope",
+    )
 
 
 @pytest.mark.couchdb
@@ -161,11 +179,7 @@ def test_the_guard_lets_through_exactly_what_mango_selects(couch, guarded, where
     db, auth = guarded
     raw = [{"type": "item", "where": where}]
     scope = {"read_only": False, "collections": None, "rules": raw, "db_sharing": None}
-    guard = guard_doc({auth[0]: scope}, "test-broker")
-    current = couch.request("GET", f"{db}/{guard['_id']}")
-    if current.ok:
-        guard["_rev"] = current.json()["_rev"]
-    couch.put(f"{db}/{guard['_id']}", guard)
+    _give_scope(couch, db, auth, scope)
     prefix = uuid.uuid4().hex[:8]
     selector = _items_passing(parse_rules(raw), {"_id": {"$regex": f"^item-{prefix}-"}})
     items = [{"_id": f"item-{prefix}-{n}", "type": "item", "data": d} for n, d in enumerate(docs)]
@@ -189,6 +203,11 @@ def _find(couch, db: str, selector: dict) -> dict[str, dict]:
     response = couch.request("POST", f"{db}/_find", json={"selector": selector, "limit": 10_000})
     response.raise_for_status()
     return {doc["_id"]: doc for doc in response.json()["docs"]}
+
+
+def _rules_predicate(rules: list[dict]) -> str:
+    """A function of `doc` that judges items as the guard does."""
+    return f"function (doc) {{ return rpass({json.dumps(rules)}, 'item', doc); }}"
 
 
 def _run_js(predicate: str, docs: list[dict]) -> list[str]:

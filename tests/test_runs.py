@@ -112,7 +112,7 @@ def runs_over(
 ) -> RunOnChange:
     """The on-change runs; the share ids it asks to restore go into `restored`."""
     couch = CouchClient(URL, "admin", "pw")
-    sites = Sites([Site("default", couch, URL, editors=None, identity=None)])
+    sites = Sites([Site("default", couch, URL, access=None, identity=None)])
     restored = restored if restored is not None else []
 
     def restore(share_id: str) -> bool:

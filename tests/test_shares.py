@@ -4,6 +4,7 @@ import pytest
 
 from service.sharing.core.model import Access, Direction
 from service.sharing.crossing.selectors import Scope, share_selector
+from service.sharing.placing.guard import MEMBER_ROLE, member_role, scopes_in_roles
 from tests.helpers import create_share, find_ids, replicator_docs, revisions, wait_for
 from tests.servers.demo import ALICE, BOB
 from tests.test_selectors import COLLECTION_1, COLLECTION_2
@@ -75,17 +76,21 @@ def test_read_share_writes_one_replicator_doc_and_nothing_else(
     assert_only_replication_wrote(couch, dbs["alice"], before)
 
 
-def test_the_share_user_has_no_roles_and_is_a_member_of_exactly_the_two_databases(
+def test_the_share_user_is_a_member_of_exactly_the_two_databases_by_its_roles(
     client, couch, registered, dbs, settings
 ):
     share = create_share(client, access="read-write")
     name = f"sharing-broker-{share['id']}"
     user = couch.get(f"_users/org.couchdb.user:{name}")
-    assert user["roles"] == [] and "password" not in user
+    assert "password" not in user
     assert user["sharing_broker"] == {"broker": settings.state_db, "share_id": share["id"]}
-    for person in ("alice", "bob"):
+    held = {r for r in user["roles"] if r.startswith(MEMBER_ROLE)}
+    assert held == {member_role(dbs["alice"]), member_role(dbs["bob"])}
+    assert set(scopes_in_roles(user["roles"])) == {dbs["alice"], dbs["bob"]}
+    assert len(user["roles"]) == 4  # and no other: no `_admin`, nothing of another share
+    for person in ("alice", "bob"):  # the owner's entry kept; no share user named
         members = couch.get(f"{dbs[person]}/_security")["members"]
-        assert members == {"names": [dbs[person], name], "roles": []}  # the owner's entry kept
+        assert members == {"names": [dbs[person]], "roles": [member_role(dbs[person])]}
     replicators = str(couch.all_docs("_replicator"))
     assert settings.couchdb_password not in replicators
 

@@ -17,8 +17,8 @@ import requests
 from service.app import create_app, ensure_state_db
 from service.config import ServerSettings
 from service.couch import CouchClient
+from tests.consistency import members, scopes
 from tests.helpers import (
-    GUARD_ID,
     create_share,
     doc_state,
     remove_broker_footprint,
@@ -104,18 +104,9 @@ def labelled(server, db: str, state_db: str) -> set[str]:
     return {doc["_id"] for doc in found.json()["docs"]}
 
 
-def members(server, db: str) -> list[str]:
-    return (server.get(f"{db}/_security").get("members") or {}).get("names") or []
-
-
-def scopes(server, db: str) -> dict:
-    response = server.request("GET", f"{db}/{GUARD_ID}")
-    return response.json()["sharing_broker"]["scopes"] if response.ok else {}
-
-
 def footprint(couch, second_couch, split, state_db: str) -> dict:
-    """What the broker placed on each server: replicator docs, share users, `_security`
-    names and guard scopes."""
+    """What the broker placed on each server: replicator docs, share users, and which of
+    them are members of the database there, and carry a scope in it."""
     found = {}
     for name, server, db in (
         ("default", couch, split["alice"]),
@@ -124,7 +115,7 @@ def footprint(couch, second_couch, split, state_db: str) -> dict:
         found[name] = {
             "_replicator": labelled(server, "_replicator", state_db),
             "_users": labelled(server, "_users", state_db),
-            "members": [m for m in members(server, db) if m.startswith("sharing-broker-")],
+            "members": sorted(members(server, db)),
             "scopes": sorted(scopes(server, db)),
         }
     return found
@@ -482,7 +473,7 @@ def test_from_read_write_to_read_only_across_servers(
     assert doc_state(couch, split["alice"], DB_SHARING) == "deleted"
 
 
-def test_the_rule_follower_reads_the_owners_server_and_moves_both_guards(
+def test_the_rule_follower_reads_the_owners_server_and_moves_the_recipients_scope(
     app, client, couch, second_couch, registered, split
 ):
     books = "b0b-coll-1"
@@ -496,7 +487,7 @@ def test_the_rule_follower_reads_the_owners_server_and_moves_both_guards(
 
     rewritten = follow.run()
 
-    assert rewritten == {share["id"]: ["access:recipient", "replication:owner-to-recipient"]}
+    assert rewritten == {share["id"]: ["share_user:recipient", "replication:owner-to-recipient"]}
     wait_for_docs(couch, split["alice"], {doc["_id"] for doc in later}, "the new container")
     assert doc_state(couch, split["alice"], "item-rule-item-2") == "missing"  # not a container
 

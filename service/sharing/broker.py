@@ -14,10 +14,7 @@ from service.sharing.core.sites import Site, Sites
 from service.sharing.core.store import StateStore
 from service.sharing.lifecycle.reconcile import Reconciler
 from service.sharing.lifecycle.shares import ShareService
-from service.sharing.placing.access import Editors
-from service.sharing.placing.credentials import SecurityEditor
-from service.sharing.placing.guard import GuardEditor
-from service.sharing.placing.locks import DatabaseLocks
+from service.sharing.placing.access import DatabaseAccess
 from service.sharing.watching.branches import BranchWatch
 from service.sharing.watching.checkpoints import Checkpoints
 from service.sharing.watching.feed import EventFeed
@@ -98,9 +95,9 @@ class Broker:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":
         default = _client(settings.servers[0], settings)
-        # The state database, on `default`: records, claims, locks, leases, checkpoints.
+        # The state database, on `default`: records, claims, leases, checkpoints.
         state = default.strict()
-        sites = Sites([_site(server, settings, default, state) for server in settings.servers])
+        sites = Sites([_site(server, settings, default) for server in settings.servers])
         store = StateStore(state, settings.state_db, Seal(settings.record_key))
         registry = Registry(sites, store)
         shares = ShareService(
@@ -132,13 +129,8 @@ def _client(server: ServerSettings, settings: Settings) -> CouchClient:
     )
 
 
-def _site(
-    server: ServerSettings, settings: Settings, default: CouchClient, state: CouchClient
-) -> Site:
-    """A server's site. Its databases' locks live in the state database (`state`)."""
+def _site(server: ServerSettings, settings: Settings, default: CouchClient) -> Site:
+    """A server's site."""
     couch = default if server.name == DEFAULT_SERVER else _client(server, settings)
-    locks = DatabaseLocks(state, settings.state_db, server.name)
-    editors = Editors(
-        SecurityEditor(couch, locks), GuardEditor(couch, locks, settings.state_db), locks
-    )
-    return Site(server.name, couch, server.replication_url, editors, Identity(couch))
+    access = DatabaseAccess(couch, settings.state_db)
+    return Site(server.name, couch, server.replication_url, access, Identity(couch))

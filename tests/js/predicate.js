@@ -1,5 +1,6 @@
-// Runs a guard predicate compiled by service/sharing/crossing/rules.py over docs, in a fresh V8
-// context: reads {helpers, predicate, docs} as JSON on stdin, prints the ids that pass.
+// Runs a predicate over docs, with the guard's rule evaluator (service/sharing/crossing/rules.py)
+// as its helpers, in a fresh V8 context: reads {helpers, predicate, docs} as JSON on stdin,
+// prints the ids that pass.
 const vm = require('vm');
 
 let input = '';

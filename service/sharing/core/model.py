@@ -46,7 +46,7 @@ def now_iso(later_seconds: int = 0) -> str:
 
 def place(server: str, db: str) -> str:
     """One key for a database on a server, for the broker's own records (checkpoints,
-    locks, `_db_updates`): its bare name on the `default` server, else `server:db` (a `:`
+    `_db_updates`): its bare name on the `default` server, else `server:db` (a `:`
     never occurs in a CouchDB database name)."""
     return db if server == DEFAULT_SERVER else f"{server}:{db}"
 

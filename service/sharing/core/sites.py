@@ -13,19 +13,19 @@ from service.couch import CouchClient, CouchError
 from service.sharing.core.errors import InvalidRequest
 from service.sharing.core.identity import Identity
 
-if TYPE_CHECKING:  # the editors are the placing package's; the wiring builds them
-    from service.sharing.placing.access import Editors
+if TYPE_CHECKING:  # the placing package's; the wiring builds it
+    from service.sharing.placing.access import DatabaseAccess
 
 
 @dataclass(frozen=True)
 class Site:
-    """One server: the broker's client for it, how replicators reach it, the editors of
-    its databases' `_security` and guards, and its users' identity."""
+    """One server: the broker's client for it, how replicators reach it, what makes its
+    databases ready for share users, and its users' identity."""
 
     name: str
     couch: CouchClient
     replication_url: str
-    editors: "Editors"
+    access: "DatabaseAccess"
     identity: Identity
 
 

@@ -131,7 +131,7 @@ class StateStore:
         """Why the state database cannot judge concurrent writes in one place, or None.
 
         On a cluster it must keep one copy: with more, two nodes may each accept a write of
-        the same new doc, and locks and claims would hold twice.
+        the same new doc, and claims and leases would hold twice.
         """
         nodes = cluster_nodes(self.couch)
         if not nodes:
@@ -140,7 +140,7 @@ class StateStore:
         if len(nodes) > 1 and copies != 1:
             return (
                 f"it keeps {copies} copies on a cluster of {len(nodes)} nodes; the broker's"
-                " locks and claims need one (create it with ?q=1&n=1, see docs/deploy.md)"
+                " claims and leases need one (create it with ?q=1&n=1, see docs/deploy.md)"
             )
         return None
 

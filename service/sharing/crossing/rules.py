@@ -1,10 +1,11 @@
-"""Custom rules: a safe subset of Mango over `data.` fields, parsed once and compiled twice.
+"""Custom rules: a safe subset of Mango over `data.` fields, parsed once, judged twice.
 
 A rule is `{"type": "collection" | "item", "where": <selector>}`. The parsed selector
-compiles to a Mango selector for the replicator docs and to a JavaScript predicate for the
-write guard, so a share user's writes are judged by exactly the rules that replicate.
+compiles to a Mango selector for the replicator docs; the write guard judges the rule as
+given with the JavaScript evaluator below, so a share user's writes are judged by exactly
+the rules that replicate.
 
-Both compile to CouchDB's semantics, written so pouchdb-find agrees: a condition on a
+Both follow CouchDB's semantics, written so pouchdb-find agrees: a condition on a
 missing field is false but for `$exists: false`; `$ne` and `$nin` need the field to exist;
 `$gt`, `$gte`, `$lt` and `$lte` compare numbers with numbers only. Values are strings,
 numbers, booleans, or lists of them. A `$regex` is short and has no quantified groups or
@@ -12,7 +13,6 @@ look-arounds, so it means the same in JavaScript and in CouchDB's PCRE, and its
 backtracking stays polynomial in the length of the text (not exponential).
 """
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -273,10 +273,15 @@ def _mango_condition(test: Test) -> dict:
     return {test.op: test.arg}
 
 
-# Compiling to JavaScript: an expression over `doc`, using the helpers in JS_HELPERS.
+# Judging in JavaScript: the guard reads a share's rules as data (their `where` as given)
+# and judges a doc with `rpass`, exactly as CouchDB judges the compiled Mango above. A
+# negation is pushed down to the field tests (De Morgan), and a negated test is still false
+# on a missing field, but where the compiled test itself asks for the field (`$exists`,
+# `$ne`, `$nin`). A path through a value that is not an object meets no test, negated or not.
 
 JS_HELPERS = """
 var BAD_PATH = {};
+var ASKS_FOR_THE_FIELD = {'$exists': true, '$ne': true, '$nin': true};
 function rget(doc, path) {
   var value = doc;
   for (var i = 0; i < path.length; i++) {
@@ -285,10 +290,6 @@ function rget(doc, path) {
     value = value[path[i]];
   }
   return value;
-}
-function rfield(doc, path, test) {
-  var value = rget(doc, path);
-  return value !== BAD_PATH && test(value);
 }
 function req(a, b) { return a !== null && typeof a !== 'object' && a === b; }
 function rin(v, list) {
@@ -303,73 +304,62 @@ function rall(v, list) {
   for (var j = 0; j < list.length; j++) { if (!rin(v, [list[j]])) { return false; } }
   return true;
 }
-function rsome(v, test) {
-  if (!Array.isArray(v)) { return false; }
-  for (var i = 0; i < v.length; i++) { if (test(v[i])) { return true; } }
-  return false;
+function rtest(v, op, arg) {
+  switch (op) {
+    case '$eq': return req(v, arg);
+    case '$ne': return v !== undefined && !req(v, arg);
+    case '$gt': return typeof v === 'number' && v > arg;
+    case '$gte': return typeof v === 'number' && v >= arg;
+    case '$lt': return typeof v === 'number' && v < arg;
+    case '$lte': return typeof v === 'number' && v <= arg;
+    case '$in': return v !== undefined && v !== null && rin(v, arg);
+    case '$nin': return v !== undefined && !rin(v, arg);
+    case '$all': return rall(v, arg);
+    case '$exists': return arg ? v !== undefined : v === undefined;
+    case '$size': return Array.isArray(v) && v.length === arg;
+    case '$regex': return typeof v === 'string' && new RegExp(arg).test(v);
+    case '$elemMatch':
+      if (!Array.isArray(v)) { return false; }
+      for (var i = 0; i < v.length; i++) { if (rtests(v[i], arg, false)) { return true; } }
+      return false;
+  }
+  throw({forbidden: 'sharing-broker guard: a rule it cannot judge'});
+}
+function rtests(v, condition, negated) {
+  var tests = condition !== null && typeof condition === 'object' ? condition : {'$eq': condition};
+  for (var op in tests) {
+    var met = rtest(v, op, tests[op]);
+    if (negated) { met = ASKS_FOR_THE_FIELD[op] ? !met : v !== undefined && !met; }
+    if (met === negated) { return negated; }
+  }
+  return !negated;
+}
+function rmatch(selector, doc, negated) {
+  for (var key in selector) {
+    var met, value = selector[key];
+    if (key === '$and' || key === '$or') {
+      var every = (key === '$and') !== negated;
+      met = every;
+      for (var i = 0; i < value.length; i++) {
+        if (rmatch(value[i], doc, negated) !== every) { met = !every; break; }
+      }
+    } else if (key === '$not') {
+      met = rmatch(value, doc, !negated);
+    } else {
+      var v = rget(doc, key.split('.'));
+      met = v !== BAD_PATH && rtests(v, value, negated);
+    }
+    if (met === negated) { return negated; }
+  }
+  return !negated;
+}
+function rpass(rules, type, doc) {
+  var named = false;
+  for (var i = 0; i < (rules || []).length; i++) {
+    if (rules[i].type !== type) { continue; }
+    named = true;
+    if (rmatch(rules[i].where, doc, false)) { return true; }
+  }
+  return !named;
 }
 """
-
-
-def rules_js(rules: list[Rule], doc_type: str) -> str:
-    """A JavaScript function of `doc` for the guard: true when the doc passes the rules."""
-    wheres = [js(rule.where) for rule in rules if rule.type == doc_type]
-    body = " || ".join(f"({w})" for w in wheres) if wheres else "true"
-    return f"function (doc) {{ return {body}; }}"
-
-
-def js(node: Node, negated: bool = False) -> str:
-    """The node as CouchDB judges its compiled Mango: a negation is pushed down to the
-    field tests (De Morgan), and a negated test is still false on a missing field, but
-    where the compiled test itself asks for the field (`$exists`, `$ne`, `$nin`)."""
-    if node.kind in ("$and", "$or"):
-        joiner = " && " if (node.kind == "$and") != negated else " || "
-        return "(" + joiner.join(js(part, negated) for part in node.parts) + ")"
-    if node.kind == "$not":
-        return js(node.parts[0], not negated)
-    if not negated:
-        tests = " && ".join(_js_test("v", test) for test in node.tests)
-    else:
-        tests = " || ".join(_js_negated("v", test) for test in node.tests)
-    # A path through a value that is not an object meets no test, negated or not.
-    return f"rfield(doc, {_lit(node.field.split('.'))}, function (v) {{ return {tests}; }})"
-
-
-def _js_negated(v: str, test: Test) -> str:
-    if test.op in _ASKS_FOR_THE_FIELD:
-        return f"!{_js_test(v, test)}"
-    return f"({v} !== undefined && !{_js_test(v, test)})"
-
-
-# Tests whose compiled Mango checks `$exists` itself, so their negation holds on a missing
-# field: `$ne` and `$nin` are compiled with `$exists: true`.
-_ASKS_FOR_THE_FIELD = frozenset({"$exists", "$ne", "$nin"})
-
-
-def _js_test(v: str, test: Test) -> str:
-    op, arg = test.op, test.arg
-    if op == "$eq":
-        return f"req({v}, {_lit(arg)})"
-    if op == "$ne":
-        return f"({v} !== undefined && !req({v}, {_lit(arg)}))"
-    if op in _COMPARISONS:
-        return f"(typeof {v} === 'number' && {v} {_COMPARISONS[op]} {_lit(arg)})"
-    if op == "$in":
-        return f"({v} !== undefined && {v} !== null && rin({v}, {_lit(list(arg))}))"
-    if op == "$nin":
-        return f"({v} !== undefined && !rin({v}, {_lit(list(arg))}))"
-    if op == "$all":
-        return f"rall({v}, {_lit(list(arg))})"
-    if op == "$exists":
-        return f"({v} !== undefined)" if arg else f"({v} === undefined)"
-    if op == "$size":
-        return f"(Array.isArray({v}) && {v}.length === {_lit(arg)})"
-    if op == "$regex":
-        return f"(typeof {v} === 'string' && new RegExp({_lit(arg)}).test({v}))"
-    inner = " && ".join(_js_test("e", t) for t in arg)  # $elemMatch
-    return f"rsome({v}, function (e) {{ return {inner}; }})"
-
-
-def _lit(value: object) -> str:
-    """A JSON literal is a JavaScript literal; ASCII-only keeps U+2028 and friends out."""
-    return json.dumps(value, ensure_ascii=True)

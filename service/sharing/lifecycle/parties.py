@@ -79,8 +79,8 @@ class Parties(LifecycleBase):
         self, dbs: tuple[Database, Database], keys: list[str]
     ) -> list[dict[str, dict | None]]:
         """The docs with these ids in each party's database, each read at once with its
-        config, which is checked (see `Registry.read_confirmed`), and with its guard, which
-        the guard editor starts its next edit from."""
+        config, which is checked (see `Registry.read_confirmed`), and with its guard, so
+        that making the database ready for the share needs no second read of it."""
         found = run_together(
             *(
                 lambda f=f, d=d: self.registry.read_confirmed(f, d, [*keys, GUARD_ID])
@@ -88,7 +88,7 @@ class Parties(LifecycleBase):
             )
         )
         for db, docs in zip(dbs, found, strict=True):
-            self.registry.site(db).editors.guards.saw(db.database, docs.pop(GUARD_ID))
+            self.registry.site(db).access.saw(db.database, docs.pop(GUARD_ID))
         return found
 
     def _foreign_ids(

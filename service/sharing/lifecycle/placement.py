@@ -119,13 +119,16 @@ class Placement(Parties):
         site = self.sites[part.server]
         if part.kind == "doc":
             return ensure_current(site.couch, part.db, part.body)
+        if part.kind == "access":  # read afresh: a guard seen lately may be gone since
+            return site.access.prepare(part.db, fresh=True)
         return apply(site, part)
 
     @staticmethod
-    def _logs_in(site: Site, name: str, password: str) -> bool:
+    def _roles_in_force(site: Site, name: str, password: str) -> list[str] | None:
+        """The roles the user's logins carry on `site` now; None if it cannot log in."""
         token = base64.b64encode(f"{name}:{password}".encode()).decode()
-        session = site.couch.session_as({"Authorization": f"Basic {token}"})
-        return (session.get("userCtx") or {}).get("name") == name
+        user = site.couch.session_as({"Authorization": f"Basic {token}"}).get("userCtx") or {}
+        return (user.get("roles") or []) if user.get("name") == name else None
 
     def _withdraw_db_sharing(self, share: Share, recipient_db: Database) -> None:
         """Delete the recipient's copy of `db_sharing` with a tombstone that reaches their

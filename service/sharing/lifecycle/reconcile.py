@@ -3,8 +3,9 @@
 It resolves conflicting branches in the state database (none should arise: it keeps one
 copy), finishes operations a crash left half-done, rewrites the parts of active shares that are
 missing, changed or failed, and removes broker-made parts that no share accounts for:
-replicator docs, db_sharing docs, share users and their `_security` entries. Only docs the
-broker labelled as its own are ever removed, and only `_security` names of share users.
+replicator docs, db_sharing docs, share users, and what an earlier version left: share
+users' names in `_security`, its guard. Only docs the broker labelled as its own are ever
+removed, and only `_security` names of share users.
 Every server is looked at; one that does not answer is reported, and the others are done.
 A lease in the state database keeps reconcilers on several replicas from working at once.
 """
@@ -25,6 +26,7 @@ from service.sharing.core.store import StateStore
 from service.sharing.crossing.scan import docs_with_prefix
 from service.sharing.lifecycle.shares import ShareService
 from service.sharing.lifecycle.views import replication_ids
+from service.sharing.placing.access import remove_member_name
 from service.sharing.placing.credentials import USER_PREFIX, USERS_DB, user_doc_id
 from service.sharing.placing.parts import DB_SHARING, ensure_absent, restart_replication
 from service.sharing.placing.replicator import REPLICATOR_DB, REPLICATOR_PREFIX, scheduler_states
@@ -245,7 +247,8 @@ class Reconciler:
         )
 
     def _check_databases(self, report: Report) -> None:
-        """Leftover db_sharing docs, `_security` entries and guard scopes in each database."""
+        """Leftover db_sharing docs, and what the earlier layout kept for shares no longer
+        live (`_security` names, guard scopes), in each database."""
         cursor = None
         while True:
             databases, cursor = self.store.list_databases(cursor, 200)
@@ -275,10 +278,11 @@ class Reconciler:
                 return
 
     def _check_members(self, report: Report, site: Site, database: Database) -> None:
-        """Drop share users from `_security` that no live share of ours, or no user, backs."""
+        """Drop share users' names from `_security` that no live share of ours, or no user,
+        backs. The broker names no share user there any more (share users are members by
+        role): a live share's name, left by the earlier layout, goes with its repair."""
         db = database.database
         names = (site.couch.get(db, "_security").get("members") or {}).get("names") or []
-        security = site.editors.security
         self._prune(
             report,
             {n: n.removeprefix(USER_PREFIX) for n in names if n.startswith(USER_PREFIX)},
@@ -289,19 +293,20 @@ class Reconciler:
                 "database": database.place,
                 "name": name,
             },
-            lambda name: _removed(security.ensure_member(db, name, present=False)),
+            lambda name: _removed(remove_member_name(site.couch, db, name)),
         )
 
     def _check_guard(self, report: Report, site: Site, database: Database) -> None:
-        """Drop scopes from the broker's guard that no live share of ours backs."""
+        """Drop the scopes an earlier version's guard held that no live share of ours backs
+        (a live share's go with its repair); such a guard left with none goes."""
         db = database.database
-        guards = site.editors.guards
+        access = site.access
         self._prune(
             report,
-            {n: n.removeprefix(USER_PREFIX) for n in guards.scopes(db)},
+            {n: n.removeprefix(USER_PREFIX) for n in access.earlier(db)},
             lambda _name, share: _live(share),
             lambda name: {"kind": "orphan guard scope", "database": database.place, "name": name},
-            lambda name: _removed(guards.ensure_scope(db, name, None)),
+            lambda name: _removed(access.drop_earlier(db, {name})),
         )
 
     def _check_db_sharing(self, report: Report, site: Site, database: Database) -> None:

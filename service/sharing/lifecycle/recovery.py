@@ -50,24 +50,32 @@ class Recovering(Revoking, Changing):
         """Rewrite the parts of an active share that are missing, changed or failed.
 
         A share user whose password no longer matches its replicator docs gets a new one.
+        One whose logins carry its roles loses what the earlier layout kept for it.
         """
         dbs = self.registry.parties(share.owner, share.recipient)
         parts = self._parts(share, share.access, share.selection, dbs)
         repaired = [name for name, part in parts.items() if self._repair_part(part)]
         basic = parts[O2R].body["source"]["auth"]["basic"]  # the password replication uses
-        sites = {db.server: self.registry.site(db) for db in dbs}.values()
-        if not all(self._logs_in(site, basic["username"], basic["password"]) for site in sites):
+        name, password = basic["username"], basic["password"]
+        sites = {db.server: self.registry.site(db) for db in dbs}
+        in_force = {s: self._roles_in_force(site, name, password) for s, site in sites.items()}
+        if None in in_force.values():
             self._stop_replications(share, self.registry.site(dbs[0]))
             parts = self._parts(share, share.access, share.selection, dbs, rotate=True)
-            for name in (SHARE_USER, SHARE_USER_AWAY, O2R, R2O):
-                if name in parts and parts[name].body is not None:
-                    apply(self.sites[parts[name].server], parts[name])
-            repaired.append("credentials")
+            for part_name in (SHARE_USER, SHARE_USER_AWAY, O2R, R2O):
+                if part_name in parts and parts[part_name].body is not None:
+                    apply(self.sites[parts[part_name].server], parts[part_name])
+            return [*repaired, "credentials"]
+        for part_name, db in zip((ACCESS_OWNER, ACCESS_RECIPIENT), dbs, strict=True):
+            settled = sites[db.server].access.settle(db.database, name, in_force[db.server])
+            if settled and part_name not in repaired:
+                repaired.append(part_name)
         return repaired
 
     def refresh_scope(self, share: Share) -> list[str]:
-        """Rewrite the guards and replicator docs that differ from what the share wants:
-        rule-made id lists that moved, a replicator doc whose older sibling won."""
+        """Rewrite the share users' scopes and the replicator docs that differ from what
+        the share wants: rule-made id lists that moved, a replicator doc whose older sibling
+        won."""
         parts = self._parts(share, share.access, share.selection)
-        names = (ACCESS_OWNER, ACCESS_RECIPIENT, O2R, R2O)
-        return [name for name in names if self._repair_part(parts[name])]
+        names = (SHARE_USER, SHARE_USER_AWAY, O2R, R2O)
+        return [name for name in names if name in parts and self._repair_part(parts[name])]

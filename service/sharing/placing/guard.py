@@ -1,25 +1,34 @@
-"""The write guard: a `validate_doc_update` of the broker's own in every shared database.
+"""The write guard: one fixed `validate_doc_update` of the broker's in every shared database.
 
-For a share user it lets through only writes inside that share's scope; for anyone else it
-does nothing, so the database's own users and admins are never blocked. One design doc per
-database holds the scopes of every share that touches it.
+A share user carries its scope in each database it may reach as a role of its own `_users`
+doc (`scope_role`), beside the role that makes it a member there (`member_role`). The guard
+reads the scope from the user context, so it never changes with a share: a share's access
+changes with its own user doc, which has revisions, and no two shares edit one object.
+
+For a share user it lets through only writes inside that database's scope, and refuses
+every write of one with no scope there. For anyone else it does nothing, so the database's
+own users and admins are never blocked.
+
+A guard that took over from an earlier version's keeps that guard's scopes (by user name)
+as a fallback, until each of those users has its scope as a role in force: then they go.
 """
 
 import json
-import threading
-from collections import OrderedDict
 
-from service.couch import CouchClient, DocumentConflict, NotFound
-from service.sharing.crossing.rules import JS_HELPERS, RULE_TYPES, parse_rules, rules_js
+from service.couch import CouchClient, NotFound
+from service.sharing.crossing.rules import JS_HELPERS
 from service.sharing.crossing.selectors import ENDED_MARK, SHARED_PREFIXES
-from service.sharing.placing.locks import DatabaseLocks
+from service.sharing.placing.credentials import USER_PREFIX
 
 GUARD_ID = "_design/sharing-broker-guard"
+ROLE_PREFIX = "sharing-broker:"
+MEMBER_ROLE = f"{ROLE_PREFIX}member:"
+SCOPE_ROLE = f"{ROLE_PREFIX}scope:"
 
 # The scope of a share user in one database: `read_only` refuses every write; otherwise a
 # doc must be of a shared kind, carry its kind's `_id` prefix and belong to a shared
 # collection (`collections` null: any; `item_collections`, when set, for items and
-# pictures), pass the share's rules (`rules`: one predicate per kind), and, for a picture,
+# pictures), pass the share's rules (`rules`, judged by `rpass`), and, for a picture,
 # belong to a shared item (`item_ids`, when set); or be the share's own `db_sharing` doc.
 # A tombstone the broker wrote when a share ended (`ENDED_MARK`) is never a share user's to
 # carry: it would delete the owner's doc. In the owner's database (`owner_label`: the owner's
@@ -29,13 +38,21 @@ GUARD_ID = "_design/sharing-broker-guard"
 MAX_DOC_CHARS = 1_000_000  # the app's docs are a few KiB; CouchDB's own bound is 8 MB
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # the app's largest picture is 1440 px
 VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
-  var scopes = %(scopes)s;
-  var rules = %(rules)s;
+  var roles = userCtx.roles || [];
+  if (roles.indexOf('_admin') !== -1) { return; }
+  var here = %(scope_role)s;
+  var earlier = %(earlier)s;
+  var shareUser = (userCtx.name || '').indexOf(%(user_prefix)s) === 0;
+  var scope = null;
+  for (var i = 0; i < roles.length; i++) {
+    if (roles[i].indexOf(%(role_prefix)s) === 0) { shareUser = true; }
+    if (roles[i].indexOf(here) === 0) { scope = JSON.parse(roles[i].substring(here.length)); }
+  }
+  if (!scope && earlier[userCtx.name]) { scope = earlier[userCtx.name]; shareUser = true; }
+  if (!shareUser) { return; }
   var prefixes = %(prefixes)s;
-  var scope = scopes[userCtx.name];
-  if (!scope) { return; }
-  var rule = rules[userCtx.name];
   function deny(why) { throw({forbidden: 'sharing-broker guard: ' + why}); }
+  if (!scope) { deny('no share gives this user a scope here'); }
   if (scope.read_only) { deny('this share may not write here'); }
   %(helpers)s
   function unset(list) { return list === null || list === undefined; }
@@ -53,9 +70,12 @@ VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
     var data = doc.data || {};
     var items = scope.item_collections || scope.collections;
     if (doc.type === 'collection') {
-      return among(scope.collections, doc._id.substring(prefix.length)) && rule.collection(doc);
+      var id = doc._id.substring(prefix.length);
+      return among(scope.collections, id) && rpass(scope.rules, 'collection', doc);
     }
-    if (doc.type === 'item') { return among(items, data.collection_id) && rule.item(doc); }
+    if (doc.type === 'item') {
+      return among(items, data.collection_id) && rpass(scope.rules, 'item', doc);
+    }
     if (doc.type === 'item_image') {
       return among(items, data._item_collection_id) && among(scope.item_ids, data.item_id);
     }
@@ -94,11 +114,35 @@ VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
 }"""
 
 
-def guard_doc(scopes: dict[str, dict], broker: str) -> dict:
-    """The design doc for these scopes (share user name -> scope)."""
+def member_role(db: str) -> str:
+    """The role that makes a share user a member of `db` (set once in its `_security`)."""
+    return f"{MEMBER_ROLE}{db}"
+
+
+def scope_role(db: str, scope: dict) -> str:
+    """The role that carries a share user's scope in `db`, for the guard to read."""
+    return f"{SCOPE_ROLE}{db}:{json.dumps(scope, sort_keys=True, separators=(',', ':'))}"
+
+
+def scopes_in_roles(roles: list[str]) -> dict[str, dict]:
+    """The scopes that roles carry, by database."""
+    scopes = {}
+    for role in roles:
+        if role.startswith(SCOPE_ROLE):
+            db, _, scope = role.removeprefix(SCOPE_ROLE).partition(":")
+            scopes[db] = json.loads(scope)
+    return scopes
+
+
+def guard_doc(db: str, broker: str, earlier: dict[str, dict] | None = None) -> dict:
+    """The guard of `db`: the same for every share, and changed by none; with the scopes
+    an earlier version's guard held (`earlier`, by user name) while they are needed."""
+    earlier = earlier or {}
     source = VALIDATE % {
-        "scopes": json.dumps(scopes, sort_keys=True),
-        "rules": _rule_predicates(scopes),
+        "scope_role": json.dumps(f"{SCOPE_ROLE}{db}:"),
+        "earlier": json.dumps(earlier, sort_keys=True),
+        "user_prefix": json.dumps(USER_PREFIX),
+        "role_prefix": json.dumps(ROLE_PREFIX),
         "prefixes": json.dumps(SHARED_PREFIXES, sort_keys=True),
         "helpers": JS_HELPERS.strip().replace("\n", "\n  "),
         "ended": json.dumps(ENDED_MARK),
@@ -109,105 +153,20 @@ def guard_doc(scopes: dict[str, dict], broker: str) -> dict:
         "_id": GUARD_ID,
         "language": "javascript",
         "validate_doc_update": source,
-        "sharing_broker": {"broker": broker, "scopes": scopes},
+        "sharing_broker": {"broker": broker, **({"scopes": earlier} if earlier else {})},
     }
 
 
-def _rule_predicates(scopes: dict[str, dict]) -> str:
-    """`{user: {collection: fn, item: fn}}` in JavaScript, compiled from each scope's rules."""
-    entries = []
-    for name, scope in sorted(scopes.items()):
-        rules = parse_rules(scope["rules"]) if scope.get("rules") else []
-        kinds = ", ".join(f"{json.dumps(k)}: {rules_js(rules, k)}" for k in RULE_TYPES)
-        entries.append(f"{json.dumps(name)}: {{{kinds}}}")
-    return "{" + ", ".join(entries) + "}"
+def earlier_scopes(guard: dict, broker: str) -> dict[str, dict]:
+    """The scopes by user name that a guard of this broker holds: every scope in an earlier
+    version's guard; in the fixed guard, those kept from the one it took over from."""
+    label = guard.get("sharing_broker") or {}
+    return label.get("scopes", {}) if label.get("broker") == broker else {}
 
 
-class GuardEditor:
-    """Sets or drops share users' scopes in a database's guard, one edit at a time.
-
-    It keeps the last guard doc it saw of each database (a few hundred at most). An edit
-    starts from that doc, and writes carry its `_rev`: one gone stale costs a conflict and a
-    read, never a scope.
-    """
-
-    KEPT = 512
-
-    def __init__(self, couch: CouchClient, locks: DatabaseLocks, broker: str):
-        self.couch = couch
-        self.locks = locks
-        self.broker = broker
-        self._seen: OrderedDict[str, dict] = OrderedDict()
-        self._seen_lock = threading.Lock()
-
-    def scopes(self, db: str) -> dict[str, dict]:
-        """This broker's scopes in the database's guard (none if the guard is another's)."""
-        return self.scopes_in(self.current(db, fresh=True))
-
-    def scopes_in(self, guard: dict) -> dict[str, dict]:
-        """This broker's scopes in a guard doc as read."""
-        label = guard.get("sharing_broker") or {}
-        return label.get("scopes", {}) if label.get("broker") == self.broker else {}
-
-    def ensure_scope(self, db: str, name: str, scope: dict | None) -> bool:
-        """Return whether the guard was changed; takes the database's lock if it must."""
-        if self.scopes(db).get(name) == scope:
-            return False
-        with self.locks.hold(db):
-            return name in self.set_scopes(db, {name: scope})
-
-    def current(self, db: str, fresh: bool = False) -> dict:
-        """The guard doc (`{}` for none): as last seen, or read now when `fresh`."""
-        if not fresh:
-            with self._seen_lock:
-                if db in self._seen:
-                    return self._seen[db]
-        try:
-            doc = self.couch.get(db, GUARD_ID)
-        except NotFound:
-            doc = {}
-        self.saw(db, doc)
-        return doc
-
-    def saw(self, db: str, doc: dict | None) -> None:
-        """Remember the guard doc (None or `{}`: there is none) just read or written."""
-        with self._seen_lock:
-            self._seen[db] = doc or {}
-            self._seen.move_to_end(db)
-            while len(self._seen) > self.KEPT:
-                self._seen.popitem(last=False)
-
-    def set_scopes(
-        self, db: str, wanted: dict[str, dict | None], current: dict | None = None
-    ) -> set[str]:
-        """Set scopes, or drop those wanted None, the caller holding the database's lock;
-        the last scope gone removes the doc. `current` is the doc as just read, if it was.
-        Return the names whose scope changed."""
-        for _ in range(3):
-            current = current if current is not None else self.current(db)
-            scopes = dict(current.get("sharing_broker", {}).get("scopes", {}))
-            changed = {name for name, scope in wanted.items() if scopes.get(name) != scope}
-            if not changed:
-                return set()
-            for name in changed:
-                if wanted[name] is None:
-                    scopes.pop(name, None)
-                else:
-                    scopes[name] = wanted[name]
-            try:
-                self._write(db, current.get("_rev"), scopes)
-                return changed
-            except DocumentConflict:
-                current = self.current(db, fresh=True)
-        raise DocumentConflict(409, "conflict", "the guard kept changing", f"PUT /{db}/{GUARD_ID}")
-
-    def _write(self, db: str, rev: str | None, scopes: dict[str, dict]) -> None:
-        if not scopes:
-            if rev:
-                self.couch.delete(db, GUARD_ID, params={"rev": rev})
-            self.saw(db, None)
-            return
-        doc = guard_doc(scopes, self.broker)
-        if rev:
-            doc["_rev"] = rev
-        self.saw(db, {**doc, "_rev": self.couch.put(db, GUARD_ID, json=doc)["rev"]})
+def read_guard(couch: CouchClient, db: str) -> dict:
+    """The database's guard doc, `{}` for none."""
+    try:
+        return couch.get(db, GUARD_ID)
+    except NotFound:
+        return {}

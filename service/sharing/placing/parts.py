@@ -1,10 +1,13 @@
 """What a share places in CouchDB, and making it match what the share wants.
 
 A share is made of these parts:
-- `share_user`: its own CouchDB user in `_users`, with no roles, on the owner's server, and
-  `share_user:recipient` on the recipient's server when that is another one;
-- `access:owner` and `access:recipient`: that user's name in each database's `_security`,
-  and its scope in each database's write guard;
+- `share_user`: its own CouchDB user in `_users` on the owner's server, and
+  `share_user:recipient` on the recipient's server when that is another one. Its roles make
+  it a member of the share's databases on that server, and carry its scope in each (what
+  the write guard lets it write there);
+- `access:owner` and `access:recipient`: each database made ready for share users, once
+  (the member role in its `_security`, the broker's fixed guard). A share never takes
+  this away: without a share user holding the role, it gives nothing;
 - `db_sharing` in the owner's database (read-write only);
 - `replication:owner-to-recipient` and `replication:recipient-to-owner` in `_replicator`
   on the owner's server, authenticating as the share user.
@@ -24,9 +27,8 @@ from service.config import DEFAULT_SERVER
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.sharing.core.model import Access, Direction, Share, now_epoch_ms
 from service.sharing.core.sites import Site, Sites
-from service.sharing.core.together import run_each
+from service.sharing.core.together import run_each, run_together
 from service.sharing.crossing.selectors import Scope, share_selector
-from service.sharing.placing.access import AccessChange
 from service.sharing.placing.credentials import (
     USERS_DB,
     Credentials,
@@ -34,6 +36,7 @@ from service.sharing.placing.credentials import (
     hashed_password,
     user_doc_id,
 )
+from service.sharing.placing.guard import member_role, scope_role
 from service.sharing.placing.replicator import (
     HELD,
     IDLE,
@@ -73,8 +76,8 @@ class Part:
     its body.
 
     `kind` is `doc` for a plain doc, `user` for the share user (`user+password` when its
-    password must be set), and `access` for the share user's membership and guard scope in
-    `db` (`doc_id` is then the share user's name, `body` the scope).
+    password must be set), and `access` for `db` made ready for share users (`doc_id` is
+    then the share user's name, `body` `{}`).
     """
 
     server: str
@@ -162,15 +165,6 @@ def wanted_parts(
     live = target.access is not None
     two_way = target.access is Access.READ_WRITE
     name = credentials.username
-    user = {
-        "_id": user_doc_id(name),
-        "name": name,
-        "type": "user",
-        "roles": [],
-        **hashed_password(credentials.password),
-        "sharing_broker": {"broker": broker, "share_id": share.id},
-    }
-    user_kind = "user+password" if credentials.fresh else "user"
     # What the share user may write: into the owner's database only what comes back in
     # read-write sharing; into the recipient's, the shared docs and `db_sharing`.
     owner_scope = {
@@ -185,20 +179,35 @@ def wanted_parts(
         "db_sharing": share.db_sharing_doc_id if two_way else None,
     }
     home, away = target.owner_server, target.recipient_server
+    scopes = {(home, target.owner_db): owner_scope, (away, target.recipient_db): recipient_scope}
+
+    def user(server: str) -> Part:
+        """The share user on `server`, its roles those of the share's databases there."""
+        roles = []
+        for (at, db), scope in scopes.items():
+            roles += [member_role(db), scope_role(db, scope)] if at == server else []
+        body = {
+            "_id": user_doc_id(name),
+            "name": name,
+            "type": "user",
+            "roles": roles,
+            **hashed_password(credentials.password),
+            "sharing_broker": {"broker": broker, "share_id": share.id},
+        }
+        kind = "user+password" if credentials.fresh else "user"
+        return Part(server, USERS_DB, body["_id"], body if live else None, kind)
+
+    ready = {} if live else None
     parts = {
-        SHARE_USER: Part(home, USERS_DB, user["_id"], user if live else None, user_kind),
-        ACCESS_OWNER: Part(home, target.owner_db, name, owner_scope if live else None, "access"),
-        ACCESS_RECIPIENT: Part(
-            away, target.recipient_db, name, recipient_scope if live else None, "access"
-        ),
+        SHARE_USER: user(home),
+        ACCESS_OWNER: Part(home, target.owner_db, name, ready, "access"),
+        ACCESS_RECIPIENT: Part(away, target.recipient_db, name, ready, "access"),
         O2R: Part(home, REPLICATOR_DB, o2r["_id"], o2r if live else None),
         DB_SHARING: Part(home, target.owner_db, db_sharing["_id"], db_sharing if two_way else None),
         R2O: Part(home, REPLICATOR_DB, r2o["_id"], r2o if two_way else None),
     }
     if away != home:  # the same user, with the same password, on the recipient's server
-        parts[SHARE_USER_AWAY] = Part(
-            away, USERS_DB, user["_id"], user if live else None, user_kind
-        )
+        parts[SHARE_USER_AWAY] = user(away)
     return parts
 
 
@@ -274,7 +283,7 @@ def _apply_group(site: Site, group: list[Part]) -> None:
     as may be."""
     first, couch = group[0], site.couch
     if first.kind == "access":
-        site.editors.ensure_access([_access(part) for part in group], check_first=False)
+        run_together(*(lambda p=part: apply(site, p) for part in group))
     elif first.kind == "doc" and len(group) > 1:
         removed = [part.doc_id for part in group if part.body is None]
         ensure_docs(couch, first.db, [part.body for part in group if part.body is not None])
@@ -288,8 +297,8 @@ def apply(site: Site, part: Part) -> bool:
     """Make one part exist as wanted, or not exist, on its server (`site`); return whether
     anything changed."""
     couch = site.couch
-    if part.kind == "access":
-        return bool(site.editors.ensure_access([_access(part)], check_first=True))
+    if part.kind == "access":  # a database, once ready, stays ready
+        return part.body is not None and site.access.prepare(part.db)
     if part.body is None:
         ensure_absent(couch, part.db, part.doc_id)
         return True
@@ -297,10 +306,6 @@ def apply(site: Site, part: Part) -> bool:
         return ensure_user(couch, part.body, set_password=part.kind == "user+password")
     ensure_present(couch, part.db, part.body)
     return True
-
-
-def _access(part: Part) -> AccessChange:
-    return AccessChange(part.db, part.doc_id, part.body)
 
 
 def ensure_docs(couch: CouchClient, db: str, bodies: list[dict]) -> None:
