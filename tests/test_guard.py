@@ -5,6 +5,7 @@ validate_doc_update runs with that user's `userCtx`: its roles carry its scope.
 """
 
 import base64
+import secrets
 
 import pytest
 import requests
@@ -198,3 +199,23 @@ def test_a_share_user_with_no_scope_in_a_database_writes_nothing_there(rw_share,
     assert guard.member_role(bob.db) in roles_in_force()
     assert bob.put("item-c1", SHARED_ITEM) == 403
     assert couch.request("GET", f"{bob.db}/item-c1").status_code == 404
+
+
+def test_a_user_named_like_an_object_key_is_nobody_to_the_guard(couch, dbs, settings):
+    """The earlier scopes a guard keeps are looked up by own key only: a user called
+    `toString` is one of the database's own, and writes what it likes."""
+    db = dbs["alice"]
+    earlier = {"sharing-broker-from-before": {"read_only": True}}
+    couch.put(f"{db}/{GUARD_ID}", guard.guard_doc(db, settings.state_db, earlier))
+    name, password = "toString", f"pw-{secrets.token_hex(8)}"
+    user = {"name": name, "password": password, "roles": [], "type": "user"}
+    couch.put(f"_users/org.couchdb.user:{name}", user)
+    try:
+        security = couch.get(f"{db}/_security")
+        security["members"]["names"].append(name)
+        couch.put(f"{db}/_security", security)
+        url = f"{couch.url}/{db}/notes-of-her-own"
+        response = requests.put(url, json={"note": "mine"}, auth=(name, password), timeout=10)
+        assert response.status_code == 201, response.text
+    finally:
+        couch.delete_doc("_users", f"org.couchdb.user:{name}")

@@ -48,7 +48,10 @@ VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
     if (roles[i].indexOf(%(role_prefix)s) === 0) { shareUser = true; }
     if (roles[i].indexOf(here) === 0) { scope = JSON.parse(roles[i].substring(here.length)); }
   }
-  if (!scope && earlier[userCtx.name]) { scope = earlier[userCtx.name]; shareUser = true; }
+  if (!scope && Object.prototype.hasOwnProperty.call(earlier, userCtx.name)) {
+    scope = earlier[userCtx.name];  // an own key only: a user named `constructor` is nobody
+    shareUser = true;
+  }
   if (!shareUser) { return; }
   var prefixes = %(prefixes)s;
   function deny(why) { throw({forbidden: 'sharing-broker guard: ' + why}); }
