@@ -270,10 +270,12 @@ class Sources:
     """What the sources' `_changes` (through a selector) and the targets' `_revs_diff`
     answer: `changes` by source database, `missing` by target database."""
 
-    def __init__(self, mock: responses.RequestsMock):
+    def __init__(self, mock: responses.RequestsMock, nodes: int = 1):
         self.changes: dict[str, list[dict]] = {}
         self.missing: dict[str, dict] = {}
         self.asked: list[tuple[str, dict]] = []
+        members = {"cluster_nodes": [f"couchdb@node{n}" for n in range(nodes)]}
+        mock.add("GET", f"{URL}/_membership", json=members)
         mock.add_callback("POST", re.compile(f"{URL}/[a-z0-9-]+/_changes"), self._changes)
         mock.add_callback("POST", re.compile(f"{URL}/[a-z0-9-]+/_revs_diff"), self._revs_diff)
 
@@ -312,6 +314,22 @@ def test_a_run_whose_target_holds_all_it_would_carry_is_spared(mock, workers):
     workers.finish()
     assert server.run_ids() == ["owner-1", "owner-1"]  # it lacks one: run
     assert sources.asked[-1][1]["since"] == "9-asked"  # on from where the last question left
+
+
+def test_on_a_cluster_no_run_is_spared(mock, workers):
+    """A cluster answers `_changes` from one copy of each shard, which may lack a write
+    the others have: asked there, a write could be taken for carried, and left behind."""
+    server = Scripted(mock, [replicator_doc(1)])
+    sources = Sources(mock, nodes=3)
+    runs = runs_over(workers)
+    read_first(runs, workers)
+    sources.changes["owner-1"] = [{"id": "item-1", "changes": [{"rev": "2-b"}]}]
+
+    runs.run({"owner-1"})
+    workers.finish()
+
+    assert server.run_ids() == ["owner-1", "owner-1"]  # run again, not asked
+    assert sources.asked == []
 
 
 def test_a_changed_scope_or_a_failed_run_is_run_not_asked(mock, workers, monkeypatch):
