@@ -43,7 +43,8 @@ class Caller:
 
 
 class PositiveCache:
-    """Remembers `True`-like answers for `ttl` seconds, at most `size` of them."""
+    """Remembers answers for `ttl` seconds, at most `size` of them, the least recently
+    stored going first; what is worth keeping (a positive check, say) is the caller's call."""
 
     def __init__(self, ttl: float, size: int = 10_000, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl

@@ -14,43 +14,23 @@ named in `_security`) moves on without a pause in its replications:
    drops its earlier scope and its name: both are spare by then.
 """
 
-import threading
-from collections import OrderedDict
+import math
 
 from service.couch import CouchClient, DocumentConflict, NotFound
 from service.sharing.core.errors import ConflictError
+from service.sharing.core.identity import PositiveCache
 from service.sharing.core.together import run_together
 from service.sharing.placing.credentials import USER_PREFIX, USERS_DB, user_doc_id
 from service.sharing.placing.guard import (
     GUARD_ID,
-    SCOPE_ROLE,
     earlier_scopes,
     guard_doc,
     member_role,
     read_guard,
     scope_role,
+    scopes_in_roles,
 )
-from service.sharing.placing.siblings import read_alone
-
-
-class _Recent:
-    """The last value seen of each key, for the `kept` keys seen last; thread-safe."""
-
-    def __init__(self, kept: int):
-        self.kept = kept
-        self._values: OrderedDict[str, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> object | None:
-        with self._lock:
-            return self._values.get(key)
-
-    def put(self, key: str, value: object) -> None:
-        with self._lock:
-            self._values[key] = value
-            self._values.move_to_end(key)
-            while len(self._values) > self.kept:
-                self._values.popitem(last=False)
+from service.sharing.placing.parts import write_over
 
 
 class DatabaseAccess:
@@ -67,8 +47,8 @@ class DatabaseAccess:
     def __init__(self, couch: CouchClient, broker: str):
         self.couch = couch
         self.broker = broker
-        self._guards = _Recent(self.KEPT)
-        self._named = _Recent(self.KEPT)
+        self._guards = PositiveCache(math.inf, self.KEPT)  # kept until pushed out
+        self._named = PositiveCache(math.inf, self.KEPT)
 
     def prepare(self, db: str, fresh: bool = False) -> bool:
         """Make `db` ready; return whether anything was written. 409 if the database is
@@ -87,7 +67,7 @@ class DatabaseAccess:
         guard, its name in `_security`) once the roles its logins carry make them spare;
         return whether anything was written."""
         changed = False
-        if any(role.startswith(f"{SCOPE_ROLE}{db}:") for role in roles_in_force):
+        if db in scopes_in_roles(roles_in_force):
             changed = self.drop_earlier(db, {name})
         named = self._named.get(db)
         if member_role(db) in roles_in_force and (named is None or name in named):
@@ -97,9 +77,7 @@ class DatabaseAccess:
     def drop_earlier(self, db: str, names: set[str]) -> bool:
         """Take these users' earlier scopes out of the guard; return whether it was written.
         An earlier version's guard left with none goes; the fixed guard stays."""
-        guard = self._seen_guard(db)
-        if guard is None or not names & set(earlier_scopes(guard, self.broker)):
-            return False
+        guard = self._seen_guard(db) or {}
         for _ in range(3):
             kept = earlier_scopes(guard, self.broker)
             if not names & set(kept):
@@ -200,21 +178,14 @@ class DatabaseAccess:
 def carry_scope(couch: CouchClient, name: str, db: str, scope: dict) -> bool:
     """Give share user `name` its scope in `db` as roles, unless it has one there already;
     return whether its user doc was written. A user that is gone is left gone."""
-    for _ in range(3):
-        try:
-            user = read_alone(couch, USERS_DB, user_doc_id(name))
-        except NotFound:
-            return False
-        roles = list(user.get("roles") or [])
-        if any(role.startswith(f"{SCOPE_ROLE}{db}:") for role in roles):
-            return False
-        user["roles"] = [*roles, member_role(db), scope_role(db, scope)]
-        try:
-            couch.put(USERS_DB, user["_id"], json=user)
-            return True
-        except DocumentConflict:
-            continue
-    raise DocumentConflict(409, "conflict", "kept changing", f"PUT /{USERS_DB}/{name}")
+
+    def with_scope(user: dict | None) -> dict | None:
+        roles = (user or {}).get("roles") or []
+        if user is None or db in scopes_in_roles(roles):
+            return None
+        return {**user, "roles": [*roles, member_role(db), scope_role(db, scope)]}
+
+    return write_over(couch, USERS_DB, user_doc_id(name), with_scope)
 
 
 def remove_member_name(couch: CouchClient, db: str, name: str) -> bool:

@@ -355,7 +355,7 @@ def ensure_present(couch: CouchClient, db: str, body: dict) -> None:
 
 def _overwrite(couch: CouchClient, db: str, body: dict) -> None:
     """Write `body` over the doc there, unless it has the same content already."""
-    _write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=False))
+    write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=False))
 
 
 def ensure_current(couch: CouchClient, db: str, body: dict) -> bool:
@@ -365,7 +365,7 @@ def ensure_current(couch: CouchClient, db: str, body: dict) -> bool:
     replicator writes a continuous job's failure into its doc, and may have written a
     one-shot run's end into a doc made before runs were the broker's own.
     """
-    return _write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=True))
+    return write_over(couch, db, body["_id"], _over(couch, db, body, restart_failed=True))
 
 
 def _over(
@@ -407,7 +407,7 @@ def _wait_for_the_job_to_stop(couch: CouchClient, doc_id: str) -> None:
         time.sleep(pause)
 
 
-def _write_over(
+def write_over(
     couch: CouchClient, db: str, doc_id: str, replacement: Callable[[dict | None], dict | None]
 ) -> bool:
     """Write `replacement(current)` (the doc there, or None) unless it is None; read again
