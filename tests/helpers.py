@@ -4,6 +4,8 @@ import time
 from functools import partial
 from urllib.parse import quote
 
+import requests
+
 from service.couch import CouchClient
 from service.sharing.crossing.selectors import ENDED_MARK
 from tests.servers.demo import ALICE, BOB
@@ -183,3 +185,10 @@ def scheduler_doc(couch, doc_id: str) -> dict:
     """What CouchDB's `_scheduler/docs` says of one replicator doc; {} when it has no job."""
     response = couch.request("GET", f"_scheduler/docs/_replicator/{doc_id}")
     return response.json() if response.ok else {}
+
+
+def roles_in_force(couch, auth: tuple[str, str]) -> list[str]:
+    """The roles a user's logins carry now: CouchDB caches users, so a change of a user's
+    roles is in force a moment after its write."""
+    session = requests.get(f"{couch.url}/_session", auth=auth, timeout=10).json()
+    return session["userCtx"]["roles"]

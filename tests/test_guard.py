@@ -13,7 +13,7 @@ import requests
 from service.sharing.crossing.selectors import ENDED_MARK
 from service.sharing.placing import guard
 from tests.consistency import scopes
-from tests.helpers import GUARD_ID, create_share, replicator_docs, wait_for
+from tests.helpers import GUARD_ID, create_share, replicator_docs, roles_in_force, wait_for
 from tests.servers.demo import ALICE, BOB
 
 RW = {"access": "read-write", "collections": ["c0ll-uuid-1"]}
@@ -191,12 +191,9 @@ def test_a_share_user_with_no_scope_in_a_database_writes_nothing_there(rw_share,
     user["roles"] = [r for r in user["roles"] if not r.startswith(here)]
     couch.put(f"_users/org.couchdb.user:{name}", user)
 
-    def roles_in_force() -> list[str]:
-        session = requests.get(f"{couch.url}/_session", auth=bob.auth, timeout=10).json()
-        return session["userCtx"]["roles"]
-
-    wait_for(lambda: not any(r.startswith(here) for r in roles_in_force()), "the roles in force")
-    assert guard.member_role(bob.db) in roles_in_force()
+    in_force = lambda: roles_in_force(couch, bob.auth)  # noqa: E731
+    wait_for(lambda: not any(r.startswith(here) for r in in_force()), "the roles in force")
+    assert guard.member_role(bob.db) in in_force()
     assert bob.put("item-c1", SHARED_ITEM) == 403
     assert couch.request("GET", f"{bob.db}/item-c1").status_code == 404
 

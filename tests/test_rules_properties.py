@@ -25,7 +25,7 @@ from service.sharing.crossing.preview import matching_ids
 from service.sharing.crossing.rules import JS_HELPERS, parse_rules, rules_condition
 from service.sharing.crossing.selectors import SHARED_PREFIXES, Scope, share_selector
 from service.sharing.placing.guard import guard_doc, member_role, scope_role
-from tests.helpers import find_ids, wait_for
+from tests.helpers import find_ids, roles_in_force, wait_for
 from tests.rule_strategies import datas, rules, selectors
 from tests.servers.demo import ALICE, BOB, alice_docs
 
@@ -163,13 +163,7 @@ def _give_scope(couch, db: str, auth: tuple[str, str], scope: dict) -> None:
     path = f"_users/org.couchdb.user:{auth[0]}"
     roles = [member_role(db), scope_role(db, scope)]
     couch.put(path, {**couch.get(path), "roles": roles})
-    wait_for(
-        lambda: (
-            requests.get(f"{couch.url}/_session", auth=auth, timeout=10).json()["userCtx"]["roles"]
-            == roles
-        ),
-        "the user's new scope",
-    )
+    wait_for(lambda: roles_in_force(couch, auth) == roles, "the user's new scope")
 
 
 @pytest.mark.couchdb

@@ -14,11 +14,17 @@ import threading
 from pathlib import Path
 
 import pytest
-import requests
 
 from service.sharing.placing.guard import GUARD_ID, guard_doc, member_role, scopes_in_roles
 from tests.consistency import members, scopes
-from tests.helpers import create_share, replicator_docs, scheduler_doc, wait_for, wait_for_docs
+from tests.helpers import (
+    create_share,
+    replicator_docs,
+    roles_in_force,
+    scheduler_doc,
+    wait_for,
+    wait_for_docs,
+)
 from tests.test_replication import share_with_carol
 
 pytestmark = pytest.mark.couchdb  # continuous jobs on CouchDB's replicator
@@ -122,17 +128,12 @@ def assert_crossed_without_failures(couch, share_id: str, writers: Writers, dbs)
         assert info.get("doc_write_failures", 0) == 0, (doc_id, info)
 
 
-def roles_in_force(couch, share_id: str) -> list[str]:
-    """The roles the share user's logins carry now."""
-    basic = next(iter(replicator_docs(couch, share_id).values()))["source"]["auth"]["basic"]
-    auth = (basic["username"], basic["password"])
-    return requests.get(f"{couch.url}/_session", auth=auth, timeout=10).json()["userCtx"]["roles"]
-
-
 def settled(client, couch, share_id: str) -> dict:
     """Reconcile once the share user's logins carry its roles; return the report."""
     user = couch.get(f"_users/org.couchdb.user:sharing-broker-{share_id}")
-    wait_for(lambda: roles_in_force(couch, share_id) == user["roles"], "the roles in force")
+    basic = next(iter(replicator_docs(couch, share_id).values()))["source"]["auth"]["basic"]
+    auth = (basic["username"], basic["password"])
+    wait_for(lambda: roles_in_force(couch, auth) == user["roles"], "the roles in force")
     report = client.post("/v1/reconcile").get_json()
     assert report["errors"] == []
     return report
