@@ -36,17 +36,8 @@ class CouchClient:
     ):
         self.base_url = base_url.rstrip("/")
         self.server = server  # the operator's name for it, in metrics and errors
-        self.quorum = False  # whether a write CouchDB accepted without a quorum fails
         self.timeout = timeout
         self._session = _session((username, password), connections=32)
-
-    def strict(self) -> "CouchClient":
-        """This client, sharing its connections, for coordination docs: a write that
-        CouchDB accepted without a quorum of copies (202) raises CouchUnavailable. Another
-        writer may have been told the same, so it is no success."""
-        strict = copy.copy(self)
-        strict.quorum = True
-        return strict
 
     def patient(self, read_seconds: float, connections: int) -> "CouchClient":
         """This client, with its own `connections`, waiting up to `read_seconds` for each
@@ -88,8 +79,6 @@ class CouchClient:
             body = {}
         if response.status_code >= 400:
             raise error_for(response.status_code, body, operation, self.server)
-        if response.status_code == 202 and self.quorum:
-            raise CouchUnavailable(operation, "202 accepted without a quorum", self.server)
         return body
 
     def _send(self, method: str, url: str, **kwargs) -> requests.Response:

@@ -95,10 +95,8 @@ class Broker:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Broker":
         default = _client(settings.servers[0], settings)
-        # The state database, on `default`: records, claims, leases, checkpoints.
-        state = default.strict()
         sites = Sites([_site(server, settings, default) for server in settings.servers])
-        store = StateStore(state, settings.state_db, Seal(settings.record_key))
+        store = StateStore(default, settings.state_db, Seal(settings.record_key))
         registry = Registry(sites, store)
         shares = ShareService(
             sites,

@@ -54,8 +54,8 @@ class Readiness(MethodView):
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(
         503,
-        description="The `default` server is unreachable or refuses the broker, others can"
-        " read the state database, or it keeps more than one copy on a cluster",
+        description="The `default` server is unreachable or refuses the broker, or others can"
+        " read the state database",
     )
     def get(self):
         """Check each server and the service credentials, and the state database and its lock
@@ -71,7 +71,6 @@ class Readiness(MethodView):
         try:
             b.store.ensure()
             exposure = b.store.exposure()
-            placement = b.store.placement()
             unknown = b.store.unknown_servers({site.name for site in b.sites})
         except (CouchError, CouchUnavailable) as exc:
             return problem(503, f"not ready: {exc}")
@@ -79,8 +78,6 @@ class Readiness(MethodView):
             return problem(
                 503, f"not ready: the state database {b.store.db} is exposed: {exposure}"
             )
-        if placement is not None:
-            return problem(503, f"not ready: the state database {b.store.db}: {placement}")
         followers = "ok"
         if unknown:
             names = ", ".join(sorted(unknown))

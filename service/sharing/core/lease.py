@@ -1,8 +1,15 @@
-"""A lease in the state database: one holder at a time among workers and replicas."""
+"""A lease in the state database: one holder at a time among workers and replicas.
+
+On a cluster, two takers through two nodes may both be told yes. CouchDB then shows every
+reader the same holder, and the next take by either deletes the other branches: the taker
+they named steps down. So two may hold it at once for at most half a lease (`hold` renews
+no sooner), and the work done under a lease must bear being done twice.
+"""
 
 import logging
 import socket
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
@@ -27,19 +34,28 @@ class Lease:
         until = now + timedelta(seconds=self.seconds)
         lease = {"_id": self.lease_id, "type": "lease", "holder": self.holder}
         try:
-            current = self.couch.get(self.db, self.lease_id)
+            current = self.couch.get(self.db, self.lease_id, params={"conflicts": "true"})
         except NotFound:
             current = None
         if current is not None:
+            self._settle(current.pop("_conflicts", []))
             if current["holder"] != self.holder and current["until"] > now.isoformat():
+                self._until = None
                 return False
             lease["_rev"] = current["_rev"]
         try:
             self.couch.put(self.db, self.lease_id, json={**lease, "until": until.isoformat()})
         except DocumentConflict:
+            self._until = None
             return False  # another holder took it first
         self._until = until
         return True
+
+    def _settle(self, losing: list[str]) -> None:
+        """Delete the lease's losing branches: the holder CouchDB shows is the holder."""
+        for rev in losing:
+            with suppress(DocumentConflict, NotFound):  # deleted by the other taker
+                self.couch.delete(self.db, self.lease_id, params={"rev": rev})
 
     def hold(self) -> bool:
         """Like `take`, without a round trip while more than half the lease is left."""

@@ -33,6 +33,18 @@ class Status(StrEnum):
 LIVE_STATUSES = (Status.PENDING, Status.PROVISIONING, Status.ACTIVE, Status.REVOKING)
 
 
+# The share ids of a pair: each follows from the pair and the share before it.
+SHARE_IDS = uuid.UUID("5e1b0c2a-6d0f-4c4e-9a51-0b5a6c1e7d42")
+
+
+def next_share_id(broker: str, owner: str, recipient: str, previous: str | None) -> str:
+    """The id of the pair's share after `previous` (None: its first), for the broker whose
+    state database is `broker`. Two requests that create the same pair's next share at
+    once name it alike, so on a cluster, where both may be told yes, they write one share,
+    not two. Another broker's shares of the pair have ids of their own."""
+    return str(uuid.uuid5(SHARE_IDS, f"{broker}:{owner}>{recipient}>{previous or ''}"))
+
+
 def now_epoch_ms() -> int:
     """The current time in epoch milliseconds, as the Inventory app stamps its docs."""
     return int(datetime.now(UTC).timestamp() * 1000)
@@ -135,10 +147,17 @@ class Share:
     rules: list[dict] | None = None
 
     @classmethod
-    def new(cls, owner: str, recipient: str, access: Access, selection: "Selection") -> "Share":
-        """A new invitation, `pending`."""
+    def new(
+        cls,
+        owner: str,
+        recipient: str,
+        access: Access,
+        selection: "Selection",
+        share_id: str | None = None,
+    ) -> "Share":
+        """A new invitation, `pending`, with `share_id` (a fresh one unless given)."""
         stamp = now_iso()
-        share_id = str(uuid.uuid4())
+        share_id = share_id or str(uuid.uuid4())
         return cls(
             share_id,
             owner,

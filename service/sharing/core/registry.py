@@ -16,7 +16,7 @@ from service.couch import NotFound
 from service.sharing.core.errors import ConflictError, InvalidRequest, NotFoundError
 from service.sharing.core.model import Database, Event, Status, actor_role, now_iso, place
 from service.sharing.core.sites import Site, Sites
-from service.sharing.core.store import StateStore, live_selector, status_selector
+from service.sharing.core.store import StateStore, live_selector, pair_id, status_selector
 
 CONFIG_DOC_ID = "0000-config"
 
@@ -101,13 +101,22 @@ class Registry:
     ) -> tuple[Database, Database]:
         """Both databases of a share, in one request; with `undisputed`, refuse (409) a UUID
         that another database still claims, unless its holder shares already."""
-        if undisputed:
-            found, disputes = self.store.get_databases_undisputed({owner, recipient})
-        else:
-            found, disputes = self.store.get_databases({owner, recipient}), {}
-        for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
-            if config_uuid not in found:
-                raise self.unknown(config_uuid, field)
+        if not undisputed:
+            return self._both(owner, recipient, self.store.get_databases({owner, recipient}))
+        found, disputes, _ = self.store.get_databases_undisputed({owner, recipient})
+        return self._undisputed(owner, recipient, found, disputes)
+
+    def new_pair(self, owner: str, recipient: str) -> tuple[Database, Database, dict | None]:
+        """Both databases of a new share, undisputed (see `parties`), and the claim on
+        their pair (None if none), in one request."""
+        also = pair_id(owner, recipient)
+        found, disputes, claim = self.store.get_databases_undisputed({owner, recipient}, also)
+        return (*self._undisputed(owner, recipient, found, disputes), claim)
+
+    def _undisputed(
+        self, owner: str, recipient: str, found: dict[str, Database], disputes: dict[str, dict]
+    ) -> tuple[Database, Database]:
+        both = self._both(owner, recipient, found)
         for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
             dispute = disputes.get(config_uuid)
             active = status_selector(Status.ACTIVE)
@@ -121,6 +130,14 @@ class Registry:
                     " too. An admin must dismiss the claim or remove the wrong registration",
                     field,
                 )
+        return both
+
+    def _both(
+        self, owner: str, recipient: str, found: dict[str, Database]
+    ) -> tuple[Database, Database]:
+        for config_uuid, field in ((owner, "owner"), (recipient, "recipient")):
+            if config_uuid not in found:
+                raise self.unknown(config_uuid, field)
         return found[owner], found[recipient]
 
     def _claims_hold(self, dispute: dict) -> bool:

@@ -14,14 +14,15 @@ def generation(rev: str | None) -> int:
 
 
 def winner(leaves: list[dict]) -> dict:
-    """The leaf CouchDB shows every reader: a live one before a deleted one, then the
-    highest generation, then the highest hash."""
-
-    def rank(leaf: dict) -> tuple:
-        number, _, digest = leaf["_rev"].partition("-")
-        return (not leaf.get("_deleted"), int(number), digest)
-
+    """The leaf CouchDB shows every reader."""
     return max(leaves, key=rank)
+
+
+def rank(leaf: dict) -> tuple:
+    """How CouchDB orders leaves: a live one before a deleted one, then the highest
+    generation, then the highest hash."""
+    number, _, digest = leaf["_rev"].partition("-")
+    return (not leaf.get("_deleted"), int(number), digest)
 
 
 def replayed(rev: str, deleted_leaves: list[str]) -> bool:

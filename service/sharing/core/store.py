@@ -1,10 +1,11 @@
 """The broker's state in CouchDB: database registrations, share records and pair claims.
 
 Any number of broker replicas share this state. Writes carry `_rev`, so a concurrent change
-shows up as a conflict instead of being overwritten. That holds on a cluster only if one
-copy decides: the state database is made with one shard and one copy (`q=1`, `n=1`), so
-every write to it, through whatever node, is judged in one place, in order. Two writers of
-one new doc id get one 201 and one 409, never two successes.
+shows up as a conflict instead of being overwritten. On a cluster the state database keeps
+one shard and the cluster's copies, and there two writers of one doc through two nodes may
+both be told yes. What they write converges instead: a new share's id follows from its pair
+(`model.next_share_id`), so two creates of one pair write one share, and reconcile settles
+each doc left with two branches by a stated rule (`settle_conflict`).
 """
 
 import json
@@ -14,10 +15,17 @@ from contextlib import suppress
 
 from service.couch import CouchClient, CouchError, CouchUnavailable, DocumentConflict, NotFound
 from service.sharing.core.errors import ConflictError, NotFoundError, PreconditionFailed
-from service.sharing.core.model import LIVE_STATUSES, Database, Event, Share, Status, now_iso
-from service.sharing.core.revisions import generation, replayed, winner
+from service.sharing.core.model import (
+    LIVE_STATUSES,
+    Database,
+    Event,
+    Share,
+    Status,
+    next_share_id,
+    now_iso,
+)
+from service.sharing.core.revisions import generation, rank, replayed, winner
 from service.sharing.core.seal import SEALED_TYPES, Seal
-from service.sharing.core.sites import cluster_nodes
 
 log = logging.getLogger(__name__)
 KEYS_KEPT_HOURS = 24  # how long an Idempotency-Key's answer is kept for replay
@@ -68,7 +76,7 @@ class StateStore:
             self.couch.get(self.db)
         except NotFound:
             with suppress(DocumentConflict):  # another replica created it first
-                self.couch.put(self.db, params=ONE_COPY)
+                self.couch.put(self.db, params=ONE_SHARD)
             self._locked = self._indexed = False  # a new database: lock and index it
         if not self._locked:
             if self.exposure() is not None:
@@ -127,23 +135,6 @@ class StateStore:
             return f"its _security lets others in: {json.dumps(security, sort_keys=True)}"
         return None
 
-    def placement(self) -> str | None:
-        """Why the state database cannot judge concurrent writes in one place, or None.
-
-        On a cluster it must keep one copy: with more, two nodes may each accept a write of
-        the same new doc, and claims and leases would hold twice.
-        """
-        nodes = cluster_nodes(self.couch)
-        if not nodes:
-            return None
-        copies = (self.couch.get(self.db).get("cluster") or {}).get("n", 1)
-        if len(nodes) > 1 and copies != 1:
-            return (
-                f"it keeps {copies} copies on a cluster of {len(nodes)} nodes; the broker's"
-                " claims and leases need one (create it with ?q=1&n=1, see docs/deploy.md)"
-            )
-        return None
-
     def conflicts(self) -> dict[str, list[str]]:
         """Doc id -> its losing revisions, for every doc of the state database that has
         conflicting branches."""
@@ -197,6 +188,27 @@ class StateStore:
         self.drop_branches(doc_id, [rev])
         return restored
 
+    def settle_conflict(self, doc_id: str, losers: list[str]) -> bool:
+        """Keep one branch of a conflicted doc and delete the `losers`; return whether a
+        losing branch's state was kept.
+
+        CouchDB's winner stays, save for one rule: a stop wins over a change. A share
+        record that a losing branch stops (revoked, declined, expired, or revoking) while
+        the winner goes on takes that stop: it is written, sealed, onto the winning branch,
+        so that no later state is deleted from under an earlier one.
+        """
+        stopped = None
+        if doc_id.startswith("share:"):
+            leaves = self.couch.get(self.db, doc_id, params={"open_revs": "all"})
+            live = [r["ok"] for r in leaves if "ok" in r and not r["ok"].get("_deleted")]
+            kept = winner(live) if live else None
+            chosen = max(live, key=lambda leaf: (self.seal.valid(leaf), _stop(leaf), rank(leaf)))
+            if kept and self.seal.valid(chosen) and _stop(chosen) > _stop(kept):
+                stopped = Share.from_doc({**chosen, "_rev": kept["_rev"]}).to_doc()
+                self._put_sealed(doc_id, stopped)
+        self.drop_branches(doc_id, losers)
+        return stopped is not None
+
     def drop_branches(self, doc_id: str, revs: list[str]) -> None:
         """Delete these losing branches of a doc; its winning revision stays."""
         for rev in revs:
@@ -213,13 +225,15 @@ class StateStore:
         return self._databases_and(config_uuids, [])[0]
 
     def get_databases_undisputed(
-        self, config_uuids: set[str]
-    ) -> tuple[dict[str, Database], dict[str, dict]]:
-        """The registrations of these Configuration UUIDs, and the disputes of those that
-        have one, by UUID, in one request."""
+        self, config_uuids: set[str], also: str | None = None
+    ) -> tuple[dict[str, Database], dict[str, dict], dict | None]:
+        """The registrations of these Configuration UUIDs, the disputes of those that
+        have one, by UUID, and the doc `also` of the state database (None if missing or not
+        asked), in one request."""
         disputes = [_dispute_id(u) for u in sorted(config_uuids)]
-        databases, found = self._databases_and(config_uuids, disputes)
-        return databases, {doc["config_uuid"]: doc for doc in found.values()}
+        databases, found = self._databases_and(config_uuids, disputes + ([also] if also else []))
+        other = found.pop(also, None) if also else None
+        return databases, {doc["config_uuid"]: doc for doc in found.values()}, other
 
     def get_databases_and(
         self, config_uuids: set[str], doc_id: str | None
@@ -446,65 +460,54 @@ class StateStore:
         page, _ = self.list_shares([party, which], None, up_to)
         return len(page)
 
-    # Pair claims: at most one live share per owner -> recipient
+    # Pair claims: at most one live share per owner -> recipient, and its next share's id
 
-    def claim_and_save(self, share: Share) -> None:
-        """Claim the pair for a new share and write its record, in one request when the
-        pair is free; raise ConflictError if another live share holds it.
+    def open_pair(self, owner: str, recipient: str, current: dict | None) -> dict:
+        """The claim a new share of the pair writes over the `current` one (as read with
+        `Registry.new_pair`): it names the pair's next share id, which follows from the
+        share the claim names now. Raise ConflictError if a live share holds the pair."""
+        doc_id = pair_id(owner, recipient)
+        if current is not None and self._holds(current):
+            raise _pair_taken(current)
+        previous = current["share_id"] if current else None
+        share_id = next_share_id(self.db, owner, recipient, previous)
+        claim = {"_id": doc_id, "type": "pair", "share_id": share_id, "claimed_at": now_iso()}
+        return {**claim, **_rev_of(current)}
 
-        A record written beside a claim that failed is taken back while the claim is
-        judged, and written again if the claim was stale.
+    def claim_and_save(self, share: Share, claim: dict) -> None:
+        """Write the pair's `claim` (from `open_pair`) and the share's record in one
+        request; raise ConflictError if another request claimed the pair meanwhile.
+
+        Two requests that opened the pair alike name the same share: on one copy the
+        second finds the claim and the record written, and on a cluster both may be told
+        yes, which leaves one share with two branches for reconcile to settle.
         """
-        claim = _pair_claim(share)
         record = self.seal.signed(share.to_doc())
         claimed, saved = self.couch.post(self.db, "_bulk_docs", json={"docs": [claim, record]})
         if claimed.get("ok") and saved.get("ok"):
             share.rev = self._settle_seal(record, saved["rev"])
             return
-        if saved.get("ok"):
+        if saved.get("ok"):  # the claim was refused: take back the record beside it
             self.couch.delete(self.db, saved["id"], params={"rev": saved["rev"]})
-        if claimed.get("ok"):  # the record was refused
-            self.release_pair(share)
+        elif saved.get("error") != "conflict":  # refused, not written by another request
+            if claimed.get("ok"):
+                self.release_pair(share)
             raise CouchError(403, saved["error"], saved.get("reason", ""), f"POST /{self.db}")
-        self.claim_pair(share)
-        try:
-            self.save_share(share)
-        except Exception:
-            self.release_pair(share)
-            raise
-
-    def claim_pair(self, share: Share) -> None:
-        """Claim the owner -> recipient pair for `share`, or raise ConflictError."""
-        doc = _pair_claim(share)
-        doc_id = doc["_id"]
-        try:
-            self.couch.put(self.db, doc_id, json=doc)
-            return
-        except DocumentConflict:
-            current = self.couch.get(self.db, doc_id)
-        if self._holds(current):
-            raise ConflictError(
-                f"share {current['share_id']} already links this owner to this recipient;"
-                " change it with PATCH",
-                field="recipient",
-            )
-        try:  # the claim is stale: its share is gone or revoked
-            self.couch.put(self.db, doc_id, json={**doc, "_rev": current["_rev"]})
-        except DocumentConflict:
-            raise ConflictError("another request claimed this pair", field="recipient") from None
+        raise _pair_taken(self.get_doc(claim["_id"]) or claim)
 
     def release_pair(self, share: Share) -> None:
-        """Drop the pair claim if `share` still holds it. A claim left behind does no harm:
-        a share that is not live holds nothing, and a new claim takes its place."""
-        doc_id = _pair_id(share.owner, share.recipient)
+        """Mark the pair free if `share` still holds it. The claim stays, naming the share,
+        so the pair's next share gets an id of its own. A claim left unmarked does no harm:
+        a share that is not live holds nothing."""
+        doc_id = pair_id(share.owner, share.recipient)
         try:
             current = self.couch.get(self.db, doc_id)
-            if current["share_id"] == share.id:
-                self.couch.delete(self.db, doc_id, params={"rev": current["_rev"]})
+            if current["share_id"] == share.id and "released_at" not in current:
+                self.couch.put(self.db, doc_id, json={**current, "released_at": now_iso()})
         except (NotFound, DocumentConflict):
-            pass  # already released, or claimed by a newer share
+            pass  # released already, or claimed by a newer share
         except CouchUnavailable:
-            log.warning("share %s: pair claim not released; a new claim replaces it", share.id)
+            log.warning("share %s: pair claim not marked free; a new claim replaces it", share.id)
 
     def _holds(self, claim: dict) -> bool:
         """Whether a pair claim still stands: its share is live, or its share record is not
@@ -512,6 +515,8 @@ class StateStore:
 
         A claim older than a request can take, with no share record, was left by a crash.
         """
+        if "released_at" in claim:
+            return False
         try:
             return self.get_share(claim["share_id"]).current_status in LIVE_STATUSES
         except NotFoundError:
@@ -714,8 +719,11 @@ class StateStore:
         return docs, docs[-1]["_id"].removeprefix(prefix)
 
 
+# One shard, with the cluster's own number of copies: the feed reads `_changes` in one
+# order per copy, not interleaved from several shards.
+ONE_SHARD = {"q": "1"}
+STOPS = {Status.REVOKED: 2, Status.DECLINED: 2, Status.EXPIRED: 2, Status.REVOKING: 1}
 STATS_DDOC_NAME = "sharing-broker-stats"
-ONE_COPY = {"q": "1", "n": "1"}
 CONFLICTS_DDOC_NAME = "sharing-broker-conflicts"
 CONFLICTS_DDOC = {
     "_id": f"_design/{CONFLICTS_DDOC_NAME}",
@@ -751,12 +759,21 @@ def _rev_of(doc: dict | None) -> dict:
     return {"_rev": doc["_rev"]} if doc else {}
 
 
-def _pair_claim(share: Share) -> dict:
-    doc_id = _pair_id(share.owner, share.recipient)
-    return {"_id": doc_id, "type": "pair", "share_id": share.id, "claimed_at": now_iso()}
+def _stop(leaf: dict) -> int:
+    """How far a share record's status stops the share: 2 ended, 1 ending, 0 not."""
+    return STOPS.get(leaf.get("status"), 0)
 
 
-def _pair_id(owner: str, recipient: str) -> str:
+def _pair_taken(claim: dict) -> ConflictError:
+    return ConflictError(
+        f"share {claim['share_id']} already links this owner to this recipient;"
+        " change it with PATCH",
+        field="recipient",
+    )
+
+
+def pair_id(owner: str, recipient: str) -> str:
+    """The id of the claim on an owner -> recipient pair."""
     return f"pair:{owner}--{recipient}"
 
 

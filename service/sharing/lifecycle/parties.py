@@ -17,14 +17,15 @@ from service.sharing.placing.guard import GUARD_ID
 class Parties(LifecycleBase):
     """The parties' databases and the selection, checked."""
 
-    def _checked_parties(
-        self, owner: str, recipient: str, undisputed: bool = False
-    ) -> tuple[Database, Database]:
-        owner_db, recipient_db = self.registry.parties(owner, recipient, undisputed)
-        same = (owner_db.server, owner_db.database) == (recipient_db.server, recipient_db.database)
-        if owner == recipient or same:
-            raise InvalidRequest("owner and recipient must be different databases", "recipient")
-        return owner_db, recipient_db
+    def _checked_parties(self, owner: str, recipient: str) -> tuple[Database, Database]:
+        return _distinct(owner, recipient, *self.registry.parties(owner, recipient))
+
+    def _checked_new_pair(
+        self, owner: str, recipient: str
+    ) -> tuple[Database, Database, dict | None]:
+        """The parties of a new share, undisputed, and the claim on their pair."""
+        owner_db, recipient_db, claim = self.registry.new_pair(owner, recipient)
+        return (*_distinct(owner, recipient, owner_db, recipient_db), claim)
 
     def _checked_selection(
         self, owner_db: Database, recipient_db: Database, selection: Selection
@@ -139,3 +140,13 @@ def _is_own_collection(doc: dict | None, config_uuid: str) -> bool:
     if not doc or doc.get("type") != "collection":
         return False
     return (doc.get("data") or {}).get("config_uuid") == config_uuid
+
+
+def _distinct(
+    owner: str, recipient: str, owner_db: Database, recipient_db: Database
+) -> tuple[Database, Database]:
+    """The two databases, unless they are one (422)."""
+    same = (owner_db.server, owner_db.database) == (recipient_db.server, recipient_db.database)
+    if owner == recipient or same:
+        raise InvalidRequest("owner and recipient must be different databases", "recipient")
+    return owner_db, recipient_db

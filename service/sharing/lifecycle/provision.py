@@ -30,15 +30,16 @@ class Provisioning(Placement):
 
         Return the share, and its parties' databases for the answer.
         """
-        owner_db, recipient_db = self._checked_parties(owner, recipient, undisputed=True)
+        owner_db, recipient_db, current = self._checked_new_pair(owner, recipient)
         selection = self._checked_selection(owner_db, recipient_db, selection)
-        share = Share.new(owner, recipient, access, selection)
+        claim = self.store.open_pair(owner, recipient, current)
+        share = Share.new(owner, recipient, access, selection, claim["share_id"])
         if accepted:
             share.status = Status.PROVISIONING
             share.operation = Operation.toward("provision", access, selection)
         else:
             share.expires_at = now_iso(self.invitation_ttl_seconds)
-        self.store.claim_and_save(share)
+        self.store.claim_and_save(share, claim)
         with self._audit(share, "create", actor) as trail:
             if accepted:
                 self._provision(share, None, (owner_db, recipient_db), trail)

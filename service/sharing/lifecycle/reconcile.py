@@ -1,11 +1,12 @@
 """Reconcile: bring CouchDB and the share records back in line after crashes and hand edits.
 
-It resolves conflicting branches in the state database (none should arise: it keeps one
-copy), finishes operations a crash left half-done, rewrites the parts of active shares that are
-missing, changed or failed, and removes broker-made parts that no share accounts for:
-replicator docs, db_sharing docs, share users, and what an earlier version left: share
-users' names in `_security`, its guard. Only docs the broker labelled as its own are ever
-removed, and only `_security` names of share users.
+It settles conflicting branches in the state database, which a cluster leaves when two
+writers through two nodes are both told yes (a stop wins over a change), finishes operations
+a crash left half-done, rewrites the parts of active shares that are missing, changed or
+failed, and removes broker-made parts that no share accounts for: replicator docs,
+db_sharing docs, share users, and what an earlier version left: share users' names in
+`_security`, its guard. Only docs the broker labelled as its own are ever removed, and only
+`_security` names of share users.
 Every server is looked at; one that does not answer is reported, and the others are done.
 A lease in the state database keeps reconcilers on several replicas from working at once.
 """
@@ -137,10 +138,11 @@ class Reconciler:
             RECONCILE_REPAIRS.labels(finding["kind"]).inc()
 
     def _resolve_state_conflicts(self, report: Report) -> None:
-        """Put back each record that an earlier state was grafted over. Then keep each
-        conflicted record's winning revision, the one CouchDB shows every reader, and
-        delete the others: the repairs that follow bring CouchDB in line with it. Each is
-        counted: a conflict here means that two writers were both told yes."""
+        """Put back each record that an earlier state was grafted over. Then settle each
+        conflicted record on one branch: CouchDB's winner, or a losing branch that stops
+        the share (`StateStore.settle_conflict`). The repairs that follow bring CouchDB in
+        line with it. Each is counted: a conflict here means that two writers were both
+        told yes."""
         for doc_id, rev in self.store.replayed().items():
             finding = {"kind": "replayed record", "record": doc_id}
             self._attempt(report, finding, lambda d=doc_id, r=rev: self._restore(d, r))
@@ -155,7 +157,8 @@ class Reconciler:
         return "deleted the earlier state; the latest is compacted away, so the record is gone"
 
     def _drop(self, doc_id: str, revs: list[str]) -> str:
-        self.store.drop_branches(doc_id, revs)
+        if self.store.settle_conflict(doc_id, revs):
+            return "a stop wins over a change: wrote the stop onto the winning revision"
         return "kept the winning revision, deleted the others"
 
     def _finish_operations(self, report: Report) -> None:
