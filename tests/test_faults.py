@@ -235,3 +235,18 @@ def test_losing_the_record_to_another_request_is_409_not_412(
         response = client.delete(f"/v1/shares/{share['id']}")
     assert response.status_code == 409, response.get_json()
     assert response.get_json()["detail"].startswith("another request changed this share")
+
+
+def test_a_record_the_cluster_could_not_read_is_503_not_404(client, faults, couch, settings):
+    """`_bulk_get` answers 200 with an error in place of a doc whose copies did not answer
+    in time: that is no missing share."""
+    share_id = "00000000-0000-4000-8000-0000000000aa"
+    unread = {"id": f"share:{share_id}", "error": "timeout", "reason": "no copy answered"}
+    body = {"results": [{"id": f"share:{share_id}", "docs": [{"error": unread}]}]}
+    url = re.compile(re.escape(f"{couch.url}/{settings.state_db}/_bulk_get"))
+    faults.add("POST", url, json=body)
+
+    response = client.get(f"/v1/shares/{share_id}")
+
+    assert response.status_code == 503, response.get_json()
+    assert response.mimetype == "application/problem+json"

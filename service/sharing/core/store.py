@@ -686,6 +686,7 @@ class StateStore:
         results = self.couch.post(self.db, "_bulk_get", json=body)["results"]
         found = []
         for result in results:
+            _unless_unread(result)
             leaves = [d["ok"] for d in result["docs"] if "ok" in d]
             if not leaves:
                 continue
@@ -757,6 +758,15 @@ STATS_DDOC = {
 
 def _rev_of(doc: dict | None) -> dict:
     return {"_rev": doc["_rev"]} if doc else {}
+
+
+def _unless_unread(result: dict) -> None:
+    """Raise CouchUnavailable for a doc `_bulk_get` could not read (on a cluster, copies
+    that did not answer in time), so that it is not taken for a missing one."""
+    for entry in result["docs"]:
+        error = entry.get("error") or {}
+        if error and error.get("error") != "not_found":
+            raise CouchUnavailable(f"POST /_bulk_get {result['id']}", error.get("error", "error"))
 
 
 def _stop(leaf: dict) -> int:
