@@ -198,16 +198,19 @@ class StateStore:
         so that no later state is deleted from under an earlier one.
         """
         stopped = None
-        if doc_id.startswith("share:"):
-            leaves = self.couch.get(self.db, doc_id, params={"open_revs": "all"})
-            live = [r["ok"] for r in leaves if "ok" in r and not r["ok"].get("_deleted")]
-            kept = winner(live) if live else None
+        live = self._live_leaves(doc_id) if doc_id.startswith("share:") else []
+        if live:
+            kept = winner(live)
             chosen = max(live, key=lambda leaf: (self.seal.valid(leaf), _stop(leaf), rank(leaf)))
-            if kept and self.seal.valid(chosen) and _stop(chosen) > _stop(kept):
+            if self.seal.valid(chosen) and _stop(chosen) > _stop(kept):
                 stopped = Share.from_doc({**chosen, "_rev": kept["_rev"]}).to_doc()
                 self._put_sealed(doc_id, stopped)
         self.drop_branches(doc_id, losers)
         return stopped is not None
+
+    def _live_leaves(self, doc_id: str) -> list[dict]:
+        leaves = self.couch.get(self.db, doc_id, params={"open_revs": "all"})
+        return [r["ok"] for r in leaves if "ok" in r and not r["ok"].get("_deleted")]
 
     def drop_branches(self, doc_id: str, revs: list[str]) -> None:
         """Delete these losing branches of a doc; its winning revision stays."""
