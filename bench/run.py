@@ -27,6 +27,7 @@ from bench.fanout import broker_fan_out, floor_fan_out
 from bench.floor import Floor
 from bench.followers import FollowerPasses
 from bench.progress import Progress
+from bench.seeding import catch_up_indexes
 from bench.stack import (
     ADMIN_TOKEN,
     Broker,
@@ -40,7 +41,6 @@ from service.app import create_app
 from service.config import CONTINUOUS, Settings
 from service.sharing.core.model import Access, Selection, Share, Status
 from service.sharing.core.seal import Seal
-from service.sharing.core.store import CONFLICTS_DDOC_NAME, PAGE_INDEX, STATS_DDOC_NAME
 from service.sharing.crossing.selectors import Scope
 from service.sharing.placing.credentials import Credentials
 from service.sharing.placing.parts import O2R, R2O, Target, wanted_parts
@@ -330,26 +330,6 @@ class Bench:
             self.seeded += batch
             self.progress.count(self.seeded, total, "shares seeded")
 
-    def catch_up_indexes(self) -> float:
-        """Bring the state database's indexes up to date after seeding, as the first read
-        after a bulk import would; return the seconds it took.
-
-        A list page read first would wait for them under the broker's 10 s read timeout:
-        at 10,000 shares, with the replicator reading the 20,000 new replicator docs at
-        the same time, that answered 503.
-        """
-        start = time.perf_counter()
-        find = {
-            "selector": {"type": "share"},
-            "use_index": [PAGE_INDEX["ddoc"], PAGE_INDEX["name"]],
-            "limit": 1,
-        }
-        self.couch.request("POST", f"{STATE_DB}/_find", json=find).raise_for_status()
-        for ddoc, view in ((STATS_DDOC_NAME, "by_status"), (CONFLICTS_DDOC_NAME, "conflicts")):
-            path = f"{STATE_DB}/_design/{ddoc}/_view/{view}"
-            self.couch.request("GET", path, params={"limit": 0}).raise_for_status()
-        return time.perf_counter() - start
-
     def growth(self) -> list[dict]:
         n = max(5, self.samples // 3)
         passes = FollowerPasses(self.settings)
@@ -358,7 +338,7 @@ class Bench:
         for size in SIZES:
             self.progress.detail(f"{size:,} shares")
             self.seed(size)
-            row = {"size": size, "catch_up": self.catch_up_indexes()}
+            row = {"size": size, "catch_up": catch_up_indexes(self.couch, STATE_DB)}
             passes.one()  # the seeded replicator docs, read once
             pages, cursor = [], None
             for _ in range(n):

@@ -11,6 +11,8 @@ CouchDB keeps its replicator defaults (`max_jobs` 500, `interval` 60 s, `max_chu
 but `startup_jitter`, which on-change mode needs low (see docs/deploy.md). It runs long:
 apart from CI. `--baseline N` also measures idle CPU once the first N shares exist.
 `--nodes 3` runs it on the launcher's 3-node cluster, the broker through its first node.
+`--seed` writes the shares straight into CouchDB before the broker starts (see
+`bench.seeding`): 10,000 take minutes rather than most of an hour.
 """
 
 import argparse
@@ -21,12 +23,14 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import requests
 
 from bench.progress import Progress
 from bench.run import percentile
+from bench.seeding import Seeder, catch_up_indexes
 from bench.stack import (
     ADMIN_TOKEN,
     collection_of,
@@ -36,6 +40,9 @@ from bench.stack import (
     report_arguments,
     start_couchdb,
 )
+from service.config import Settings
+from service.sharing.broker import Broker
+from service.sharing.core.seal import Seal
 from tests.servers.broker import BrokerProcess
 from tests.servers.cluster import LaunchedCluster
 
@@ -50,6 +57,7 @@ COUCHDB_DEFAULTS = {
 }
 GRACE_SECONDS = 180  # after the load, for late arrivals
 CLIENTS = 4
+SEED_CLIENTS = 12  # seeding writes to CouchDB alone, most of it waiting on the disk
 
 
 class Processes:
@@ -133,21 +141,27 @@ class Scale:
         for node in self.nodes:
             for key, value in {**COUCHDB_DEFAULTS, "startup_jitter": "0"}.items():
                 node.set_config("replicator", key, value)
+            if args.max_dbs_open:
+                node.set_config("couchdb", "max_dbs_open", str(args.max_dbs_open))
+        self.report: list[str] = []
+        self.progress = Progress()
+        self.pairs: list[tuple[str, str]] = []  # (owner db, recipient db) per share
+        self.broker: BrokerProcess | None = None
+
+    def start_broker(self) -> None:
         self.broker = BrokerProcess(
             self.couch,
             STATE_DB,
             ADMIN_TOKEN,
+            ready_seconds=300,  # its first pass reads every replication of the seeded shares
             BROKER_WORKERS="2",
             BROKER_THREADS="4",
             BROKER_FOLLOW_INTERVAL="2",
-            BROKER_REPLICATION_MODE=args.mode,
+            BROKER_REPLICATION_MODE=self.args.mode,
         )
         self.brokers = broker_processes(self.broker)
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
-        self.report: list[str] = []
-        self.progress = Progress()
-        self.pairs: list[tuple[str, str]] = []  # (owner db, recipient db) per share
 
     def call(self, method: str, path: str, **kwargs):
         for _ in range(5):
@@ -184,6 +198,35 @@ class Scale:
         }
         self.call("POST", "/v1/shares", json=body)
         return owner, recipient
+
+    def seed(self, count: int) -> None:
+        """Write the shares directly, before the broker starts (see `bench.seeding`)."""
+        served = Settings(  # as the served broker's, so that it derives the same record key
+            couchdb_url=self.couch.url,
+            couchdb_user=self.couch.admin[0],
+            couchdb_password=self.couch.admin[1],
+            admin_tokens=(ADMIN_TOKEN,),
+        )
+        seeder = Seeder(self.couch, STATE_DB, Seal(served.record_key), "scale")
+        Broker.from_settings(replace(served, state_db=STATE_DB)).store.ensure()  # its indexes
+        # Seeded users carry the broker's own cheap hash. CouchDB 3.4+ would hash each again
+        # at 600,000 rounds on its first login, which a deployment that has run a while has
+        # long done: the load would pay it once per share. Not measured here.
+        for node in self.nodes:
+            node.set_config("chttpd_auth", "upgrade_hash_on_auth", "false")
+        started = time.monotonic()
+        self.pairs = seeder.seed(
+            0, count, SEED_CLIENTS, lambda made: self.progress.count(made, count, "shares seeded")
+        )
+        seconds = time.monotonic() - started
+        self.progress.detail("bringing the state database's indexes up to date")
+        indexed = catch_up_indexes(self.couch, STATE_DB)
+        self.line(
+            f"- seeded {count} shares (2 databases each, their users, guards, registrations,"
+            f" records and held replicator docs, written directly) in {seconds:.0f} s; the"
+            f" state database's indexes caught up in {indexed:.0f} s; CouchDB's"
+            " `upgrade_hash_on_auth` off (see bench.scale.Scale.seed)"
+        )
 
     def grow_to(self, count: int) -> None:
         first = len(self.pairs)
@@ -297,7 +340,8 @@ class Scale:
             )
 
     def stop(self) -> None:
-        self.broker.stop()
+        if self.broker is not None:
+            self.broker.stop()
         if self.cluster is not None:
             self.cluster.stop()
         elif hasattr(self.couch, "stop"):
@@ -313,6 +357,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="writes a second")
     parser.add_argument("--settle", type=float, default=90, help="seconds before idle CPU")
     parser.add_argument("--nodes", type=int, choices=(1, 3), default=1, help="CouchDB nodes")
+    parser.add_argument(
+        "--seed", action="store_true", help="write the shares directly, then start the broker"
+    )
+    parser.add_argument("--max-dbs-open", type=int, default=0, help="CouchDB's, if set")
     report_arguments(parser)
     args = parser.parse_args()
     scale = Scale(args)
@@ -322,10 +370,15 @@ def main() -> None:
             f" {args.minutes:g} min, {args.nodes} CouchDB node{'s' if args.nodes > 1 else ''}"
             f" ({datetime.date.today().isoformat()})"
         )
-        if args.baseline:
-            scale.grow_to(args.baseline)
-            scale.idle(f"{args.baseline} shares")
-        scale.grow_to(args.shares)
+        if args.seed:
+            scale.seed(args.shares)
+            scale.start_broker()
+        else:
+            scale.start_broker()
+            if args.baseline:
+                scale.grow_to(args.baseline)
+                scale.idle(f"{args.baseline} shares")
+            scale.grow_to(args.shares)
         scale.load(scale.idle(f"{args.shares} shares"))
     finally:
         scale.stop()

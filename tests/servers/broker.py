@@ -14,12 +14,20 @@ from tests.servers.admin import AdminHttp, free_port
 
 class BrokerProcess:
     """`sharing-broker serve` (2 workers unless `env` says otherwise) on a free port, ready
-    when returned, against `couch`, with `state_db` and `admin_tokens`.
+    when returned (within `ready_seconds`), against `couch`, with `state_db` and
+    `admin_tokens`.
 
     Its output goes to files (a pipe nobody reads could fill and block it): `output()`.
     """
 
-    def __init__(self, couch: AdminHttp, state_db: str, admin_tokens: str, **env: str):
+    def __init__(
+        self,
+        couch: AdminHttp,
+        state_db: str,
+        admin_tokens: str,
+        ready_seconds: float = 30.0,
+        **env: str,
+    ):
         self.url = f"http://127.0.0.1:{free_port()}"
         env = {
             **os.environ,
@@ -42,10 +50,10 @@ class BrokerProcess:
             stdout=self._out,
             stderr=self._err,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + ready_seconds
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/readyz", timeout=3).status_code == 200:
                     return
             except (requests.ConnectionError, requests.Timeout):  # not up, or slow to start
                 time.sleep(0.2)
