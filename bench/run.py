@@ -41,6 +41,7 @@ from service.app import create_app
 from service.config import CONTINUOUS, Settings
 from service.sharing.core.model import Access, Selection, Share, Status
 from service.sharing.core.seal import Seal
+from service.sharing.core.store import pair_id
 from service.sharing.crossing.selectors import Scope
 from service.sharing.placing.credentials import Credentials
 from service.sharing.placing.parts import O2R, R2O, Target, wanted_parts
@@ -322,7 +323,7 @@ class Bench:
                 ]
                 states += [
                     self.seal.signed(share.to_doc()),
-                    {"_id": f"pair:{owner}--{recipient}", "type": "pair", "share_id": share.id},
+                    {"_id": pair_id(owner, recipient), "type": "pair", "share_id": share.id},
                 ]
             for db, docs in ((STATE_DB, states), ("_replicator", replications)):
                 response = self.couch.request("POST", f"{db}/_bulk_docs", json={"docs": docs})

@@ -23,7 +23,6 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import requests
@@ -206,9 +205,10 @@ class Scale:
             couchdb_user=self.couch.admin[0],
             couchdb_password=self.couch.admin[1],
             admin_tokens=(ADMIN_TOKEN,),
+            state_db=STATE_DB,
         )
         seeder = Seeder(self.couch, STATE_DB, Seal(served.record_key), "scale")
-        Broker.from_settings(replace(served, state_db=STATE_DB)).store.ensure()  # its indexes
+        Broker.from_settings(served).store.ensure()  # its indexes
         # Seeded users carry the broker's own cheap hash. CouchDB 3.4+ would hash each again
         # at 600,000 rounds on its first login, which a deployment that has run a while has
         # long done: the load would pay it once per share. Not measured here.

@@ -4,6 +4,7 @@ import hashlib
 import hmac
 
 from service.sharing.core.model import Access, Share, Status
+from service.sharing.core.store import pair_id
 from service.sharing.lifecycle.views import replication_ids
 from service.sharing.placing.credentials import USER_PREFIX
 from service.sharing.placing.guard import scopes_in_roles
@@ -113,6 +114,6 @@ def assert_consistent(couch, state_db: str, dbs) -> Share | None:
         assert holds_password(couch, name, basic["password"]), "a stale replicator password"
     assert parts["replications"] == set(replication_ids(share))
     assert parts["db_sharing"] == ({DB_SHARING} if share.access is Access.READ_WRITE else set())
-    pair = couch.get(f"{state_db}/pair:{share.owner}--{share.recipient}")
+    pair = couch.get(f"{state_db}/{pair_id(share.owner, share.recipient)}")
     assert pair["share_id"] == share.id
     return share
