@@ -123,3 +123,22 @@ def test_a_lease_both_takers_were_given_settles_on_one_holder(couch, settings, c
     assert taken == [True, False]  # the `f` revision wins: the second taker's
     assert "_conflicts" not in couch.get(f"{settings.state_db}/test-lease", conflicts="true")
     assert [lease.take() for lease in leases] == [False, True]
+
+
+def test_a_key_both_replicas_claimed_keeps_one_answer(app, couch, settings):
+    """Two replicas each told they claimed one Idempotency-Key: both run the request, the
+    first answer kept is the key's, the second finds it and keeps it, and one branch is left."""
+    store = app.extensions["sharing_broker"].store
+    assert store.claim_key("idempotency:test", "same-request") is None
+    claimed = couch.get(f"{settings.state_db}/idempotency:test")
+    other = {**claimed, "_rev": f"1-{'f' * 32}"}  # the other replica's claim, told yes too
+    body = {"docs": [other], "new_edits": False}
+    assert couch.request("POST", f"{settings.state_db}/_bulk_docs", json=body).ok
+    first, second = ({"status": 201, "body": f"answer {n}"} for n in (1, 2))
+
+    store.finish_key("idempotency:test", first)
+    store.finish_key("idempotency:test", second)
+
+    kept = couch.get(f"{settings.state_db}/idempotency:test", conflicts="true")
+    assert (kept["state"], kept["response"]) == ("done", first)
+    assert "_conflicts" not in kept

@@ -4,8 +4,10 @@ import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+from service.couch import CouchUnavailable
 from service.sharing.core.identity import Caller
 from service.sharing.core.model import now_iso
+from service.sharing.core.store import StateStore
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import replicator_docs
 from tests.servers.demo import ALICE, BOB
@@ -152,3 +154,49 @@ def test_a_key_expires_after_a_day_and_reconcile_removes_its_record(app, client,
     store = app.extensions["sharing_broker"].store
     rows = store.couch.get(store.db, "_all_docs")["rows"]
     assert [r["id"] for r in rows if r["id"].startswith("idempotency:")] == []
+
+
+def restart(app, minutes: float) -> None:
+    """Make every idempotency record look like a request started `minutes` ago and never
+    answered, as one whose process died leaves it."""
+    store = app.extensions["sharing_broker"].store
+    rows = store.couch.get(store.db, "_all_docs", params={"include_docs": "true"})["rows"]
+    for row in rows:
+        if row["id"].startswith("idempotency:"):
+            doc = {k: v for k, v in row["doc"].items() if k != "response"}
+            doc.update(state="started", created_at=now_iso(-round(minutes * 60)))
+            store.couch.put(store.db, row["id"], json=doc)
+
+
+def test_a_key_left_started_by_a_request_that_died_is_free_after_ten_minutes(
+    app, client, registered
+):
+    share = post(client, key="died-1").get_json()
+    restart(app, minutes=5)
+    waiting = post(client, key="died-1")
+    assert waiting.status_code == 409
+    assert "still running" in waiting.get_json()["detail"]
+    restart(app, minutes=11)
+
+    again = post(client, key="died-1")
+
+    assert again.status_code == 409  # run anew: the pair is taken, by the first's share
+    assert share["id"] in again.get_json()["detail"]
+    assert post(client, key="died-1").get_json() == again.get_json()  # and kept for replay
+
+
+def test_an_answer_the_state_database_will_not_keep_still_goes_out(
+    app, client, registered, monkeypatch
+):
+    def unavailable(store, key_id, response):
+        raise CouchUnavailable("PUT idempotency record", "timed out")
+
+    monkeypatch.setattr(StateStore, "finish_key", unavailable)
+
+    first = post(client, key="unkept-1")
+
+    assert first.status_code == 201
+    monkeypatch.undo()
+    again = post(client, key="unkept-1")  # the key was let go: the request runs again
+    assert again.status_code == 409
+    assert first.get_json()["id"] in again.get_json()["detail"]

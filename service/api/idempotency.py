@@ -2,24 +2,29 @@
 
 The key is scoped to the caller (kind, server and name). The same key with a different
 request gets 422; while the first request runs, a repeat gets 409. A 5xx is not kept, so the
-request may be retried. A key is kept for 24 hours (`store.KEYS_KEPT_HOURS`): after that
-it is free again, and reconcile removes its record.
+request may be retried; nor is an answer the state database would not take. A key is kept
+for 24 hours (`store.KEYS_KEPT_HOURS`): after that it is free again, and reconcile removes
+its record. A key left started by a request that died is free after ten minutes.
 """
 
 import hashlib
 import json
+import logging
 import re
+from contextlib import suppress
 
 from flask import Response, g, request
 
 from service.api.auth import caller
 from service.api.context import broker
 from service.api.problems import problem
+from service.couch import CouchError, CouchUnavailable
 
 HEADER = "Idempotency-Key"
 KEY_PATTERN = "^[!-~]{1,200}$"  # printable ASCII, no spaces
 KEY = re.compile(KEY_PATTERN)
 REPLAYED_HEADERS = ("ETag", "Location")
+log = logging.getLogger(__name__)
 DOC = {
     "in": "header",
     "name": HEADER,
@@ -78,7 +83,12 @@ def finish(response: Response) -> Response:
         "body": response.get_data(as_text=True),
         "headers": {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers},
     }
-    broker().store.finish_key(key_id, stored)
+    try:
+        broker().store.finish_key(key_id, stored)
+    except (CouchError, CouchUnavailable) as error:  # the work is done: its answer still goes
+        log.warning("the answer to an %s was not kept, so the key is let go: %s", HEADER, error)
+        with suppress(CouchError, CouchUnavailable):
+            broker().store.drop_key(key_id)
     return response
 
 

@@ -29,6 +29,10 @@ from service.sharing.core.seal import SEALED_TYPES, Seal
 
 log = logging.getLogger(__name__)
 KEYS_KEPT_HOURS = 24  # how long an Idempotency-Key's answer is kept for replay
+# A request runs for at most the server's timeout (30 s by default); a key still started
+# long after that belonged to one that died, and a retry may take it.
+ABANDONED_KEY_MINUTES = 10
+KEY_FINISH_TRIES = 3  # reads and writes of a key's answer while another claimant writes it
 
 # How long a pair claim without its share record counts as a create still under way.
 CLAIM_GRACE_SECONDS = 60
@@ -542,7 +546,8 @@ class StateStore:
 
     def claim_key(self, key_id: str, fingerprint: str) -> dict | None:
         """Start a keyed request; None if this call claimed it, else the record already
-        there. A record older than `KEYS_KEPT_HOURS` is expired: it is taken over."""
+        there. A record older than `KEYS_KEPT_HOURS` is expired, and one still started
+        after `ABANDONED_KEY_MINUTES` was left by a request that died: either is taken over."""
         doc = {
             "_id": key_id,
             "type": "idempotency",
@@ -556,9 +561,9 @@ class StateStore:
                 return None
             except DocumentConflict:
                 found = self.couch.get(self.db, key_id)
-            if found["created_at"] >= _hours_ago(KEYS_KEPT_HOURS):
+            if _key_holds(found):
                 return found
-            doc["_rev"] = found["_rev"]  # expired: claimed anew, unless another got it first
+            doc["_rev"] = found["_rev"]  # claimed anew, unless another got it first
         return found
 
     def remove_expired_keys(self) -> int:
@@ -581,9 +586,22 @@ class StateStore:
             removed += done
 
     def finish_key(self, key_id: str, response: dict) -> None:
-        """Keep the response of a keyed request for replay."""
-        current = self.couch.get(self.db, key_id)
-        self.couch.put(self.db, key_id, json={**current, "state": "done", "response": response})
+        """Keep the response of a keyed request for replay.
+
+        On a cluster two replicas may both be told they claimed a key, and both run the
+        request. The first answer kept stays (both ran the same request), and the key's
+        other branches go, so that every repeat gets that one answer.
+        """
+        for _ in range(KEY_FINISH_TRIES):
+            current = self.couch.get(self.db, key_id, params={"conflicts": "true"})
+            self.drop_branches(key_id, current.pop("_conflicts", []))
+            if current["state"] == "done":
+                return
+            kept = {**current, "state": "done", "response": response}
+            with suppress(DocumentConflict):  # the other claimant wrote meanwhile: read again
+                self.couch.put(self.db, key_id, json=kept)
+                return
+        raise DocumentConflict(409, "conflict", "the key kept changing", f"finish {key_id}")
 
     def drop_key(self, key_id: str) -> None:
         """Forget a keyed request that failed, so that it may be tried again."""
@@ -829,6 +847,13 @@ def _tombstone(doc: dict) -> dict:
 
 def _dispute_id(config_uuid: str) -> str:
     return f"dispute:{config_uuid}"
+
+
+def _key_holds(record: dict) -> bool:
+    """Whether an idempotency record still answers for its key."""
+    if record["state"] != "done" and record["created_at"] < _hours_ago(ABANDONED_KEY_MINUTES / 60):
+        return False
+    return record["created_at"] >= _hours_ago(KEYS_KEPT_HOURS)
 
 
 def _hours_ago(hours: float) -> str:
