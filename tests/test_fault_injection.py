@@ -16,7 +16,6 @@ import requests
 from service.app import create_app, ensure_state_db
 from service.config import Settings
 from service.couch.client import CouchClient
-from service.sharing.watching.runs import RunOnChange
 from tests.conftest import ADMIN_TOKEN
 from tests.consistency import DB_SHARING, assert_consistent
 from tests.helpers import remove_broker_footprint, wait_for_docs
@@ -83,10 +82,7 @@ class World:
         followers would in on-change mode (the default); none runs in the background, so
         the calls counted are the operation's alone."""
         b = self.broker
-        runs = RunOnChange(
-            b.sites, b.replications(), 100, b.restore_replications, launch=lambda work: work()
-        )
-        runs.run(None)
+        b.on_change_runs(b.replications(), launch=lambda work: work()).run(None)
 
     def share(self, **fields) -> dict:
         response = self.client.post("/v1/shares", json={**RW, **fields})

@@ -15,9 +15,10 @@ import time
 import pytest
 
 from service.app import create_app
-from service.config import CONTINUOUS, ON_CHANGE
+from service.config import CONTINUOUS, DEFAULT_SERVER, ON_CHANGE
 from service.couch import CouchClient
 from service.metrics import REPLICATION_RUNS, REPLICATION_RUNS_SPARED
+from service.sharing.core.model import place
 from service.sharing.placing.guard import member_role
 from service.sharing.placing.parts import ensure_current
 from service.sharing.placing.replicator import REPLICATOR_DB
@@ -31,7 +32,7 @@ from tests.helpers import (
     wait_for_docs,
 )
 from tests.servers.demo import ALICE
-from tests.test_replication import DB_SHARING, ITEM, RW, edit, leaves
+from tests.test_replication import DB_SHARING, ITEM, RW, edit, leaves, share_with_carol
 from tests.test_rules import CONTAINERS, item_with_picture
 from tests.test_selectors import COLLECTION_1
 
@@ -335,6 +336,29 @@ def test_a_restarted_follower_reads_db_updates_on_from_where_the_last_one_left(a
     wait_for(alice_seen, "Alice's database among the changes", couch=couch)
 
     assert None not in seen
+
+
+def test_a_restarted_follower_runs_what_was_written_or_moved_meanwhile(
+    app, client, couch, registered, dbs, people
+):
+    """Not every share: where `_replicator` was read to when the runs had nothing left to
+    do is saved, and a new process (a restart, a new lease holder) starts from there."""
+    broker = app.extensions["sharing_broker"]
+    bob, carol = create_share(client, **RW), share_with_carol(client, people)
+    before = broker.on_change_runs(broker.replications(), launch=lambda work: work())
+    before.save_seconds = 0
+    assert len(before.run(None)) == 3  # nothing saved yet: each runs once
+    before.run(set())  # nothing left to do: saved
+    etag = client.get(f"/v1/shares/{carol['id']}").headers["ETag"]
+    body, headers = {"access": "read-write"}, {"If-Match": etag}
+    assert client.patch(f"/v1/shares/{carol['id']}", json=body, headers=headers).status_code == 200
+
+    after = broker.on_change_runs(broker.replications(), launch=lambda work: work())
+    written = after.run(set())
+    moved = after.run({place(DEFAULT_SERVER, dbs["bob"])})
+
+    assert written and set(written) <= set(replicator_docs(couch, carol["id"]))
+    assert moved == [bob["replications"][1]["id"]]  # Bob's way back: his database moved
 
 
 def test_a_replicator_doc_the_replicator_changed_meanwhile_is_read_again(

@@ -15,9 +15,10 @@ import responses
 from service.couch import CouchClient, CouchUnavailable
 from service.sharing.core.sites import Site, Sites
 from service.sharing.watching import runs as runs_module
+from service.sharing.watching.checkpoints import Checkpoints
 from service.sharing.watching.followers import one_pass
 from service.sharing.watching.replications import Replications
-from service.sharing.watching.runs import RETRY_SECONDS, RunOnChange
+from service.sharing.watching.runs import REPLICATOR_CHECKPOINT_ID, RETRY_SECONDS, RunOnChange
 
 URL = "http://couch.test"
 BROKER = "broker_state"
@@ -41,24 +42,46 @@ def replicator_doc(n: int, state: str | None = "completed", source: str = "owner
 
 
 class Scripted:
-    """A server whose `_replicator` holds `docs` (doc id -> doc), as `_changes` and reads
-    show it; the bodies posted to `_replicate` are kept in `runs`, and a source named in
-    `failing` makes its run fail."""
+    """A server whose `_replicator` holds `docs` (doc id -> doc), written in that order at
+    seqs 1, 2, ..., as `_changes` and reads show them; the bodies posted to `_replicate`
+    are kept in `runs`, and a source named in `failing` makes its run fail. The state
+    database holds the runs' saved `_replicator` position, `saved` (a seq), if given."""
 
-    def __init__(self, mock: responses.RequestsMock, docs: list[dict]):
+    def __init__(self, mock: responses.RequestsMock, docs: list[dict], saved: int | None = None):
         self.docs = {doc["_id"]: doc for doc in docs}
+        self.seqs = {doc_id: seq for seq, doc_id in enumerate(self.docs, 1)}
+        self.saved = None if saved is None else {"default": str(saved)}
         self.runs: list[dict] = []
         self.failing: set[str] = set()
         mock.add_callback("GET", f"{URL}/_replicator/_changes", callback=self._changes)
         for doc_id in self.docs:
             mock.add_callback("GET", f"{URL}/_replicator/{doc_id}", callback=self._read)
         mock.add_callback("POST", f"{URL}/_replicate", callback=self._replicate)
+        position = f"{URL}/{BROKER}/{REPLICATOR_CHECKPOINT_ID}"
+        mock.add_callback("GET", position, callback=self._position)
+        mock.add_callback("PUT", position, callback=self._save_position)
+
+    def write(self, doc: dict) -> None:
+        """Write a doc into `_replicator`, after every other."""
+        self.docs[doc["_id"]] = doc
+        self.seqs[doc["_id"]] = max(self.seqs.values(), default=0) + 1
 
     def _changes(self, request):
-        """Every doc, written at seq 1: seen by the first look, and by no later one."""
-        fresh = request.params.get("since", "0") == "0"
-        results = [{"id": i, "seq": "1", "doc": d} for i, d in self.docs.items() if fresh]
-        return 200, {}, json.dumps({"results": results, "last_seq": "1"})
+        since = int(request.params.get("since", "0"))
+        written = sorted((seq, doc_id) for doc_id, seq in self.seqs.items() if seq > since)
+        results = [{"id": i, "seq": str(seq), "doc": self.docs[i]} for seq, i in written]
+        last = max([since, *self.seqs.values()])
+        return 200, {}, json.dumps({"results": results, "last_seq": str(last)})
+
+    def _position(self, request):
+        if self.saved is None:
+            return 404, {}, json.dumps({"error": "not_found", "reason": "missing"})
+        body = {"_id": REPLICATOR_CHECKPOINT_ID, "_rev": "1-a", "since": self.saved}
+        return 200, {}, json.dumps(body)
+
+    def _save_position(self, request):
+        self.saved = json.loads(request.body)["since"]
+        return 201, {}, json.dumps({"ok": True, "rev": "2-b"})
 
     def _read(self, request):
         doc = self.docs.get(request.path_url.split("?")[0].rsplit("/", 1)[1])
@@ -109,6 +132,7 @@ def runs_over(
     max_runs: int = 10,
     sweep_seconds: float = 60.0,
     restored: list | None = None,
+    save_seconds: float = 30.0,
 ) -> RunOnChange:
     """The on-change runs; the share ids it asks to restore go into `restored`."""
     couch = CouchClient(URL, "admin", "pw")
@@ -120,7 +144,17 @@ def runs_over(
         return True
 
     replications = Replications(sites, BROKER)
-    return RunOnChange(sites, replications, max_runs, restore, sweep_seconds, workers.launch)
+    positions = Checkpoints(couch, BROKER, REPLICATOR_CHECKPOINT_ID)
+    return RunOnChange(
+        sites,
+        replications,
+        max_runs,
+        restore,
+        positions,
+        sweep_seconds,
+        workers.launch,
+        save_seconds,
+    )
 
 
 def doc_id(n: int) -> str:
@@ -128,7 +162,7 @@ def doc_id(n: int) -> str:
 
 
 def read_first(runs: RunOnChange, workers: Workers) -> None:
-    """The first look at `_replicator` sees each doc written: each runs once."""
+    """The first look at `_replicator`, with no saved position: each doc runs once."""
     runs.run(set())
     workers.finish()
 
@@ -209,9 +243,8 @@ def test_only_the_replications_reading_from_a_moved_database_run(mock, workers):
 
 
 def test_at_most_max_runs_go_at_once_the_longest_due_first(mock, workers):
-    server = Scripted(mock, [replicator_doc(n) for n in range(1, 5)])
-    runs = runs_over(workers, max_runs=2)
-    runs.replications.refresh()  # read already: only changes make them due
+    server = Scripted(mock, [replicator_doc(n) for n in range(1, 5)], saved=4)
+    runs = runs_over(workers, max_runs=2)  # all four were dealt with: only changes run
 
     assert runs.run({"owner-1"}) == [doc_id(1)]
     assert runs.run({"owner-2"}) == [doc_id(2)]
@@ -225,9 +258,8 @@ def test_at_most_max_runs_go_at_once_the_longest_due_first(mock, workers):
 
 
 def test_the_longest_due_starts_first_when_one_slot_frees(mock, workers):
-    Scripted(mock, [replicator_doc(n) for n in range(1, 4)])
+    Scripted(mock, [replicator_doc(n) for n in range(1, 4)], saved=3)
     runs = runs_over(workers, max_runs=1)
-    runs.replications.refresh()
     runs.run({"owner-1"})
     for n in (3, 2):
         runs.run({f"owner-{n}"})
@@ -250,20 +282,20 @@ def test_a_failed_run_shows_why_and_is_tried_again_after_a_backoff(mock, workers
     assert state["state"] == "crashing" and "500 db_not_found" in state["error"]
     assert "pw" not in state["error"]
     assert runs.run({"owner-1"}) == []  # a write during the backoff waits it out
-    assert not runs.pending
+    assert runs.pending  # to be tried again: not settled
     runs.run({"owner-1"})  # and so does one during the failed run's retry below
     clock[0] += RETRY_SECONDS
     assert runs.run(set()) == [doc_id(1)]
     runs.run({"owner-1"})
     workers.finish()  # it fails again: the write during it waits out a longer backoff
-    assert runs.run(set()) == [] and not runs.pending
+    assert runs.run(set()) == [] and runs.pending
     clock[0] += 2 * RETRY_SECONDS
     server.failing.clear()
     assert runs.run(set()) == [doc_id(1)]
     workers.finish()
 
     assert server.run_ids() == ["owner-1"] * 3
-    assert runs.states_on("default") == {}
+    assert runs.states_on("default") == {} and not runs.pending
 
 
 class Sources:
@@ -370,9 +402,9 @@ def test_unknown_changes_make_everything_due_at_most_once_a_sweep(mock, workers)
 
 def test_a_continuous_or_removed_doc_is_not_run(mock, workers):
     continuous = replicator_doc(1) | {"continuous": True}
-    server = Scripted(mock, [continuous, replicator_doc(2)])
+    server = Scripted(mock, [continuous, replicator_doc(2)], saved=2)
     runs = runs_over(workers)
-    runs.replications.refresh()
+    assert runs.run(set()) == []  # both known, neither written since the saved position
     del server.docs[doc_id(2)]
 
     runs.run({"owner-1", "owner-2"})
@@ -423,22 +455,65 @@ class Failing:
 
 
 @pytest.mark.parametrize(
-    ("changed", "passes", "settled"),
+    ("changed", "passes", "ended", "settled"),
     [
-        ({"owner-2"}, [], True),  # nothing reads from it: dealt with, may be saved
-        ({"owner-1"}, [], False),  # its run is still due: read it again after a restart
-        ({"owner-2"}, [Failing()], False),  # a pass failed: the same
-        (None, [], False),  # nothing known, nothing settled
+        ({"owner-2"}, [], True, True),  # nothing reads from it: dealt with, may be saved
+        ({"owner-2"}, [], False, False),  # a run in progress: a restart may cut it short
+        ({"owner-1"}, [], True, False),  # its run is under way: read it again after a restart
+        ({"owner-2"}, [Failing()], True, False),  # a pass failed: the same
+        (None, [], True, False),  # nothing known, nothing settled
     ],
 )
 def test_changes_settle_only_once_every_pass_dealt_with_them(
-    mock, workers, changed, passes, settled
+    mock, workers, changed, passes, ended, settled
 ):
     Scripted(mock, [replicator_doc(1)])
     runs = runs_over(workers)
-    runs.run(set())  # owner-1's run in progress: a write to it stays due
+    runs.run(set())  # owner-1's first run
+    if ended:
+        workers.finish()
     updates = Updates(changed)
 
     one_pass([runs, *passes], Held(), updates)
 
     assert updates.settled_times == (1 if settled else 0)
+
+
+def test_a_restart_runs_the_docs_written_since_the_saved_position(mock, workers):
+    """Not every doc: the first two were dealt with when the position was saved."""
+    server = Scripted(mock, [replicator_doc(n) for n in range(1, 4)], saved=2)
+    runs = runs_over(workers)
+
+    assert runs.run(set()) == [doc_id(3)]
+    workers.finish()
+    assert server.run_ids() == ["owner-3"]
+
+
+def test_the_position_is_saved_once_nothing_is_left_to_do(mock, workers):
+    server = Scripted(mock, [replicator_doc(1), replicator_doc(2)])
+    runs = runs_over(workers, save_seconds=0)
+    runs.run(set())  # nothing saved: each runs once
+    runs.run(set())
+    assert server.saved is None  # the runs have not ended
+
+    workers.finish()
+    runs.run(set())
+
+    assert server.saved == {"default": "2"}
+    server.write(replicator_doc(3))
+    assert runs_over(workers).run(set()) == [doc_id(3)]  # a new process: the new doc only
+
+
+def test_a_sweep_waits_behind_changes_and_takes_a_quarter_of_the_runs(mock, workers):
+    """Nothing saved: all eight docs are swept, one at a time (a quarter of four runs);
+    the writes that come meanwhile start first."""
+    Scripted(mock, [replicator_doc(n) for n in range(1, 9)])
+    runs = runs_over(workers, max_runs=4)
+
+    assert runs.run({"owner-5"}) == [doc_id(5), doc_id(1)]
+    assert runs.run({"owner-7"}) == [doc_id(7)]  # one sweep run at a time
+    assert runs.run({"owner-8"}) == [doc_id(8)]
+    assert runs.run({"owner-6"}) == []  # four run
+    workers.finish()
+
+    assert runs.run(set()) == [doc_id(6), doc_id(2)]

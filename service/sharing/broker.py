@@ -20,7 +20,7 @@ from service.sharing.watching.checkpoints import Checkpoints
 from service.sharing.watching.feed import EventFeed
 from service.sharing.watching.replications import Replications
 from service.sharing.watching.rule_follow import RuleFollow
-from service.sharing.watching.runs import RunOnChange
+from service.sharing.watching.runs import REPLICATOR_CHECKPOINT_ID, RunOnChange, in_a_thread
 from service.sharing.watching.states import StateRecorder
 from service.sharing.watching.updates import DB_UPDATES_CHECKPOINT_ID, DatabaseUpdates
 from service.sharing.watching.webhooks import Webhooks
@@ -62,9 +62,19 @@ class Broker:
         replications = self.replications()
         if self.max_runs is None:
             return [self.branch_watch(replications), self.rule_follow(), self.state_recorder()]
-        runs = RunOnChange(self.sites, replications, self.max_runs, self.restore_replications)
+        runs = self.on_change_runs(replications)
         recorder = self.state_recorder(runs.states_on)
         return [runs, self.branch_watch(replications), self.rule_follow(), recorder]
+
+    def on_change_runs(
+        self, replications: Replications, launch: Callable = in_a_thread
+    ) -> RunOnChange:
+        """The runs of on-change mode over `replications`; `launch(work)` runs a worker."""
+        positions = Checkpoints(self.store.couch, self.store.db, REPLICATOR_CHECKPOINT_ID)
+        restore = self.restore_replications
+        return RunOnChange(
+            self.sites, replications, self.max_runs, restore, positions, launch=launch
+        )
 
     def restore_replications(self, share_id: str) -> bool:
         """Write the replicator docs of a share, active and with no change in progress, as

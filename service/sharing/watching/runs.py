@@ -20,8 +20,15 @@ A run that fails (a server down, a database gone) is due again after a backoff, 
 user, and CouchDB 3.4+ locks out a user after repeated failed logins. Until a run goes
 through, `states_on` says the replication is `crashing`, and why.
 
-When the changes are unknown (the very first pass, a server that did not answer), every
-replication is due, at most once every `sweep_seconds`.
+When the changes are unknown (a server that did not answer), every replication is due, at
+most once every `sweep_seconds`. Such a sweep waits behind the runs that changes made due,
+and takes at most a quarter of `max_runs` (`SWEEP_SHARE`), so it never holds up a write.
+
+How far `_replicator` had been read when the runs last had nothing left to do is saved in
+the state database (`REPLICATOR_CHECKPOINT_ID`), at most every `save_seconds`. A restarted
+process (or a replica taking over the lease) runs the docs written since then, and the
+replications whose sources move: not every one. Where nothing was saved (the first start
+of on-change mode over existing shares), every replication runs once, as a sweep.
 
 Only the broker writes a held doc, so runs leave no siblings. One that has some all the
 same (two replicas wrote it at once through two nodes of a cluster) may show an older
@@ -46,6 +53,7 @@ from service.sharing.core.errors import SharingError
 from service.sharing.core.sites import Sites
 from service.sharing.placing.replicator import REPLICATOR_DB, is_held, redacted, transient_body
 from service.sharing.watching.carried import Carried
+from service.sharing.watching.checkpoints import Checkpoints
 from service.sharing.watching.replications import Key, Replications
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,8 @@ COUCHDB_JITTER_MS = 5000  # CouchDB's default `startup_jitter`
 RUN_SECONDS = 600.0  # the longest a run is waited for; a longer one is run again later
 RETRY_SECONDS = 5.0
 LONGEST_RETRY_SECONDS = 300.0
+SWEEP_SHARE = 0.25  # of `max_runs`: at most so many sweep runs at once
+REPLICATOR_CHECKPOINT_ID = "replicator-checkpoints"
 
 
 def in_a_thread(work: Callable[[], None]) -> None:
@@ -70,34 +80,43 @@ class RunOnChange:
         replications: Replications,
         max_runs: int,
         restore: Callable[[str], bool],
+        checkpoints: Checkpoints,
         sweep_seconds: float = 60.0,
         launch: Callable[[Callable[[], None]], None] = in_a_thread,
+        save_seconds: float = 30.0,
     ):
         """`restore(share_id)` writes the share's replicator docs as its record wants them,
         and says whether it did: it does not while a change of the share is in progress.
+        `checkpoints` keeps where `_replicator` was read to when nothing was left to do.
         `launch(work)` runs a worker (each runs one replication, as often as it is due)."""
         self.sites = sites
         self.replications = replications
         self.max_runs = max_runs
         self.restore = restore
+        self.checkpoints = checkpoints
         self.sweep_seconds = sweep_seconds
         self.launch = launch
+        self.save_seconds = save_seconds
         self._couches = {
             site.name: site.couch.patient(RUN_SECONDS, connections=max_runs) for site in sites
         }
         self.carried = Carried(self._couches)
         self._lock = threading.Lock()  # over what follows, shared with the workers
         self._due: dict[Key, None] = {}  # in the order they became due
+        self._swept: dict[Key, None] = {}  # due as changes were unknown: after `_due`
         self._running: set[Key] = set()
+        self._sweeping: set[Key] = set()  # the running ones started from `_swept`
         self._failing: dict[Key, tuple[str, float, float]] = {}  # error, backoff, retry at
         self._last_sweep = float("-inf")
+        self._saved_at: float | None = None  # None: the saved position is not read yet
         self._jitter_checked: set[str] = set()
 
     @property
     def pending(self) -> bool:
-        """Whether runs are still due: the changes that made them so are not settled."""
+        """Whether runs are due, running or to be tried again: the changes that made them
+        so are not settled."""
         with self._lock:
-            return bool(self._due)
+            return bool(self._due or self._swept or self._running or self._failing)
 
     def states_on(self, home: str) -> dict[str, dict]:
         """Doc id -> {state, error} of this server's replications that run now or fail;
@@ -112,11 +131,13 @@ class RunOnChange:
     def run(self, changed: set[str] | None = None) -> list[str]:
         """Mark due what reads from the places in `changed` (`None`: unknown) and what was
         written, and start what may start; return the doc ids started."""
-        due = self.replications.refresh(changed)
+        self._save_or_load_position()
+        self.replications.refresh(changed)
+        due, swept = self.replications.take_written(), self.replications.take_unknown()
         if changed is None:
             if time.monotonic() - self._last_sweep >= self.sweep_seconds:
                 self._last_sweep = time.monotonic()
-                due += [r.key for r in self.replications.all()]
+                swept += [r.key for r in self.replications.all()]
         else:
             for source in changed:
                 due += [r.key for r in self.replications.out_of(source)]
@@ -124,28 +145,61 @@ class RunOnChange:
             now = time.monotonic()
             due += [key for key, (_, _, retry_at) in self._failing.items() if retry_at <= now]
             backing_off = {key for key, (_, _, at) in self._failing.items() if at > now}
+            for key in due:
+                self._swept.pop(key, None)
             self._due.update(dict.fromkeys(key for key in due if key not in backing_off))
+            fresh = backing_off | self._due.keys()
+            self._swept.update(dict.fromkeys(key for key in swept if key not in fresh))
         started = []
         for site in self.sites:
             self._check_jitter(site.name)
             started += self._start_on(site.name)
         with self._lock:
-            REPLICATIONS_DUE.set(len(self._due))
+            REPLICATIONS_DUE.set(len(self._due) + len(self._swept))
         return started
+
+    def _save_or_load_position(self) -> None:
+        """Read the saved `_replicator` position before the first look; after that, save
+        where it was read to when nothing is left to do, at most every `save_seconds`."""
+        try:
+            if self._saved_at is None:
+                self.replications.start_from(self.checkpoints.load())
+                self._saved_at = time.monotonic()
+                return
+            settled = not self.pending and not self.replications.untaken
+            if settled and time.monotonic() - self._saved_at >= self.save_seconds:
+                self._saved_at = time.monotonic()
+                self.checkpoints.save(self.replications.positions())
+        except (CouchError, CouchUnavailable) as exc:
+            log.warning("_replicator position not read or saved: %s", exc)
 
     def _start_on(self, home: str) -> list[str]:
         """Start a worker for each replication due on this server, the longest due first,
-        while fewer than `max_runs` run."""
+        while fewer than `max_runs` run; then sweep runs, while fewer than `SWEEP_SHARE`
+        of them run."""
         with self._lock:
             running = sum(1 for key in self._running if key[0] == home)
-            waiting = (key for key in self._due if key[0] == home and key not in self._running)
-            starting = list(itertools.islice(waiting, max(self.max_runs - running, 0)))
-            for key in starting:
-                del self._due[key]
-                self._running.add(key)
-        for key in starting:
+            starting = self._take(self._due, home, self.max_runs - running)
+            sweeping = sum(1 for key in self._sweeping if key[0] == home)
+            room = min(self.max_runs - running - len(starting), self._sweep_runs() - sweeping)
+            swept = self._take(self._swept, home, room)
+            self._sweeping.update(swept)
+        for key in starting + swept:
             self.launch(lambda key=key: self._work(key))
-        return [doc_id for _, doc_id in starting]
+        return [doc_id for _, doc_id in starting + swept]
+
+    def _take(self, queue: dict[Key, None], home: str, room: int) -> list[Key]:
+        """Up to `room` of this server's replications in `queue` that do not run yet, the
+        longest waiting first; they run from now."""
+        waiting = (key for key in queue if key[0] == home and key not in self._running)
+        taken = list(itertools.islice(waiting, max(room, 0)))
+        for key in taken:
+            del queue[key]
+            self._running.add(key)
+        return taken
+
+    def _sweep_runs(self) -> int:
+        return max(1, int(self.max_runs * SWEEP_SHARE))
 
     def _work(self, key: Key) -> None:
         """Run the replication, then again while writes made it due meanwhile."""
@@ -155,12 +209,15 @@ class RunOnChange:
                 with self._lock:
                     if not ran or key not in self._due:
                         self._running.discard(key)  # with the look at `_due`: none is lost
+                        self._sweeping.discard(key)
                         return
                     del self._due[key]
+                    self._sweeping.discard(key)  # run again for a change: not a sweep now
         except Exception:  # a bug must not leave the replication running for good
             log.exception("on-change run of %s failed", key[1])
             with self._lock:
                 self._running.discard(key)
+                self._sweeping.discard(key)
 
     def _run_once(self, key: Key) -> bool:
         """Read the doc and run it once; return whether it ran."""
@@ -214,11 +271,13 @@ class RunOnChange:
             backoff = min(backoff * 2, LONGEST_RETRY_SECONDS)
             self._failing[key] = (error, backoff, time.monotonic() + backoff)
             self._due.pop(key, None)  # writes meanwhile wait for the retry too
+            self._swept.pop(key, None)
 
     def _forget(self, key: Key) -> None:
         self.carried.forget(key)
         with self._lock:
             self._due.pop(key, None)
+            self._swept.pop(key, None)
             self._failing.pop(key, None)
 
     def _restore(self, doc: dict) -> bool:
