@@ -517,3 +517,16 @@ def test_a_sweep_waits_behind_changes_and_takes_a_quarter_of_the_runs(mock, work
     workers.finish()
 
     assert runs.run(set()) == [doc_id(6), doc_id(2)]
+
+
+def test_a_doc_another_pass_read_first_still_runs(mock, workers):
+    """The branch watch reads `_replicator` too, between two passes of the runs: a doc it
+    read first is still due at the next."""
+    server = Scripted(mock, [replicator_doc(1)], saved=1)
+    runs = runs_over(workers)
+    assert runs.run(set()) == []
+    server.write(replicator_doc(2))
+
+    runs.replications.refresh()  # as the branch watch does
+
+    assert runs.run(set()) == [doc_id(2)]
