@@ -106,6 +106,7 @@ class RunOnChange:
         self._swept: dict[Key, None] = {}  # due as changes were unknown: after `_due`
         self._running: set[Key] = set()
         self._sweeping: set[Key] = set()  # the running ones started from `_swept`
+        self._next_pass: dict[Key, None] = {}  # due from the next pass on, not before
         self._failing: dict[Key, tuple[str, float, float]] = {}  # error, backoff, retry at
         self._last_sweep = float("-inf")
         self._saved_at: float | None = None  # None: the saved position is not read yet
@@ -116,7 +117,8 @@ class RunOnChange:
         """Whether runs are due, running or to be tried again: the changes that made them
         so are not settled."""
         with self._lock:
-            return bool(self._due or self._swept or self._running or self._failing)
+            waiting = self._due or self._swept or self._next_pass
+            return bool(waiting or self._running or self._failing)
 
     def states_on(self, home: str) -> dict[str, dict]:
         """Doc id -> {state, error} of this server's replications that run now or fail;
@@ -143,6 +145,8 @@ class RunOnChange:
                 due += [r.key for r in self.replications.out_of(source)]
         with self._lock:
             now = time.monotonic()
+            due += list(self._next_pass)
+            self._next_pass.clear()
             due += [key for key, (_, _, retry_at) in self._failing.items() if retry_at <= now]
             backing_off = {key for key, (_, _, at) in self._failing.items() if at > now}
             for key in due:
@@ -202,22 +206,28 @@ class RunOnChange:
         return max(1, int(self.max_runs * SWEEP_SHARE))
 
     def _work(self, key: Key) -> None:
-        """Run the replication, then again while writes made it due meanwhile."""
+        """Run the replication while it is due; then start what waited for its slot, rather
+        than leave that to the next pass (a first pass over thousands of databases is long)."""
         try:
-            while True:
-                ran = self._run_once(key)
-                with self._lock:
-                    if not ran or key not in self._due:
-                        self._running.discard(key)  # with the look at `_due`: none is lost
-                        self._sweeping.discard(key)
-                        return
-                    del self._due[key]
-                    self._sweeping.discard(key)  # run again for a change: not a sweep now
+            self._run_while_due(key)
         except Exception:  # a bug must not leave the replication running for good
             log.exception("on-change run of %s failed", key[1])
             with self._lock:
                 self._running.discard(key)
                 self._sweeping.discard(key)
+        self._start_on(key[0])
+
+    def _run_while_due(self, key: Key) -> None:
+        """Run the replication, then again while writes made it due meanwhile."""
+        while True:
+            ran = self._run_once(key)
+            with self._lock:
+                if not ran or key not in self._due:
+                    self._running.discard(key)  # with the look at `_due`: none is lost
+                    self._sweeping.discard(key)
+                    return
+                del self._due[key]
+                self._sweeping.discard(key)  # run again for a change: not a sweep now
 
     def _run_once(self, key: Key) -> bool:
         """Read the doc and run it once; return whether it ran."""
@@ -236,9 +246,9 @@ class RunOnChange:
             return False
         if doc.get("_conflicts") or not is_held(doc):
             self._forget(key)
-            if self._restore(doc):  # its rewrite makes it due again
+            if self._restore(doc):  # its rewrite makes it due again, at the next pass
                 with self._lock:
-                    self._due.setdefault(key)
+                    self._next_pass.setdefault(key)
             return False
         return self._replicate(key, couch, doc)
 
@@ -278,6 +288,7 @@ class RunOnChange:
         with self._lock:
             self._due.pop(key, None)
             self._swept.pop(key, None)
+            self._next_pass.pop(key, None)
             self._failing.pop(key, None)
 
     def _restore(self, doc: dict) -> bool:
