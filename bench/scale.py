@@ -12,7 +12,9 @@ but `startup_jitter`, which on-change mode needs low (see docs/deploy.md). It ru
 apart from CI. `--baseline N` also measures idle CPU once the first N shares exist.
 `--nodes 3` runs it on the launcher's 3-node cluster, the broker through its first node.
 `--seed` writes the shares straight into CouchDB before the broker starts (see
-`bench.seeding`): 10,000 take minutes rather than most of an hour.
+`bench.seeding`): 10,000 take minutes rather than most of an hour. Nothing tells that
+broker which of them it has run, so its first pass sweeps every replication once; the
+bench times that pass, and waits for its end before the idle and the load.
 """
 
 import argparse
@@ -57,6 +59,7 @@ COUCHDB_DEFAULTS = {
 GRACE_SECONDS = 180  # after the load, for late arrivals
 CLIENTS = 4
 SEED_CLIENTS = 12  # seeding writes to CouchDB alone, most of it waiting on the disk
+SETTLED_SAMPLES = 3  # looks 5 s apart with nothing due and no run started: a pass ended
 
 
 class Processes:
@@ -228,6 +231,30 @@ class Scale:
             " `upgrade_hash_on_auth` off (see bench.scale.Scale.seed)"
         )
 
+    def first_pass(self) -> None:
+        """Wait until the broker has run every replication once: nothing due, and no run
+        started over `SETTLED_SAMPLES` looks in a row."""
+        self.progress.detail("the broker's first pass: every replication once")
+        cpu_couch, cpu_broker = self.couchdb.cpu_seconds(), self.brokers.cpu_seconds()
+        started, seen, quiet = time.monotonic(), None, 0
+        while quiet < SETTLED_SAMPLES:
+            time.sleep(5)
+            metrics = self.call("GET", "/metrics").text
+            ran = metric(metrics, "sharing_broker_replication_runs_total")
+            due = metric(metrics, "sharing_broker_replications_due")
+            quiet = quiet + 1 if due == 0 and ran == seen else 0
+            seen = ran
+            self.progress.detail(f"first pass: {ran:.0f} runs, {due:.0f} due")
+        seconds = time.monotonic() - started - 5 * SETTLED_SAMPLES
+        couch_cpu = 100 * (self.couchdb.cpu_seconds() - cpu_couch) / seconds
+        broker_cpu = 100 * (self.brokers.cpu_seconds() - cpu_broker) / seconds
+        spared = metric(metrics, "sharing_broker_replication_runs_spared_total")
+        self.line(
+            f"- the broker's first pass (nothing saved: every replication swept once):"
+            f" {seen:.0f} runs and {spared:.0f} spared in {seconds:.0f} s; CPU CouchDB"
+            f" {couch_cpu:.0f}%, broker {broker_cpu:.0f}%"
+        )
+
     def grow_to(self, count: int) -> None:
         first = len(self.pairs)
         started = time.monotonic()
@@ -283,6 +310,7 @@ class Scale:
                             lags[doc_id] = (share, time.monotonic() - written)
                 time.sleep(0.05)
 
+        runs_before = self.runs_started() if self.args.mode == "on_change" else 0.0
         end = time.monotonic() + self.args.minutes * 60
         checker = threading.Thread(target=check, daemon=True)
         checker.start()
@@ -329,15 +357,13 @@ class Scale:
             share, lag = worst[1]
             owner, recipient = self.pairs[share]
             self.line(f"- slowest share: {owner} → {recipient}, {lag:.2f} s")
-        runs = re.search(
-            r"^sharing_broker_replication_runs_total (\S+)",
-            self.call("GET", "/metrics").text,
-            re.M,
-        )
-        if runs and self.args.mode == "on_change":
-            self.line(
-                f"- on-change runs started since the broker began: {float(runs.group(1)):.0f}"
-            )
+        if self.args.mode == "on_change":
+            runs = self.runs_started() - runs_before
+            self.line(f"- on-change runs started during the load and its grace: {runs:.0f}")
+
+    def runs_started(self) -> float:
+        metrics = self.call("GET", "/metrics").text
+        return metric(metrics, "sharing_broker_replication_runs_total")
 
     def stop(self) -> None:
         if self.broker is not None:
@@ -346,6 +372,12 @@ class Scale:
             self.cluster.stop()
         elif hasattr(self.couch, "stop"):
             self.couch.stop()
+
+
+def metric(text: str, name: str) -> float:
+    """A metric's value in the broker's `/metrics`; 0 when it has none yet."""
+    found = re.search(rf"^{name} (\S+)", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def main() -> None:
@@ -373,6 +405,8 @@ def main() -> None:
         if args.seed:
             scale.seed(args.shares)
             scale.start_broker()
+            if args.mode == "on_change":
+                scale.first_pass()
         else:
             scale.start_broker()
             if args.baseline:
