@@ -13,6 +13,7 @@ import pytest
 import responses
 
 from service.couch import CouchClient, CouchUnavailable
+from service.metrics import REPLICATIONS_DUE
 from service.sharing.core.sites import Site, Sites
 from service.sharing.watching import runs as runs_module
 from service.sharing.watching.checkpoints import Checkpoints
@@ -513,11 +514,12 @@ def test_a_sweep_waits_behind_changes_and_takes_a_quarter_of_the_runs(mock, work
     assert runs.run({"owner-7"}) == [doc_id(7)]  # one sweep run at a time
     assert runs.run({"owner-8"}) == [doc_id(8)]
     assert runs.run({"owner-6"}) == []  # four run
+    assert REPLICATIONS_DUE._value.get() == 4  # 6 and the sweep's 2, 3 and 4
     workers.finish()  # each run that ends frees a slot: the write's first, then the sweep's
 
     order = ["owner-5", "owner-1", "owner-7", "owner-8", "owner-6", "owner-2", "owner-3"]
     assert server.run_ids() == [*order, "owner-4"]
-    assert not runs.pending
+    assert not runs.pending and REPLICATIONS_DUE._value.get() == 0
 
 
 def test_a_doc_another_pass_read_first_still_runs(mock, workers):

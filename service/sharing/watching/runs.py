@@ -158,8 +158,6 @@ class RunOnChange:
         for site in self.sites:
             self._check_jitter(site.name)
             started += self._start_on(site.name)
-        with self._lock:
-            REPLICATIONS_DUE.set(len(self._due) + len(self._swept))
         return started
 
     def _save_or_load_position(self) -> None:
@@ -188,6 +186,7 @@ class RunOnChange:
             room = min(self.max_runs - running - len(starting), self._sweep_runs() - sweeping)
             swept = self._take(self._swept, home, room)
             self._sweeping.update(swept)
+            REPLICATIONS_DUE.set(len(self._due) + len(self._swept))
         for key in starting + swept:
             self.launch(lambda key=key: self._work(key))
         return [doc_id for _, doc_id in starting + swept]
