@@ -8,6 +8,8 @@ so two creates of a pair write one share; a stop wins over a change; a lease has
 The same races, run for real through two nodes, are in `test_cluster.py`.
 """
 
+import time
+
 import pytest
 
 from service.couch import CouchClient
@@ -15,9 +17,11 @@ from service.sharing.core.lease import Lease
 from service.sharing.core.model import next_share_id
 from service.sharing.core.seal import Seal
 from service.sharing.core.store import StateStore
+from service.sharing.watching.followers import one_pass
 from tests.helpers import create_share, wait_for_docs
 from tests.servers.demo import ALICE, BOB
 from tests.test_reconcile import reconcile
+from tests.test_runs import Updates
 
 pytestmark = pytest.mark.couchdb
 
@@ -142,3 +146,21 @@ def test_a_key_both_replicas_claimed_keeps_one_answer(app, couch, settings):
     kept = couch.get(f"{settings.state_db}/idempotency:test", conflicts="true")
     assert (kept["state"], kept["response"]) == ("done", first)
     assert "_conflicts" not in kept
+
+
+def test_a_followers_pass_longer_than_its_lease_keeps_it(couch, settings, client):
+    """A first pass over thousands of databases outlasts the lease: it is renewed while
+    the pass goes on, so no other replica starts the same work beside it."""
+    admin = CouchClient(couch.url, *couch.admin)
+    holder, other = (Lease(admin, settings.state_db, "test-followers", 1.5) for _ in range(2))
+    taken_meanwhile = []
+
+    class Slow:
+        def run(self, changed):
+            time.sleep(3)  # twice the lease
+            taken_meanwhile.append(other.take())
+
+    one_pass([Slow()], holder, Updates(set()))
+
+    assert taken_meanwhile == [False]
+    assert holder.take() is True

@@ -445,7 +445,14 @@ class Updates:
 
 
 class Held:
+    """A lease this process holds throughout."""
+
+    lease_id, seconds = "held", 30.0
+
     def hold(self) -> bool:
+        return True
+
+    def renew(self) -> bool:
         return True
 
 

@@ -6,7 +6,7 @@ import time
 
 from service.couch import CouchError, CouchUnavailable
 from service.metrics import FOLLOWERS_UNKNOWN_SERVERS
-from service.sharing.core.lease import Lease
+from service.sharing.core.lease import Lease, renewed
 from service.sharing.core.store import StateStore
 from service.sharing.watching.updates import DatabaseUpdates
 
@@ -81,17 +81,18 @@ def one_pass(passes: list, lease: Lease, updates: DatabaseUpdates, wait: float =
     except (CouchError, CouchUnavailable) as exc:
         log.warning("followers lease not taken: %s", exc)
         return False
-    changed = updates.changed(wait)
-    dealt_with = changed is not None
-    for follower in passes:
-        try:
-            follower.run(changed)
-        except (CouchError, CouchUnavailable) as exc:
-            dealt_with = False
-            log.warning("%s pass failed: %s", type(follower).__name__, exc)
-        except Exception:  # a bug in one pass must not stop the loop for good
-            dealt_with = False
-            log.exception("%s pass failed", type(follower).__name__)
+    with renewed(lease):
+        changed = updates.changed(wait)
+        dealt_with = changed is not None
+        for follower in passes:
+            try:
+                follower.run(changed)
+            except (CouchError, CouchUnavailable) as exc:
+                dealt_with = False
+                log.warning("%s pass failed: %s", type(follower).__name__, exc)
+            except Exception:  # a bug in one pass must not stop the loop for good
+                dealt_with = False
+                log.exception("%s pass failed", type(follower).__name__)
     if dealt_with and not any(getattr(follower, "pending", False) for follower in passes):
         updates.settled()  # the on-change runs and the rule follower keep work over
     return changed is not None
