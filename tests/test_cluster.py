@@ -322,12 +322,22 @@ def test_two_changes_of_one_share_through_two_replicas_one_wins(
                 raise AssertionError(f"{exc}; found {seen[-1]}") from None
     now = admin_client(replicas[1]).get(f"/v1/shares/{share['id']}").json
     assert now["collections"] == won["collections"]
-    doc_id = now["replications"][0]["id"]
-    for node in cluster.nodes:
-        doc = node.get(f"_replicator/{doc_id}", conflicts="true")
-        assert won["collections"][0] in str(doc["selector"])
-        assert changes[1 - changes.index(won["collections"])][0] not in str(doc["selector"])
-        assert "_conflicts" not in doc
+    doc_id, lost = now["replications"][0]["id"], changes[1 - changes.index(won["collections"])]
+    found = []
+
+    def one_scope_everywhere() -> bool:  # the nodes' copies of `_replicator` sync in a while
+        found[:] = [node.get(f"_replicator/{doc_id}", conflicts="true") for node in nodes]
+        return all(
+            won["collections"][0] in str(doc["selector"])
+            and lost[0] not in str(doc["selector"])
+            and "_conflicts" not in doc
+            for doc in found
+        )
+
+    try:
+        wait_for(one_scope_everywhere, "the winner's scope alone in _replicator on every node")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; found {[d['selector'] for d in found]}") from None
 
 
 def test_on_change_mode_on_a_cluster_is_ready(cluster):
