@@ -275,6 +275,24 @@ def test_admin_actions_are_audited_with_the_token_label(couch, settings, people)
     assert ADMIN_TOKEN not in str(events)
 
 
+@pytest.mark.couchdb
+def test_a_create_whose_record_is_refused_at_the_end_tells_no_ok(
+    client, couch, settings, registered
+):
+    """The record and both outcomes are one write; a refused record takes both back."""
+    refuse_active = (
+        "function (doc) { if (doc.type === 'share' && doc.status === 'active') {"
+        " throw({forbidden: 'not today'}); } }"
+    )
+    couch.put(f"{settings.state_db}/_design/refuse", {"validate_doc_update": refuse_active})
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    answer = client.post("/v1/shares", json=INVITE | {"auto_accept": True}, headers=headers)
+    assert answer.status_code == 502, answer.get_json()
+    (share,) = client.get("/v1/shares", headers=headers).get_json()["items"]
+    events = client.get(f"/v1/shares/{share['id']}/events", headers=headers).get_json()["items"]
+    assert [(e["action"], e["outcome"]) for e in events] == [("create", "failed: CouchDB error")]
+
+
 def test_the_authsession_cookie_works_like_basic(app, couch, people):
     name, password = people["alice"]
     login = couch.request("POST", "_session", json={"name": name, "password": password})

@@ -407,14 +407,14 @@ class StateStore:
         found = self._fetch([Share.doc_id(i) for i in sorted(share_ids)])
         return {s.id: s for s in map(Share.from_doc, self._sealed(found))}
 
-    def save_share(self, share: Share, event: Event | None = None) -> Share:
-        """Write the record, and `event` with it in one request; a stale `_rev` raises
-        PreconditionFailed (and the event is taken back)."""
+    def save_share(self, share: Share, *events: Event) -> Share:
+        """Write the record, and `events` with it in one request; a stale `_rev` raises
+        PreconditionFailed (and the events are taken back)."""
         try:
-            if event is None:
+            if not events:
                 share.rev = self._put_sealed(Share.doc_id(share.id), share.to_doc())
             else:
-                share.rev = self._put_sealed_with_event(share.to_doc(), event)
+                share.rev = self._put_sealed_with_event(share.to_doc(), *events)
         except DocumentConflict:
             raise PreconditionFailed(f"share {share.id} was changed meanwhile") from None
         return share
@@ -666,28 +666,28 @@ class StateStore:
         sealed = self.seal.signed(doc)
         return self._settle_seal(sealed, self.couch.put(self.db, doc_id, json=sealed)["rev"])
 
-    def _put_sealed_with_event(self, doc: dict, event: Event) -> str:
-        """Write `doc` sealed, and `event` with it in one request; return the doc's new
+    def _put_sealed_with_event(self, doc: dict, *events: Event) -> str:
+        """Write `doc` sealed, and `events` with it in one request; return the doc's new
         revision (see `_write_with_event`)."""
         sealed = self.seal.signed(doc)
-        return self._settle_seal(sealed, self._write_with_event(sealed, event))
+        return self._settle_seal(sealed, self._write_with_event(sealed, *events))
 
-    def _write_with_event(self, doc: dict, event: Event) -> str:
-        """Write `doc` and `event` in one request; return the doc's new revision. A refused
-        doc takes its event back, which would tell of an outcome that did not happen; a
+    def _write_with_event(self, doc: dict, *events: Event) -> str:
+        """Write `doc` and `events` in one request; return the doc's new revision. A refused
+        doc takes its events back, which would tell of outcomes that did not happen; a
         conflict raises DocumentConflict."""
-        record, written = self.couch.post(
-            self.db, "_bulk_docs", json={"docs": [doc, event.to_doc()]}
-        )
+        docs = [doc, *(event.to_doc() for event in events)]
+        record, *written = self.couch.post(self.db, "_bulk_docs", json={"docs": docs})
         if not record.get("ok"):
-            if written.get("ok"):
+            for kept in (row for row in written if row.get("ok")):
                 with suppress(CouchError, CouchUnavailable):
-                    self.couch.delete(self.db, written["id"], params={"rev": written["rev"]})
+                    self.couch.delete(self.db, kept["id"], params={"rev": kept["rev"]})
             conflict = record.get("error") == "conflict"
             error, status = (DocumentConflict, 409) if conflict else (CouchError, 403)
             raise error(status, record["error"], record.get("reason", ""), f"POST /{self.db}")
-        if not written.get("ok"):
-            log.warning("%s: event %s not recorded", doc["_id"], event.action)
+        for event, row in zip(events, written, strict=True):
+            if not row.get("ok"):
+                log.warning("%s: event %s not recorded", doc["_id"], event.action)
         return record["rev"]
 
     def _settle_seal(self, sealed: dict, rev: str) -> str:

@@ -121,7 +121,7 @@ class LifecycleBase:
         share.updated_at = now_iso()
         if trail is None:
             return self.store.save_share(share)
-        self.store.save_share(share, trail.event("ok"))
+        self.store.save_share(share, *trail.outcomes("ok"))
         trail.recorded = True
         return share
 
@@ -137,6 +137,11 @@ class Trail:
     recipient: str = ""
     role: str = ""
     recorded: bool = False  # its outcome is written
+    on_behalf: tuple[str, ...] = ()  # further actions it takes for the other party
+
+    def outcomes(self, outcome: str) -> list[Event]:
+        """The operation's `outcome`, then the same for each action taken on behalf."""
+        return [self.event(outcome)] + [self.event(outcome, a) for a in self.on_behalf]
 
     def event(self, outcome: str, action: str = "") -> Event:
         """The outcome of this operation, or of one step of it named `action`."""

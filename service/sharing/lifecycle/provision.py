@@ -42,8 +42,8 @@ class Provisioning(Placement):
         self.store.claim_and_save(share, claim)
         with self._audit(share, "create", actor) as trail:
             if accepted:
+                trail.on_behalf = ("accept",)  # the recipient's, recorded with the create's
                 self._provision(share, None, (owner_db, recipient_db), trail)
-                self._log_event(trail.event("ok", action="accept"))  # on the recipient's behalf
         return share, by_uuid(owner_db, recipient_db)
 
     @race_is_conflict
