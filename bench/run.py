@@ -533,10 +533,15 @@ def sections(bench: "Bench", quick: bool) -> list[tuple[str, dict, object]]:
     ]
 
 
-def run_sections(bench: "Bench", quick: bool) -> list[str]:
-    """Run each section, and print its figures as soon as they are measured; a phase that
-    fails reports why, and the sections after it still run."""
-    planned = sections(bench, quick)
+def run_sections(bench: "Bench", quick: bool, only: list[str]) -> list[str]:
+    """Run each section (those whose title starts with one of `only`, if given), and print
+    its figures as soon as they are measured; a phase that fails reports why, and the
+    sections after it still run."""
+    planned = [
+        section
+        for section in sections(bench, quick)
+        if not only or section[0].startswith(tuple(only))
+    ]
     total, index, report = sum(len(phases) for _, phases, _ in planned), 0, []
     for title, phases, render in planned:
         results, failed = {}, None
@@ -561,14 +566,24 @@ def run_sections(bench: "Bench", quick: bool) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TITLE",
+        help="run only the sections whose title starts so (operations, 8 concurrent, end to"
+        " end, growth, fan-out); may be given again",
+    )
     report_arguments(parser)
     args = parser.parse_args()
+    if args.only and args.results:
+        parser.error("--results records a whole run: leave out --only")
     progress = Progress()
     progress.detail("setup: CouchDB, 40 databases, the broker under gunicorn")
     bench = Bench(samples=15 if args.quick else 60, disposable=args.disposable, progress=progress)
     described = machine(bench.couch)
     try:
-        report = run_sections(bench, args.quick)
+        report = run_sections(bench, args.quick, args.only)
     finally:
         bench.stop()
     if args.results:
