@@ -430,6 +430,27 @@ def test_a_server_that_holds_runs_back_is_named_once(mock, workers, caplog, answ
     assert len(warnings) == (1 if warned else 0)
 
 
+@pytest.mark.parametrize(
+    ("upgrade", "rounds", "warned"),
+    [(404, 404, True), ("true", "600000", True), ("false", "600000", False), ("true", "10", False)],
+)
+def test_a_server_that_hashes_share_passwords_again_is_named_once(
+    mock, workers, caplog, upgrade, rounds, warned
+):
+    Scripted(mock, [replicator_doc(1)])
+    unset = {"error": "not_found", "reason": "unknown_config_value"}
+    for key, answer in (("upgrade_hash_on_auth", upgrade), ("iterations", rounds)):
+        config = f"{URL}/_node/_local/_config/chttpd_auth/{key}"
+        mock.get(config, **({"status": 404, "json": unset} if answer == 404 else {"json": answer}))
+    runs = runs_over(workers)
+
+    runs.run({"owner-1"})
+    runs.run({"owner-1"})
+
+    warnings = [r for r in caplog.records if "upgrade_hash_on_auth" in r.getMessage()]
+    assert len(warnings) == (1 if warned else 0)
+
+
 class Updates:
     """`DatabaseUpdates` as the followers loop sees it: what changed, and what it settled."""
 

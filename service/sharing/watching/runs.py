@@ -36,9 +36,7 @@ scope: it is never run as it is. Its share's replicator docs are first written a
 record wants them (`restore`), and it runs once that is done. So is a doc that is not held
 (written in continuous mode, or by a broker that let CouchDB run its one-shot docs).
 
-CouchDB holds every job back a random while before it starts, up to `[replicator]
-startup_jitter` (5 s by default), which is every run's lag here: a server that keeps it
-above `JITTER_WARNING_MS` is named in the log once.
+A server whose settings make every run dearer is named in the log once (`server_checks`).
 """
 
 import itertools
@@ -55,10 +53,9 @@ from service.sharing.placing.replicator import REPLICATOR_DB, is_held, redacted,
 from service.sharing.watching.carried import Carried
 from service.sharing.watching.checkpoints import Checkpoints
 from service.sharing.watching.replications import Key, Replications
+from service.sharing.watching.server_checks import ServerChecks
 
 log = logging.getLogger(__name__)
-JITTER_WARNING_MS = 1000
-COUCHDB_JITTER_MS = 5000  # CouchDB's default `startup_jitter`
 RUN_SECONDS = 600.0  # the longest a run is waited for; a longer one is run again later
 RETRY_SECONDS = 5.0
 LONGEST_RETRY_SECONDS = 300.0
@@ -110,7 +107,7 @@ class RunOnChange:
         self._failing: dict[Key, tuple[str, float, float]] = {}  # error, backoff, retry at
         self._last_sweep = float("-inf")
         self._saved_at: float | None = None  # None: the saved position is not read yet
-        self._jitter_checked: set[str] = set()
+        self._checks = ServerChecks()
 
     @property
     def pending(self) -> bool:
@@ -156,7 +153,7 @@ class RunOnChange:
             self._swept.update(dict.fromkeys(key for key in swept if key not in fresh))
         started = []
         for site in self.sites:
-            self._check_jitter(site.name)
+            self._checks.check_once(site.name, site.couch)
             started += self._start_on(site.name)
         return started
 
@@ -297,24 +294,3 @@ class RunOnChange:
         except (CouchError, CouchUnavailable, SharingError) as exc:
             log.warning("share %s: replicator doc not restored: %s", share_id, exc)
             return True  # tried again on the next pass
-
-    def _check_jitter(self, home: str) -> None:
-        """Warn once if the server holds runs back longer than `JITTER_WARNING_MS`."""
-        if home in self._jitter_checked:
-            return
-        couch = self.sites[home].couch
-        try:
-            value = couch.get("_node", "_local", "_config", "replicator", "startup_jitter")
-        except NotFound:
-            value = COUCHDB_JITTER_MS
-        except (CouchError, CouchUnavailable):
-            value = None  # a server that hides its settings: nothing to say
-        self._jitter_checked.add(home)
-        jitter = int(value) if str(value).isdigit() else 0
-        if jitter > JITTER_WARNING_MS:
-            log.warning(
-                "server %s: [replicator] startup_jitter is %d ms, so each on-change run waits"
-                " up to that long to start; set it to 100 or less",
-                home,
-                jitter,
-            )
