@@ -1,7 +1,11 @@
 """What one replication run costs, by the way it is started (#29, "measure first"): a
-one-shot `_replicator` doc written again, as on-change mode does today, against a
-transient `POST /_replicate`, which leaves no doc for the replicator to write a run's end
-into.
+one-shot `_replicator` doc written again, against a transient `POST /_replicate`, which
+leaves no doc for the replicator to write a run's end into.
+
+Then what a transient run costs when it logs in as a share user whose login CouchDB no
+longer keeps (`[couch_passwords_cache] max_idle`, 10 minutes): the password hashed at the
+server's rounds, as `upgrade_hash_on_auth` leaves it after the first login, against the
+broker's own `SHARE_USER_ITERATIONS`. Each such run is a new user's first.
 
 Each run follows one new doc written to the source, and carries it with a selector, as a
 share's does. CouchDB's CPU is read from /proc for the server the bench starts.
@@ -17,8 +21,13 @@ import uuid
 from pathlib import Path
 
 from bench.run import percentile
-from bench.scale import couchdb_processes
+from bench.scale import Processes, couchdb_processes
 from bench.stack import report_arguments, start_couchdb, stop_couchdb
+from service.sharing.placing.credentials import (
+    SHARE_USER_ITERATIONS,
+    hashed_password,
+    new_password,
+)
 from tests.servers.admin import AdminHttp
 
 SOURCE, TARGET = "runs-bench-source", "runs-bench-target"
@@ -95,6 +104,40 @@ def transient(couch: AdminHttp, runs: int) -> list[float]:
     return times
 
 
+def cold_logins(
+    couch: AdminHttp, cpu: Processes, runs: int, rehashed: bool
+) -> tuple[list[float], float]:
+    """A transient run as a new user each time, with its password hashed by CouchDB at its
+    own rounds (`rehashed`) or by the broker; the times, and CouchDB's CPU seconds during
+    the runs alone (the users are written, and removed, outside them)."""
+    times, spent = [], 0.0
+    for _ in range(runs):
+        name, password = f"runs-bench-{uuid.uuid4().hex[:12]}", new_password()
+        hashed = {"password": password} if rehashed else hashed_password(password)
+        couch.put(
+            f"_users/org.couchdb.user:{name}", {"name": name, "type": "user", "roles": [], **hashed}
+        )
+        for db in (SOURCE, TARGET):
+            security = couch.get(f"{db}/_security")
+            security.setdefault("members", {}).setdefault("names", []).append(name)
+            couch.put(f"{db}/_security", security)
+        credentials = {"auth": {"basic": {"username": name, "password": password}}}
+        body = {
+            "source": {"url": f"{couch.url}/{SOURCE}", **credentials},
+            "target": {"url": f"{couch.url}/{TARGET}", **credentials},
+            "selector": SELECTOR,
+        }
+        doc_id = new_item(couch)
+        before, started = cpu.cpu_seconds(), time.perf_counter()
+        couch.request("POST", "_replicate", json=body).raise_for_status()
+        times.append((time.perf_counter() - started) * 1000)
+        spent += cpu.cpu_seconds() - before
+        couch.delete_doc("_users", f"org.couchdb.user:{name}")
+        if not arrived(couch, doc_id):
+            raise RuntimeError(f"{doc_id} not at the target after its transient run")
+    return times, spent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="runs per way")
@@ -123,6 +166,18 @@ def main() -> None:
             report.append(
                 f"| {name} | {percentile(times, 50):.0f} / {percentile(times, 95):.0f} ms"
                 f" | {per_run:.0f} ms |"
+            )
+            print(report[-1], flush=True)
+        couch.set_config("chttpd_auth", "upgrade_hash_on_auth", "false")  # kept as written
+        rounds = couch.get("_node/_local/_config/chttpd_auth").get("iterations", "600000")
+        for name, rehashed in (
+            (f"`POST /_replicate`, a cold login, hash at the server's {rounds} rounds", True),
+            (f"`POST /_replicate`, a cold login, hash at {SHARE_USER_ITERATIONS} rounds", False),
+        ):
+            times, spent = cold_logins(couch, cpu, args.runs, rehashed)
+            report.append(
+                f"| {name} | {percentile(times, 50):.0f} / {percentile(times, 95):.0f} ms"
+                f" | {spent / args.runs * 1000:.0f} ms |"
             )
             print(report[-1], flush=True)
     finally:
