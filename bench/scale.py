@@ -212,9 +212,9 @@ class Scale:
         )
         seeder = Seeder(self.couch, STATE_DB, Seal(served.record_key), "scale")
         Broker.from_settings(served).store.ensure()  # its indexes
-        # Seeded users carry the broker's own cheap hash. CouchDB 3.4+ would hash each again
-        # at 600,000 rounds on its first login, which a deployment that has run a while has
-        # long done: the load would pay it once per share. Not measured here.
+        # Seeded users carry the broker's own cheap hash, and keep it, as deploy.md advises:
+        # with the upgrade on, CouchDB would hash each again at 600,000 rounds on its first
+        # login, and then every run after 10 idle minutes would verify that (bench/runs.py).
         for node in self.nodes:
             node.set_config("chttpd_auth", "upgrade_hash_on_auth", "false")
         started = time.monotonic()
