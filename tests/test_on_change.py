@@ -320,7 +320,6 @@ def test_a_restarted_follower_reads_db_updates_on_from_where_the_last_one_left(a
     """So a restart or a new lease holder runs what moved meanwhile, not every share."""
     broker = app.extensions["sharing_broker"]
     before = broker.database_updates()
-    before.save_seconds = 0
     assert before.changed() is None  # the very first look only learns where the feed is
     before.changed()
     before.settled()  # the passes dealt with what it returned: saved
@@ -346,7 +345,6 @@ def test_a_restarted_follower_runs_what_was_written_or_moved_meanwhile(
     broker = app.extensions["sharing_broker"]
     bob, carol = create_share(client, **RW), share_with_carol(client, people)
     before = broker.on_change_runs(broker.replications(), launch=lambda work: work())
-    before.save_seconds = 0
     assert len(before.run(None)) == 3  # nothing saved yet: each runs once
     before.run(set())  # nothing left to do: saved
     etag = client.get(f"/v1/shares/{carol['id']}").headers["ETag"]

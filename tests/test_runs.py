@@ -145,16 +145,9 @@ def runs_over(
         return True
 
     replications = Replications(sites, BROKER)
-    positions = Checkpoints(couch, BROKER, REPLICATOR_CHECKPOINT_ID)
+    positions = Checkpoints(couch, BROKER, REPLICATOR_CHECKPOINT_ID, every=save_seconds)
     return RunOnChange(
-        sites,
-        replications,
-        max_runs,
-        restore,
-        positions,
-        sweep_seconds,
-        workers.launch,
-        save_seconds,
+        sites, replications, max_runs, restore, positions, sweep_seconds, workers.launch
     )
 
 
@@ -530,6 +523,23 @@ def test_the_position_is_saved_once_nothing_is_left_to_do(mock, workers):
     assert server.saved == {"default": "2"}
     server.write(replicator_doc(3))
     assert runs_over(workers).run(set()) == [doc_id(3)]  # a new process: the new doc only
+
+
+def test_a_position_is_saved_at_most_every_so_often(mock, workers):
+    """Positions move with every pass: one save now, the next once `every` has passed."""
+    server = Scripted(mock, [replicator_doc(n) for n in range(1, 4)], saved=1)
+    runs = runs_over(workers, save_seconds=3600)
+    runs.run(set())  # reads the saved position: docs 2 and 3 were written since
+    workers.finish()
+    runs.run(set())  # nothing left to do: saved, the first time in this process
+
+    assert server.saved == {"default": "3"}
+    server.write(replicator_doc(2))  # written again
+    runs.run({"_replicator"})
+    workers.finish()
+    runs.run(set())  # nothing left to do again, but within the hour: not saved
+
+    assert server.saved == {"default": "3"}
 
 
 def test_a_sweep_waits_behind_changes_and_takes_a_quarter_of_the_runs(mock, workers):

@@ -25,7 +25,7 @@ most once every `sweep_seconds`. Such a sweep waits behind the runs that changes
 and takes at most a quarter of `max_runs` (`SWEEP_SHARE`), so it never holds up a write.
 
 How far `_replicator` had been read when the runs last had nothing left to do is saved in
-the state database (`REPLICATOR_CHECKPOINT_ID`), at most every `save_seconds`. A restarted
+the state database (`REPLICATOR_CHECKPOINT_ID`), at most every `Checkpoints.every`. A restarted
 process (or a replica taking over the lease) runs the docs written since then, and the
 replications whose sources move: not every one. Where nothing was saved (the first start
 of on-change mode over existing shares), every replication runs once, as a sweep.
@@ -80,7 +80,6 @@ class RunOnChange:
         checkpoints: Checkpoints,
         sweep_seconds: float = 60.0,
         launch: Callable[[Callable[[], None]], None] = in_a_thread,
-        save_seconds: float = 30.0,
     ):
         """`restore(share_id)` writes the share's replicator docs as its record wants them,
         and says whether it did: it does not while a change of the share is in progress.
@@ -93,7 +92,6 @@ class RunOnChange:
         self.checkpoints = checkpoints
         self.sweep_seconds = sweep_seconds
         self.launch = launch
-        self.save_seconds = save_seconds
         self._couches = {
             site.name: site.couch.patient(RUN_SECONDS, connections=max_runs) for site in sites
         }
@@ -106,7 +104,7 @@ class RunOnChange:
         self._next_pass: dict[Key, None] = {}  # due from the next pass on, not before
         self._failing: dict[Key, tuple[str, float, float]] = {}  # error, backoff, retry at
         self._last_sweep = float("-inf")
-        self._saved_at: float | None = None  # None: the saved position is not read yet
+        self._position_read = False
         self._checks = ServerChecks()
 
     @property
@@ -159,18 +157,15 @@ class RunOnChange:
 
     def _save_or_load_position(self) -> None:
         """Read the saved `_replicator` position before the first look; after that, save
-        where it was read to when nothing is left to do, at most every `save_seconds`."""
-        try:
-            if self._saved_at is None:
+        where it was read to when nothing is left to do, now and then (`Checkpoints.every`)."""
+        if not self._position_read:
+            try:
                 self.replications.start_from(self.checkpoints.load())
-                self._saved_at = time.monotonic()
-                return
-            settled = not self.pending and not self.replications.untaken
-            if settled and time.monotonic() - self._saved_at >= self.save_seconds:
-                self._saved_at = time.monotonic()
-                self.checkpoints.save(self.replications.positions())
-        except (CouchError, CouchUnavailable) as exc:
-            log.warning("_replicator position not read or saved: %s", exc)
+                self._position_read = True
+            except (CouchError, CouchUnavailable) as exc:
+                log.warning("_replicator position not read: %s", exc)
+        elif not self.pending and not self.replications.untaken:
+            self.checkpoints.save_when_due(self.replications.positions())
 
     def _start_on(self, home: str) -> list[str]:
         """Start a worker for each replication due on this server, the longest due first,

@@ -6,7 +6,7 @@ One request a server a pass, whatever the number of databases, so the followers 
 the followers read every feed.
 
 How far the passes have dealt with each feed (`settled`) is saved in the state database,
-at most every `save_seconds`, so a restarted process (or a replica taking over the lease)
+at most every `Checkpoints.every`, so a restarted process (or a replica taking over the lease)
 reads on from there rather than from nothing: a rolling deploy does not make every share's
 replication run again in on-change mode, and a run still due when a process stops is due
 again in the next. Saving less often only shows some changes twice.
@@ -17,7 +17,6 @@ they stand.
 """
 
 import logging
-import time
 
 from service.couch import CouchClient, CouchError, CouchUnavailable
 from service.sharing.core.model import place
@@ -31,12 +30,10 @@ DB_UPDATES_CHECKPOINT_ID = "db-updates-checkpoints"
 class DatabaseUpdates:
     """How far each server's `_db_updates` has been read, kept in `checkpoints`."""
 
-    def __init__(self, sites: Sites, checkpoints: Checkpoints, save_seconds: float = 30.0):
+    def __init__(self, sites: Sites, checkpoints: Checkpoints):
         self.sites = sites
         self.checkpoints = checkpoints
-        self.save_seconds = save_seconds
         self._since: dict[str, object] | None = None
-        self._saved_at = float("-inf")
 
     def changed(self, wait: float = 0.0) -> set[str] | None:
         """The places (see `model.place`) of the databases updated since the last call;
@@ -61,14 +58,9 @@ class DatabaseUpdates:
 
     def settled(self) -> None:
         """The passes have dealt with every change returned so far, and have nothing left
-        to do for them: save where the feeds stand, if `save_seconds` have passed."""
-        if self._since is None or time.monotonic() - self._saved_at < self.save_seconds:
-            return
-        self._saved_at = time.monotonic()
-        try:
-            self.checkpoints.save(dict(self._since))
-        except (CouchError, CouchUnavailable) as exc:
-            log.warning("_db_updates checkpoints not saved: %s", exc)
+        to do for them: save where the feeds stand, now and then (`Checkpoints.every`)."""
+        if self._since is not None:
+            self.checkpoints.save_when_due(dict(self._since))
 
     def _changed_on(self, server: str, couch: CouchClient, wait: float) -> set[str] | None:
         try:
