@@ -168,11 +168,17 @@ class Bench:
             floor["revoke"].append(timed(lambda k=key, p=pair: self.floor.revoke(k, *p)))
             self.free_pairs.append(pair)
         invites = [self.create(pair, auto_accept=False) for pair in self.take_pairs(n)]
-        for item in invites:
+        floor["accept"], floored = [], []
+        for item in invites:  # accepting makes the same writes as creating: the floor's
             found["accept"].append(timed(lambda c=item: self.accept(c)))
+            key, floor_pair = uuid.uuid4().hex, self.free_pairs.popleft()
+            floor["accept"].append(timed(lambda k=key, p=floor_pair: self.floor.create(k, *p)))
+            floored.append((key, floor_pair))
         for item in invites:
             self.revoke(item)
-        floor["accept"] = floor["create"]  # accepting makes the same writes as creating
+        for key, pair in floored:
+            self.floor.revoke(key, *pair)
+            self.free_pairs.append(pair)
         return {"broker": found, "floor": floor}
 
     def throughputs(self, clients: int) -> dict[str, float]:
