@@ -35,8 +35,9 @@ SELECTOR = {"type": "item", "data.collection_id": "c0ll-runs"}
 RUN_DOC = "runs-bench"
 
 
-def endpoint(couch: AdminHttp, db: str) -> dict:
-    name, password = couch.admin
+def endpoint(couch: AdminHttp, db: str, user: tuple[str, str] | None = None) -> dict:
+    """`db` as a replication endpoint, logging in as `user` (the admin if none)."""
+    name, password = user or couch.admin
     return {"url": f"{couch.url}/{db}", "auth": {"basic": {"username": name, "password": password}}}
 
 
@@ -121,10 +122,10 @@ def cold_logins(
             security = couch.get(f"{db}/_security")
             security.setdefault("members", {}).setdefault("names", []).append(name)
             couch.put(f"{db}/_security", security)
-        credentials = {"auth": {"basic": {"username": name, "password": password}}}
+        user = (name, password)
         body = {
-            "source": {"url": f"{couch.url}/{SOURCE}", **credentials},
-            "target": {"url": f"{couch.url}/{TARGET}", **credentials},
+            "source": endpoint(couch, SOURCE, user),
+            "target": endpoint(couch, TARGET, user),
             "selector": SELECTOR,
         }
         doc_id = new_item(couch)
